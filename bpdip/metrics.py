@@ -1,0 +1,70 @@
+"""PSNR and SSIM as PROTOCOL "Optimisation and measurement" defines them.
+
+PSNR: RGB, [0, 1], data range 1, no border crop, no Y channel.
+SSIM: scikit-image's ``structural_similarity`` defaults over RGB (7x7 uniform window,
+sample covariance, K1 = 0.01, K2 = 0.03). The paper's old scikit-image used
+data_range = 2 for float images; we report both that variant and data_range = 1.
+
+``psnr``/``ssim`` here are torch ports that run on the training device (no copy to the
+CPU), in float64. scikit-image filters with a reflect-padded uniform filter and then
+drops a (win_size - 1) // 2 border before averaging; a valid-only 7x7 average pooling
+computes the same numbers. ``tests/test_metrics.py`` checks them against scikit-image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+WIN_SIZE = 7
+K1, K2 = 0.01, 0.03
+
+
+def _as_batch(x: torch.Tensor) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    return (x[None] if x.ndim == 3 else x).to(torch.float64)
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """10 log10(R^2 / MSE) per sample, for (B, C, H, W) or (C, H, W) tensors."""
+    x, ref = _as_batch(x), _as_batch(ref)
+    mse = (x - ref).square().mean(dim=(-3, -2, -1))
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM per sample, averaged over channels, equal to scikit-image's defaults."""
+    x, ref = _as_batch(x), _as_batch(ref)
+    b, c, h, w = x.shape
+    if min(h, w) < WIN_SIZE:
+        raise ValueError(f"SSIM needs images of at least {WIN_SIZE}x{WIN_SIZE}, got {h}x{w}")
+    x, ref = x.reshape(b * c, 1, h, w), ref.expand(b, c, h, w).reshape(b * c, 1, h, w)
+    stats = F.avg_pool2d(torch.cat([x, ref, x * x, ref * ref, x * ref], dim=1), WIN_SIZE, stride=1)
+    ux, uy, uxx, uyy, uxy = stats.unbind(dim=1)
+    cov_norm = WIN_SIZE**2 / (WIN_SIZE**2 - 1)  # sample covariance, skimage's default
+    vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.reshape(b, c, -1).mean(dim=(1, 2))
+
+
+def quality(x: torch.Tensor, ref: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The three numbers logged along a run, for the clipped output ``x``."""
+    x = x.clamp(0.0, 1.0)
+    return {
+        "psnr": psnr(x, ref),
+        "ssim": ssim(x, ref, data_range=1.0),
+        "ssim_dr2": ssim(x, ref, data_range=2.0),
+    }
+
+
+def psnr_skimage(x: np.ndarray, ref: np.ndarray) -> float:
+    """Reference PSNR on (H, W, C) arrays through scikit-image."""
+    return float(peak_signal_noise_ratio(ref, x, data_range=1.0))
+
+
+def ssim_skimage(x: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
+    """Reference SSIM on (H, W, C) arrays through scikit-image (its defaults)."""
+    return float(structural_similarity(ref, x, channel_axis=-1, data_range=data_range))

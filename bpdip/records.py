@@ -1,0 +1,125 @@
+"""Run records on disk: the files that let anyone rebuild Table I without W&B.
+
+A job's output directory holds (schema version 1):
+
+``metrics.csv``
+    One row per logged iteration and image, columns ``CURVE_COLUMNS``:
+    image, iteration, psnr, ssim (data range 1), ssim_dr2 (data range 2, the paper's
+    old scikit-image default), loss, seconds (wall time since the image's start).
+``summary.json``
+    ``{"schema": 1, "run": {...}, "images": {name: {...}}}`` where ``run`` holds
+    ``cell`` (kernel, noise_var, loss), ``config_hash``, ``git_commit``, ``device``,
+    ``torch_version``, ``iterations``, ``log_every``, ``status``; each image holds
+    ``status`` (complete | failed | running), ``peak_psnr``, ``peak_iteration``,
+    ``peak_ssim``, ``peak_ssim_dr2``, ``final_psnr``, ``final_ssim``, ``final_ssim_dr2``,
+    ``runtime_s``, ``iterations``.
+
+Every file is written atomically (temporary file + rename), so a killed job leaves
+either the previous version or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+SCHEMA = 1
+CURVE_COLUMNS = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
+
+
+class CorruptRecord(ValueError):
+    """A record file exists but cannot be trusted (truncated, wrong schema, bad values)."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _clean(value):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(f"{path}: {exc}") from None
+
+
+def curve_rows(image: str, curve: list[dict]) -> list[dict]:
+    """Curve records of one image as metrics.csv rows."""
+    return [{"image": image, **{k: rec.get(k) for k in CURVE_COLUMNS[1:]}} for rec in curve]
+
+
+def write_metrics_csv(path: str | Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_metrics_csv(path: str | Path) -> list[dict]:
+    """Rows of a metrics.csv with numbers parsed; raises CorruptRecord on a bad file."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != CURVE_COLUMNS:
+                raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)}")
+            rows = []
+            for row in reader:
+                if None in row.values() or None in row:
+                    raise CorruptRecord(f"{path}: truncated row {row}")
+                parsed = {"image": row["image"], "iteration": int(row["iteration"])}
+                for key in CURVE_COLUMNS[2:]:
+                    parsed[key] = float(row[key]) if row[key] not in ("", "None") else math.nan
+                rows.append(parsed)
+            return rows
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, CorruptRecord):
+            raise
+        raise CorruptRecord(f"{path}: {exc}") from None
+
+
+def image_summary(result) -> dict:
+    """The summary.json entry of one image from a :class:`bpdip.loop.Result`."""
+    peak = result.peak or {}
+    return {
+        "status": result.status,
+        "peak_psnr": peak.get("psnr"),
+        "peak_iteration": peak.get("iteration"),
+        "peak_ssim": peak.get("ssim"),
+        "peak_ssim_dr2": peak.get("ssim_dr2"),
+        "final_psnr": result.final.get("psnr"),
+        "final_ssim": result.final.get("ssim"),
+        "final_ssim_dr2": result.final.get("ssim_dr2"),
+        "runtime_s": result.runtime_s,
+        "iterations": result.iterations,
+        "error": result.error,
+    }
