@@ -1,0 +1,33 @@
+"""Shared test set-up: CPU only, quiet W&B, small threads, tiny problems."""
+
+import os
+
+# W&B never reaches the network in tests (ENVIRONMENT.md: WANDB_MODE avoids the exit-time
+# analytics call); its cache goes to a temporary place.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# Slim networks keep CPU tests fast; the paper's configuration is tested for shape/params.
+SLIM = dict(channels_down=(8, 8, 8), channels_up=(8, 8, 8), channels_skip=(2, 2, 2))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("WANDB_DIR", str(cache / "wandb"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(cache / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(cache / "wandb-config"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
