@@ -1,0 +1,64 @@
+"""Set14 shipped intact; the loader's conversions and its errors."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bpdip.data import SET14, SET14_DIR, center_crop, load_image, resolve_images
+
+
+def test_set14_checksums_match_shipped_list():
+    sums = dict(line.split()[::-1] for line in (SET14_DIR / "SHA256SUMS").read_text().splitlines())
+    assert sorted(sums) == sorted(f"{n}.png" for n in SET14)
+    for name, digest in sums.items():
+        assert hashlib.sha256((SET14_DIR / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_loader_rgb_range_and_gray_replication():
+    comic = load_image(SET14_DIR / "comic.png")
+    assert comic.shape == (361, 250, 3) and comic.dtype == np.float64
+    assert 0.0 <= comic.min() and comic.max() <= 1.0
+    raw = np.asarray(Image.open(SET14_DIR / "comic.png"), dtype=np.float64) / 255
+    np.testing.assert_array_equal(comic, raw)
+    bridge = load_image(SET14_DIR / "bridge.png")  # stored single-channel
+    assert bridge.shape == (512, 512, 3)
+    np.testing.assert_array_equal(bridge[..., 0], bridge[..., 2])
+
+
+def test_resolve_names_paths_and_folder(tmp_path):
+    refs = resolve_images(["face", "comic"])
+    assert [r.name for r in refs] == ["face", "comic"]
+    assert len(resolve_images()) == 14
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "mine.png")
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "other.bmp")
+    assert [r.name for r in resolve_images(folder=tmp_path)] == ["mine", "other"]
+    assert resolve_images([str(tmp_path / "mine.png")])[0].name == "mine"
+    assert load_image(tmp_path / "mine.png").shape == (40, 50, 3)
+
+
+def test_missing_image_names_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="'nosuch' not found.*known names: baboon"):
+        resolve_images(["nosuch"])
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        resolve_images(folder="/does/not/exist")
+
+
+def test_alpha_and_unreadable_refused(tmp_path):
+    Image.fromarray(np.zeros((40, 40, 4), np.uint8)).save(tmp_path / "rgba.png")
+    with pytest.raises(ValueError, match="alpha channel"):
+        load_image(tmp_path / "rgba.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image"):
+        load_image(tmp_path / "junk.png")
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        load_image(tmp_path / "absent.png")
+
+
+def test_center_crop():
+    img = np.arange(7 * 9 * 3, dtype=float).reshape(7, 9, 3)
+    crop = center_crop(img, (3, 4))
+    np.testing.assert_array_equal(crop, img[2:5, 2:6])
+    with pytest.raises(ValueError, match="larger than the image"):
+        center_crop(img, 8)
