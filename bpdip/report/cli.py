@@ -1,0 +1,79 @@
+"""Command line: ``python -m bpdip.report RUN_DIRS... [--out results/NAME]``.
+
+Reads every summary.json under the given directories or globs (Hydra's ``multirun/``
+and ``outputs/`` job directories, or a results store), optionally W&B runs, and writes
+Table I, the final-iteration table, the per-image table (Markdown, CSV, LaTeX) and Fig. 1
+(PNG, PDF) into the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bpdip.data import SET14
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bpdip.report",
+        description="Rebuild the paper's Table I and Fig. 1 from run records, beside the paper's numbers.")
+    p.add_argument("paths", nargs="*", metavar="RUN_DIR",
+                   help="sweep/job directories, summary.json files or glob patterns (searched recursively)")
+    p.add_argument("--wandb", metavar="ENTITY/PROJECT", action="append", default=[],
+                   help="also read the runs of this W&B project (needs network and a login)")
+    p.add_argument("--wandb-filter", metavar="JSON", default=None,
+                   help='MongoDB-style filter passed to wandb.Api().runs, e.g. \'{"group": "uniform-0.3"}\'')
+    p.add_argument("--out", "-o", default="results/report", help="output directory (default: %(default)s)")
+    p.add_argument("--images", default=None,
+                   help="images every setting should have: 'set14' or comma-separated names "
+                        "(default: every image found in the records)")
+    p.add_argument("--no-figure", action="store_true", help="skip Fig. 1")
+    args = p.parse_args(argv)
+    if not args.paths and not args.wandb:
+        p.error("give at least one run directory (e.g. multirun/2025-01-01) or --wandb ENTITY/PROJECT")
+    return args
+
+
+def image_list(spec: str | None) -> list[str] | None:
+    if spec is None:
+        return None
+    if spec.strip().lower() == "set14":
+        return list(SET14)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ValueError("--images is empty; give 'set14' or names such as face,comic")
+    return names
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from bpdip.report.build import build_report, write_report
+    from bpdip.report.sources import load_local
+
+    try:
+        jobs = load_local(args.paths) if args.paths else []
+        if args.wandb:
+            import json
+
+            from bpdip.report.wandb_source import load_wandb
+
+            filters = json.loads(args.wandb_filter) if args.wandb_filter else None
+            for project in args.wandb:
+                jobs += load_wandb(project, filters=filters)
+        images = image_list(args.images)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    inputs = list(args.paths) + [f"wandb:{w}" for w in args.wandb]
+    report = build_report(jobs, images, inputs)
+    paths = write_report(report, args.out, figure=not args.no_figure)
+    counts = {}
+    for c in report.cells:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    print(f"read {len(jobs)} job records; settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    flagged = [c for c in report.cells if c.flags and c.status != "missing"]
+    for c in flagged:
+        print(f"  {c.markers} {c.cell}: {', '.join(c.flags)} (n={len(c.used)}/{len(c.expected)})")
+    print(f"wrote {len(paths)} files to {args.out}/ (report.md lists all incomplete data)")
+    return 0

@@ -1,0 +1,217 @@
+"""Reading run records into memory: one :class:`Job` per summary.json (or W&B run).
+
+The record schema is :mod:`bpdip.records` (schema 1). Nothing is averaged here; this
+module only reads, validates and labels. A record that cannot be trusted becomes an
+image (or job) with status ``corrupt`` and a reason, so that the report shows it instead
+of silently dropping it.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bpdip.paper import canonical_noise
+from bpdip.records import CURVE_COLUMNS, SCHEMA, CorruptRecord, read_json, read_metrics_csv
+
+STATUSES = ("complete", "failed", "running")  # image statuses a summary may hold
+METRIC_COLUMNS = list(CURVE_COLUMNS[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds
+SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "final_psnr",
+                  "final_ssim", "final_ssim_dr2", "runtime_s", "iterations", "error")
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One setting of Table I: blur kernel, noise variance (0..255 scale), loss."""
+
+    kernel: str
+    noise_var: float
+    loss: str
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Cell":
+        try:
+            return cls(str(d["kernel"]), canonical_noise(d["noise_var"]), str(d["loss"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptRecord(f"run.cell must hold kernel, noise_var (number) and loss, got {d!r} ({exc})")
+
+    def __str__(self) -> str:
+        return f"{self.loss} / {self.kernel} / var {self.noise_var:g}"
+
+
+def empty_curve() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "iteration" else "float64") for c in METRIC_COLUMNS})
+
+
+@dataclass
+class ImageRun:
+    """One image's record inside one job."""
+
+    name: str
+    status: str  # complete | failed | running | corrupt
+    curve: pd.DataFrame  # METRIC_COLUMNS, one row per logged iteration, sorted
+    summary: dict  # the summary.json entry (SUMMARY_FIELDS, None where absent)
+    source: str
+    reason: str | None = None  # why it is corrupt, or the run's error message
+
+    @property
+    def last_iteration(self) -> int | None:
+        return int(self.curve["iteration"].iloc[-1]) if len(self.curve) else None
+
+    def rank(self) -> tuple:
+        """Which of two records of the same image to keep: complete first, then the longer."""
+        order = {"complete": 3, "running": 2, "failed": 1, "corrupt": 0}[self.status]
+        return (order, self.summary.get("iterations") or 0, len(self.curve))
+
+
+@dataclass
+class Job:
+    """One summary.json (one Hydra job) or one W&B run."""
+
+    source: str
+    cell: Cell | None
+    config_hash: str | None
+    run: dict
+    images: dict[str, ImageRun] = field(default_factory=dict)
+    error: str | None = None  # set when the whole job is unreadable
+    mtime: float = 0.0
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _curve_frame(rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return empty_curve()
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    frame["iteration"] = frame["iteration"].astype("int64")
+    # A resumed job may log an iteration twice; the later row is the one that counts.
+    frame = frame.drop_duplicates("iteration", keep="last").sort_values("iteration", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageRun:
+    """Check one image's summary entry against its curve; anything inconsistent is corrupt."""
+    if not isinstance(entry, dict):
+        return ImageRun(name, "corrupt", curve, {}, source, f"summary entry is {type(entry).__name__}, not an object")
+    summary = {k: entry.get(k) for k in SUMMARY_FIELDS}
+    status = entry.get("status")
+
+    def bad(reason):
+        return ImageRun(name, "corrupt", curve, summary, source, reason)
+
+    if status not in STATUSES:
+        return bad(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    if status == "complete":
+        if curve.empty:
+            return bad("summary says complete but metrics.csv has no rows for this image")
+        for key in ("peak_psnr", "final_psnr", "final_ssim", "final_ssim_dr2"):
+            if not _finite(summary[key]):
+                return bad(f"summary says complete but {key} is {summary[key]!r}")
+    if not curve.empty and _finite(summary["peak_psnr"]):
+        # The summary's peak is the best logged record (bpdip.loop.Result.peak): both
+        # files must tell the same story, else one of them is stale.
+        finite = curve[curve["psnr"].map(math.isfinite)]
+        if finite.empty:
+            return bad("metrics.csv has no finite PSNR but summary.json has a peak")
+        best = finite.loc[finite["psnr"].idxmax()]
+        if not math.isclose(float(best["psnr"]), summary["peak_psnr"], rel_tol=1e-9, abs_tol=1e-9):
+            return bad(f"summary peak_psnr {summary['peak_psnr']} != max PSNR {float(best['psnr'])} in metrics.csv")
+    return ImageRun(name, status, curve, summary, source, entry.get("error"))
+
+
+def job_from_records(source: str, summary: dict, rows: list[dict] | None, metrics_error: str | None = None,
+                     mtime: float = 0.0) -> Job:
+    """Build a Job from a parsed summary.json and the parsed metrics.csv rows.
+
+    ``rows`` is None with ``metrics_error`` set when metrics.csv could not be read: every
+    image of the job is then corrupt (its curve is unknown).
+    """
+    if not isinstance(summary, dict) or summary.get("schema") != SCHEMA:
+        got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
+        return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected {SCHEMA}", mtime=mtime)
+    run = summary.get("run")
+    images = summary.get("images")
+    if not isinstance(run, dict) or not isinstance(images, dict):
+        return Job(source, None, None, {}, error="summary.json lacks the 'run' or 'images' object", mtime=mtime)
+    try:
+        cell = Cell.from_dict(run.get("cell") or {})
+    except CorruptRecord as exc:
+        return Job(source, None, run.get("config_hash"), run, error=str(exc), mtime=mtime)
+    job = Job(source, cell, run.get("config_hash"), run, mtime=mtime)
+    by_image: dict[str, list[dict]] = {}
+    for row in rows or []:
+        by_image.setdefault(row["image"], []).append(row)
+    for name, entry in images.items():
+        curve = _curve_frame(by_image.pop(name, []))
+        if rows is None:
+            status = entry.get("status") if isinstance(entry, dict) else None
+            job.images[name] = ImageRun(name, "corrupt", curve, entry if isinstance(entry, dict) else {}, source,
+                                        f"metrics.csv unreadable ({metrics_error}); summary status was {status!r}")
+        else:
+            job.images[name] = validate_image(name, entry, curve, source)
+    for name in by_image:  # curve rows of an image the summary does not know
+        job.images[name] = ImageRun(name, "corrupt", _curve_frame(by_image[name]), {}, source,
+                                    "metrics.csv has rows for this image but summary.json has no entry")
+    return job
+
+
+def load_job_dir(summary_path: Path) -> Job:
+    """Read one job directory (its summary.json and the metrics.csv beside it)."""
+    source = str(summary_path.parent)
+    mtime = summary_path.stat().st_mtime
+    try:
+        summary = read_json(summary_path)
+    except CorruptRecord as exc:
+        return Job(source, None, None, {}, error=f"summary.json unreadable: {exc}", mtime=mtime)
+    metrics = summary_path.with_name("metrics.csv")
+    rows, error = None, None
+    if metrics.is_file():
+        try:
+            rows = read_metrics_csv(metrics)
+        except CorruptRecord as exc:
+            error = str(exc)
+    elif isinstance(summary, dict) and not summary.get("images"):
+        rows = []  # a job that has not logged anything yet
+    else:
+        error = "metrics.csv is missing"
+    return job_from_records(source, summary, rows, error, mtime)
+
+
+def find_summaries(paths: list[str]) -> list[Path]:
+    """Every summary.json under the given directories, files or glob patterns."""
+    found: list[Path] = []
+    for arg in paths:
+        if any(ch in arg for ch in "*?["):
+            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"the pattern {arg!r} matches nothing; quote it or check the path")
+        else:
+            if not os.path.exists(os.path.expanduser(arg)):
+                raise FileNotFoundError(f"{arg} does not exist; give a sweep directory (e.g. multirun/DATE) or a glob")
+            matches = [os.path.expanduser(arg)]
+        for match in matches:
+            p = Path(match)
+            if p.is_dir():
+                found.extend(sorted(p.rglob("summary.json")))
+            elif p.name == "summary.json":
+                found.append(p)
+            elif p.name == "metrics.csv" and p.with_name("summary.json").is_file():
+                found.append(p.with_name("summary.json"))
+            else:
+                raise ValueError(f"{p} is neither a directory nor a summary.json/metrics.csv record file")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def load_local(paths: list[str]) -> list[Job]:
+    summaries = find_summaries(paths)
+    if not summaries:
+        raise FileNotFoundError(f"no summary.json found under {', '.join(paths)}; is this a run directory?")
+    return [load_job_dir(p) for p in summaries]

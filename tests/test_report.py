@@ -1,0 +1,217 @@
+"""Reports (bpdip.report): Table I and Fig. 1 rebuilt from run records."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpdip.paper import TABLE1
+from bpdip.records import curve_rows, write_json, write_metrics_csv
+from bpdip.report import build_report, load_local, write_report
+from bpdip.report.cells import FLAGS
+from bpdip.report.figure import figure1
+
+REPO = Path(__file__).resolve().parents[1]
+ITERS = np.arange(0, 1000, 100)  # logged iterations 0, 100, ..., 900
+
+
+def synthetic_curve(offset: float, peak_at: float, width: float = 400.0) -> list[dict]:
+    """A known PSNR curve (a bump peaking at ``peak_at``) with SSIMs tied to it."""
+    curve = []
+    for it in ITERS:
+        p = 20.0 + offset + 5.0 * math.exp(-(((it - peak_at) / width) ** 2))
+        curve.append({"iteration": int(it), "psnr": p, "ssim": p / 40.0, "ssim_dr2": p / 35.0,
+                      "loss": 1.0 / (1 + it), "seconds": 0.01 * it})
+    return curve
+
+
+def write_job(root: Path, cell: dict, images: dict[str, list[dict]], status=None, config_hash="h1",
+              iterations=1000, final_offset=0.0) -> Path:
+    """Write one job directory with bpdip.records' writers (the runner's schema)."""
+    status = status or {}
+    root.mkdir(parents=True, exist_ok=True)
+    rows, entries = [], {}
+    for name, curve in images.items():
+        rows += curve_rows(name, curve)
+        best = max(curve, key=lambda r: r["psnr"]) if curve else None
+        last = curve[-1] if curve else None
+        st = status.get(name, "complete")
+        entries[name] = {
+            "status": st,
+            "peak_psnr": best and best["psnr"], "peak_iteration": best and best["iteration"],
+            "peak_ssim": best and best["ssim"], "peak_ssim_dr2": best and best["ssim_dr2"],
+            "final_psnr": last["psnr"] + final_offset if st == "complete" else None,
+            "final_ssim": last["ssim"] if st == "complete" else None,
+            "final_ssim_dr2": last["ssim_dr2"] if st == "complete" else None,
+            "runtime_s": 1.0, "iterations": iterations if st == "complete" else (last["iteration"] if last else 0),
+            "error": "loss became non-finite" if st == "failed" else None,
+        }
+    write_metrics_csv(root / "metrics.csv", rows)
+    write_json(root / "summary.json", {
+        "schema": 1,
+        "run": {"cell": cell, "config_hash": config_hash, "git_commit": "abc1234", "device": "cpu",
+                "torch_version": "2.13.0", "iterations": iterations, "log_every": 100, "status": "complete"},
+        "images": entries,
+    })
+    return root
+
+
+CELL = {"kernel": "uniform", "noise_var": 0.3, "loss": "bp"}
+# Two images whose own peaks are at 200 and 600: the mean curve peaks in between, at an
+# iteration that is neither image's own best.
+IMAGES = {"face": synthetic_curve(0.0, 200.0), "comic": synthetic_curve(3.0, 600.0)}
+
+
+def expected_peak(curves: list[list[dict]]) -> dict:
+    """Independent computation: mean at each iteration, argmax, SSIMs there."""
+    psnr = np.mean([[r["psnr"] for r in c] for c in curves], axis=0)
+    k = int(np.argmax(psnr))
+    return {"psnr": psnr[k], "iteration": int(ITERS[k]),
+            "ssim": np.mean([c[k]["ssim"] for c in curves]), "ssim_dr2": np.mean([c[k]["ssim_dr2"] for c in curves])}
+
+
+def test_peak_is_the_peak_of_the_mean_curve(tmp_path):
+    write_job(tmp_path / "job0", CELL, IMAGES)
+    report = build_report(load_local([str(tmp_path)]))
+    cell = report.cell("bp", "uniform", 0.3)
+    want = expected_peak(list(IMAGES.values()))
+    assert cell.peak["iteration"] == want["iteration"] == 400
+    assert cell.peak["psnr"] == pytest.approx(want["psnr"], abs=1e-12)
+    assert cell.peak["ssim_dr2"] == pytest.approx(want["ssim_dr2"], abs=1e-12)
+    assert cell.peak["ssim"] == pytest.approx(want["ssim"], abs=1e-12)
+    # not the mean of the per-image peaks (that would be an oracle per image)
+    own = np.mean([max(r["psnr"] for r in c) for c in IMAGES.values()])
+    assert cell.peak["psnr"] < own - 0.1
+    assert cell.flags == [] and cell.status == "complete"
+    pick = "loss == 'bp' and kernel == 'uniform' and noise_var == 0.3"
+    row = report.peak.query(pick).iloc[0]
+    paper = TABLE1[("bp", "uniform", 0.3)]
+    assert row.paper_psnr == paper[0] and row.diff_psnr == pytest.approx(want["psnr"] - paper[0])
+    assert row.diff_ssim_dr2 == pytest.approx(want["ssim_dr2"] - paper[1])
+    final = report.final.query(pick).iloc[0]
+    assert final.final_psnr == pytest.approx(np.mean([c[-1]["psnr"] for c in IMAGES.values()]))
+
+
+def test_mean_is_over_images_at_equal_iterations(tmp_path):
+    # comic logged only up to 500 (e.g. a shorter, older record of the same config): the
+    # mean may only use iterations both images have, and the cell says so.
+    short = [r for r in IMAGES["comic"] if r["iteration"] <= 500]
+    write_job(tmp_path / "job0", CELL, {"face": IMAGES["face"], "comic": short})
+    report = build_report(load_local([str(tmp_path)]))
+    cell = report.cell("bp", "uniform", 0.3)
+    assert list(cell.mean_curve["iteration"]) == [0, 100, 200, 300, 400, 500]
+    want = np.mean([[r["psnr"] for r in IMAGES["face"][:6]], [r["psnr"] for r in short]], axis=0)
+    np.testing.assert_allclose(cell.mean_curve["psnr"], want, atol=1e-12)
+    assert "truncated" in cell.flags
+
+
+def test_sweeps_merge_and_duplicates_keep_the_complete_record(tmp_path):
+    # sweep A has face complete and comic still running; sweep B has comic complete
+    running = [r for r in IMAGES["comic"] if r["iteration"] <= 300]
+    write_job(tmp_path / "a" / "0", CELL, {"face": IMAGES["face"], "comic": running}, status={"comic": "running"})
+    write_job(tmp_path / "b" / "0", CELL, {"comic": IMAGES["comic"]})
+    report = build_report(load_local([str(tmp_path / "a"), str(tmp_path / "b")]))
+    cell = report.cell("bp", "uniform", 0.3)
+    assert cell.flags == [] and sorted(cell.used) == ["comic", "face"]
+    assert cell.peak["iteration"] == expected_peak(list(IMAGES.values()))["iteration"]
+    # only sweep A: comic is running, so the cell is flagged and averaged over face alone
+    report = build_report(load_local([str(tmp_path / "a")]))
+    cell = report.cell("bp", "uniform", 0.3)
+    assert cell.used == ["face"] and {"fewer_images", "running"} <= set(cell.flags)
+    assert cell.peak["iteration"] == 200
+
+
+def test_different_config_hash_is_a_conflict_not_a_mix(tmp_path):
+    write_job(tmp_path / "a", CELL, {"face": IMAGES["face"]}, config_hash="h1")
+    write_job(tmp_path / "b", CELL, {"comic": IMAGES["comic"]}, config_hash="h2")
+    report = build_report(load_local([str(tmp_path / "*")]))  # a glob
+    cell = report.cell("bp", "uniform", 0.3)
+    assert cell.status == "conflict" and cell.peak is None
+    assert set(cell.conflict) == {"h1", "h2"}
+    assert any(i.kind == "conflict" for i in report.issues)
+
+
+def test_corrupt_records_are_reported_not_averaged(tmp_path):
+    write_job(tmp_path / "a", CELL, IMAGES)
+    (tmp_path / "a" / "metrics.csv").write_text("image,iteration,psnr\nface,0\n")  # truncated
+    other = dict(CELL, loss="ls")
+    write_job(tmp_path / "b", other, IMAGES)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "summary.json").write_text('{"schema": 1, "run": ')  # cut mid-write
+    report = build_report(load_local([str(tmp_path)]))
+    by_loss = {loss: report.cell(loss, "uniform", 0.3) for loss in ("bp", "ls")}
+    assert by_loss["bp"].used == [] and "corrupt" in by_loss["bp"].flags and by_loss["bp"].peak is None
+    assert by_loss["ls"].flags == []
+    assert sum(i.kind == "corrupt" for i in report.issues) == 3  # two images of a, and job c
+
+
+def test_missing_image_marks_the_cell_in_markdown_csv_latex(tmp_path):
+    write_job(tmp_path / "bp", CELL, IMAGES)
+    write_job(tmp_path / "ls", dict(CELL, loss="ls"), {"face": IMAGES["face"]})  # comic never ran
+    report = build_report(load_local([str(tmp_path)]))  # the paper's 36-cell grid
+    out = tmp_path / "report"
+    write_report(report, out, figure=False)
+    marker = FLAGS["fewer_images"][0]
+
+    with open(out / "table1.csv", newline="") as fh:
+        rows = {(r["loss"], r["kernel"], r["noise_var"]): r for r in csv.DictReader(fh)}
+    assert len(rows) == 36
+    ls, bp = rows[("ls", "uniform", "0.3")], rows[("bp", "uniform", "0.3")]
+    assert (ls["status"], ls["n_images"], ls["n_expected"], ls["missing_images"]) == ("incomplete", "1", "2", "comic")
+    assert "fewer_images" in ls["flags"] and marker in ls["markers"]
+    assert (bp["status"], bp["n_images"], bp["flags"]) == ("complete", "2", "")
+    assert rows[("bp_tv", "radial", "4")]["status"] == "missing"
+    with open(out / "issues.csv", newline="") as fh:
+        issues = list(csv.DictReader(fh))
+    assert any(i["kind"] == "fewer_images" and i["loss"] == "ls" and i["image"] == "comic" for i in issues)
+
+    md = (out / "report.md").read_text()
+    table = md.split("## Table I")[1].split("## Final")[0]
+    ls_row = next(line for line in table.splitlines() if line.startswith("| LS |"))
+    bp_row = next(line for line in table.splitlines() if line.startswith("| BP |"))
+    first = lambda row: row.split(" | ")[1]  # noqa: E731 (the Uniform sqrt(0.3) column)
+    assert "\\" + marker in first(ls_row) and "n=1/2" in first(ls_row)  # escaped: not emphasis
+    assert marker not in first(bp_row) and "n=2/2" in first(bp_row)
+    tail = md.split("## Incomplete data")[1]
+    assert "ls / uniform / var 0.3 image `comic`" in tail and "missing settings (34)" in tail
+
+    tex = (out / "table1.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\cmidrule" in tex
+    ls_line = next(line for line in tex.splitlines() if line.startswith("LS & ours"))
+    bp_line = next(line for line in tex.splitlines() if line.startswith("BP & ours"))
+    assert ls_line.split(" & ")[2].endswith("$^{*}$") and not bp_line.split(" & ")[2].endswith("$^{*}$")
+    assert "comic" in tex.split("\\end{tabular}")[1]  # listed in the notes under the table
+
+
+def test_figure1_has_nine_panels_and_a_png(tmp_path):
+    write_job(tmp_path / "bp", CELL, IMAGES)
+    write_job(tmp_path / "ls", dict(CELL, loss="ls", kernel="radial"), IMAGES)
+    report = build_report(load_local([str(tmp_path)]))
+    fig = figure1(report.cells)
+    assert len(fig.axes) == 9
+    panel = fig.axes[0]  # uniform, sqrt(0.3)
+    lines = [ln for ln in panel.get_lines() if len(ln.get_xdata()) > 1]
+    assert len(lines) == 1
+    np.testing.assert_allclose(lines[0].get_ydata(), np.mean([[r["psnr"] for r in c] for c in IMAGES.values()], 0))
+    labels = [t.get_text() for t in panel.get_legend().get_texts()]
+    assert any(f"{report.cell('bp', 'uniform', 0.3).peak['psnr']:.2f} dB @400" in t for t in labels)  # BP row, 1st cell
+    paths = write_report(report, tmp_path / "out")
+    png = tmp_path / "out" / "fig1.png"
+    assert png in paths and png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "fig1.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    from bpdip.report.cli import main
+
+    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
