@@ -6,19 +6,30 @@ sample has its own y, ground truth, loss and record.
 
 Per iteration i (0-based):
     out = f(z + reg_noise_std * N(0, 1))              fresh noise each step
-    if i % log_every == 0: PSNR/SSIM of clip(out) vs x_true are logged (before the step)
     loss = sum over samples of loss_b(out_b);  Adam step on the network weights only.
+    if i % log_every == 0: PSNR/SSIM of clip(out) vs x_true are logged; ``out`` is the
+        output computed from the perturbed input at iteration i, i.e. before that
+        iteration's update (PROTOCOL "Optimisation and measurement").
 After the last step the final image is f(z), with no perturbation, clipped to [0, 1].
 
-Nothing here knows about W&B or files: callbacks receive the records.
+Seeds: ``seed=s`` draws z and every perturbation of the whole batch from one generator;
+``seed=[s_1, ..., s_B]`` gives sample b its own generator, so sample b of a stacked run
+sees exactly the z and noise of a separate B = 1 run with ``seed=s_b`` (the engine's
+K-run stacking relies on it).
+
+``engine`` (``bpdip.engine.EngineSettings`` or a ``cfg.engine`` mapping) picks precision,
+CUDA graphs, torch.compile...; None runs the plain eager step with torch's flags as they
+are. Nothing here knows about W&B or files: callbacks receive the records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +37,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bpdip.engine.precision import autocast, backend_flags
+from bpdip.engine.settings import EngineSettings
+from bpdip.engine.step import TrainStep, make_optimizer
 from bpdip.metrics import quality
+
+
+# engine=None: the plain eager step, no autocast, torch's backend flags left as they are
+_EAGER = EngineSettings(precision="fp32", cuda_graphs=False)
 
 
 @dataclass
@@ -125,16 +143,18 @@ def restore(
     settings: LoopSettings,
     *,
     x_true: torch.Tensor | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     device: str | torch.device = "auto",
     callbacks: list[Callback] = (),
     checkpoint: str | Path | None = None,
+    engine: EngineSettings | Mapping | None = None,
 ) -> list[Result]:
     """Train ``model`` so that each sample of f(z) explains its y; return one Result each.
 
     ``losses`` maps a (B, 3, H, W) output to B loss values; ``y`` and ``x_true`` are
-    (B, 3, H, W). ``seed`` fixes z and the perturbations (the model is seeded by its
-    builder, see :func:`seeded_model`). A run with ``checkpoint`` set saves there every
+    (B, 3, H, W). ``seed`` fixes z and the perturbations: one int for the batch, or one
+    per sample (see the module docstring); the model is seeded by its builder, see
+    :func:`seeded_model`. A run with ``checkpoint`` set saves there every
     ``settings.checkpoint_every`` iterations and continues from it when restarted.
     """
     device = resolve_device(device)
@@ -143,11 +163,12 @@ def restore(
         raise ValueError(f"{len(names)} names for a batch of {b}")
     if hasattr(model, "check_size"):
         model.check_size(h, w)
+    eng = EngineSettings.from_config(engine).resolve(device) if engine is not None else None
     model = model.to(device).train()  # BatchNorm stays in training mode (PROTOCOL)
     x_ref = x_true.to(device) if x_true is not None else None
-    gen = torch.Generator(device=device).manual_seed(seed)
-    z = torch.rand(b, settings.input_depth, h, w, generator=gen, device=device) * settings.input_scale
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    noise = _Noise(seed, b, device)
+    z = noise.initial((b, settings.input_depth, h, w)) * settings.input_scale
+    opt = make_optimizer(model.parameters(), settings.lr, eng, device)
     results = [Result(n) for n in names]
     n_iter = settings.iterations
     loss_buf = torch.zeros(n_iter, b, device=device)
@@ -159,48 +180,49 @@ def restore(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         z = state["z"].to(device)
-        gen.set_state(state["generator"])
+        noise.set_state(state["generator"])
         start, elapsed0 = state["iteration"], state["elapsed"]
         loss_buf[:start] = state["losses"].to(device)
         for r, curve, st in zip(results, state["curves"], state["status"]):
             r.curve, r.status = curve, st
         failed = torch.tensor([r.status == "failed" for r in results], device=device)
 
+    flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
+    step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device)
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
                dynamic_ncols=True, leave=False)
     it = start
-    with bar:
-        for it in range(start, n_iter):
-            noise = torch.randn(z.shape, generator=gen, device=device) * settings.reg_noise_std
-            out = model(z + noise)
-            per_sample = losses(out)
-            loss_buf[it] = per_sample.detach()
-            ok = torch.isfinite(per_sample)
-            if it % settings.log_every == 0:
-                failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
-                _log(results, out, x_ref, loss_buf[it], failed, it, time.perf_counter() - t0, callbacks, bar)
-                if all(r.status == "failed" for r in results):
-                    break
-            opt.zero_grad(set_to_none=True)
-            # a sample whose loss went non-finite stops learning; the others go on
-            torch.where(ok, per_sample, torch.zeros_like(per_sample)).sum().backward()
-            opt.step()
-            bar.update(1)
-            done = it + 1
-            if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
-                    and done < n_iter:
-                _save(checkpoint, model, opt, z, gen, done, time.perf_counter() - t0, loss_buf, results)
-                for cb in callbacks:
-                    cb.on_checkpoint(done, Path(checkpoint))
-        else:
-            it = n_iter
-        failed |= ~torch.isfinite(loss_buf[:it]).all(0)
+    try:
+        with bar, flags:
+            for it in range(start, n_iter):
+                noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
+                out, per_sample = step()
+                loss_buf[it] = per_sample
+                if it % settings.log_every == 0:
+                    failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
+                    _log(results, out, x_ref, loss_buf[it], failed, it, _seconds(t0, device), callbacks, bar)
+                    if all(r.status == "failed" for r in results):
+                        break
+                bar.update(1)
+                done = it + 1
+                if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
+                        and done < n_iter:
+                    _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results)
+                    for cb in callbacks:
+                        cb.on_checkpoint(done, Path(checkpoint))
+            else:
+                it = n_iter
+            failed |= ~torch.isfinite(loss_buf[:it]).all(0)
+            step.close()
 
-    runtime = time.perf_counter() - t0
-    with torch.no_grad():
-        final = model(z).clamp(0.0, 1.0)
-        metrics = quality(final, x_ref) if x_ref is not None else None
+            runtime = _seconds(t0, device)
+            with torch.no_grad(), autocast(step.engine, device):
+                # the uncompiled module: a no-grad forward would make torch.compile recompile
+                final = model(z).float().clamp(0.0, 1.0)
+            metrics = quality(final, x_ref) if x_ref is not None else None
+    finally:
+        step.close()
     for i, r in enumerate(results):
         r.iterations, r.runtime_s = it, runtime
         if bool(failed[i]) or r.status == "failed":
@@ -214,6 +236,53 @@ def restore(
         for cb in callbacks:
             cb.on_end(r)
     return results
+
+
+def _seconds(t0: float, device: torch.device) -> float:
+    """Wall time since ``t0`` once the device has finished the queued work (on a GPU the
+    host runs ahead of the kernels, by many steps when they are replayed graphs)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+class _Noise:
+    """The run's random numbers: one generator for the batch (``seed`` an int) or one per
+    sample (a sequence of B seeds), in the same order as B separate runs would draw them."""
+
+    def __init__(self, seed: int | Sequence[int], b: int, device: torch.device):
+        self.per_sample = not isinstance(seed, (int, np.integer))
+        seeds = list(seed) if self.per_sample else [int(seed)]
+        if self.per_sample and len(seeds) != b:
+            raise ValueError(f"{len(seeds)} seeds for a batch of {b}; give one seed per sample or a single int")
+        self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.device = device
+
+    def initial(self, shape: tuple) -> torch.Tensor:
+        """z ~ U[0, 1) (scaled by the caller), shape (B, C, H, W)."""
+        if not self.per_sample:
+            return torch.rand(shape, generator=self.gens[0], device=self.device)
+        return torch.cat([torch.rand((1, *shape[1:]), generator=g, device=self.device) for g in self.gens])
+
+    def draw(self, out: torch.Tensor) -> None:
+        """Fill ``out`` (B, C, H, W) with N(0, 1) in place."""
+        if not self.per_sample:
+            torch.randn(out.shape, generator=self.gens[0], device=self.device, out=out)
+            return
+        for b, g in enumerate(self.gens):
+            torch.randn((1, *out.shape[1:]), generator=g, device=self.device, out=out[b : b + 1])
+
+    def get_state(self):
+        states = [g.get_state() for g in self.gens]
+        return states if self.per_sample else states[0]
+
+    def set_state(self, state) -> None:
+        states = state if isinstance(state, (list, tuple)) else [state]
+        if len(states) != len(self.gens) or isinstance(state, (list, tuple)) != self.per_sample:
+            raise ValueError("the checkpoint's random-generator state does not match this run's seeds "
+                             "(one seed vs one per sample); delete the checkpoint or use the same seeds")
+        for g, s in zip(self.gens, states):
+            g.set_state(s)
 
 
 def _log(results, out, x_ref, losses, failed, it, seconds, callbacks, bar) -> None:
@@ -237,7 +306,7 @@ def _log(results, out, x_ref, losses, failed, it, seconds, callbacks, bar) -> No
         bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
 
 
-def _save(path, model, opt, z, gen, iteration, elapsed, loss_buf, results) -> None:
+def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results) -> None:
     atomic_save(
         {
             "iteration": iteration,
@@ -245,7 +314,7 @@ def _save(path, model, opt, z, gen, iteration, elapsed, loss_buf, results) -> No
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "z": z.cpu(),
-            "generator": gen.get_state(),
+            "generator": noise.get_state(),
             "losses": loss_buf[:iteration].cpu(),
             "curves": [r.curve for r in results],
             "status": [r.status for r in results],

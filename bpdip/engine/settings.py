@@ -1,0 +1,106 @@
+"""Engine options: how a run is executed, never what it computes.
+
+Every option here changes speed, memory or floating-point rounding only; the loss, the
+network, the optimiser and the measurements are the protocol's whatever is chosen.
+``conf/engine/*.yaml`` holds the same keys; :func:`EngineSettings.from_config` reads them.
+
+Defaults ("auto") resolve per device:
+    cuda: precision tf32, cuda_graphs on, cudnn.benchmark on, fused Adam
+    cpu:  precision fp32, no graphs
+bf16 becomes the GPU default only once ``scripts/bench.py --quality`` shows its peak PSNR
+within 0.1 dB of TF32 averaged over >= 3 Set14 images (issue 6); until then it is opt-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How to run the optimisation; see the module docstring for the "auto" rules.
+
+    precision     fp32 (strict IEEE float32 everywhere, no TF32), tf32 (float32 storage,
+                  TF32 tensor-core convolutions and matmuls), bf16 (autocast of the network
+                  to bfloat16; the loss, FFTs, metrics and Adam stay float32/float64)
+    compile       torch.compile the network (forward and backward)
+    compile_mode  torch.compile mode; its own CUDA graphs are off, ours capture the whole step
+    cuda_graphs   capture forward + loss + backward + Adam of one step in one CUDA graph
+    stack         K runs of one image size trained together as one grouped network
+    channels_last NHWC memory layout for the network
+    cudnn_benchmark  let cuDNN time its algorithms once per shape
+    fused_adam    the single-kernel Adam (same update rule; CUDA only)
+    warmup        eager steps run before a graph capture (they are rewound, see step.py)
+    """
+
+    precision: str = "auto"
+    compile: bool = False
+    compile_mode: str = "default"
+    cuda_graphs: bool | str = "auto"
+    stack: int = 1
+    channels_last: bool = False
+    cudnn_benchmark: bool | str = "auto"
+    fused_adam: bool | str = "auto"
+    warmup: int = 3
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"engine.precision must be one of {PRECISIONS[1:]} or auto, got {self.precision!r}")
+        for key in ("cuda_graphs", "cudnn_benchmark", "fused_adam"):
+            value = getattr(self, key)
+            if value != "auto" and not isinstance(value, bool):
+                raise ValueError(f"engine.{key} must be true, false or auto, got {value!r}")
+        if not isinstance(self.stack, int) or self.stack < 1:
+            raise ValueError(f"engine.stack must be an integer >= 1 (runs trained together), got {self.stack!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 1:
+            raise ValueError(f"engine.warmup must be an integer >= 1, got {self.warmup!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping | "EngineSettings" | None) -> "EngineSettings":
+        """From a Hydra/OmegaConf node or a plain dict (``cfg.engine``); None gives defaults."""
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, EngineSettings):
+            return cfg
+        names = {f.name for f in dataclasses.fields(cls)}
+        items = dict(cfg.items())
+        unknown = sorted(set(items) - names)
+        if unknown:
+            raise ValueError(f"unknown engine option(s) {unknown}; valid keys are {sorted(names)}")
+        return cls(**items)
+
+    def resolve(self, device: torch.device | str) -> "EngineSettings":
+        """Concrete settings for ``device``: every "auto" replaced, impossible choices refused."""
+        device = torch.device(device)
+        cuda = device.type == "cuda"
+        precision = self.precision
+        if precision == "auto":
+            precision = "tf32" if cuda else "fp32"
+        elif precision == "tf32" and not cuda:
+            precision = "fp32"  # TF32 is a CUDA tensor-core mode; on the CPU float32 is float32
+        if self.cuda_graphs is True and not cuda:
+            raise ValueError("engine.cuda_graphs=true needs a CUDA device; use engine.cuda_graphs=auto or false")
+        graphs = cuda if self.cuda_graphs == "auto" else self.cuda_graphs
+        bench = cuda if self.cudnn_benchmark == "auto" else self.cudnn_benchmark
+        fused = cuda if self.fused_adam == "auto" else self.fused_adam
+        return dataclasses.replace(self, precision=precision, cuda_graphs=graphs, cudnn_benchmark=bench,
+                                   fused_adam=fused)
+
+    def label(self) -> str:
+        """Short name for tables, e.g. ``tf32+graphs``."""
+        parts = [self.precision]
+        if self.compile:
+            parts.append("compile")
+        if self.cuda_graphs is True:
+            parts.append("graphs")
+        if self.channels_last:
+            parts.append("cl")
+        if self.stack > 1:
+            parts.append(f"k{self.stack}")
+        return "+".join(parts)

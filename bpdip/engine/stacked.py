@@ -1,0 +1,220 @@
+"""K independent skip networks trained as one model (grouped convolutions, groups = K).
+
+Run k's activations are channels [k*C, (k+1)*C) of one (1, K*C, H, W) tensor. Every layer
+of ``bpdip.models.SkipNet`` has a per-network equivalent that never mixes runs:
+
+- 3x3 / 1x1 convolutions: ``Conv2d(K*c_in, K*c_out, groups=K)``; group k's weight is
+  run k's weight (the grouped weight is the K weights concatenated along dim 0);
+- BatchNorm2d(K*C) on a batch of one: each channel's statistics are over H x W of that
+  channel only, exactly run k's training-mode statistics on its own batch of one;
+- reflection padding, bilinear upsampling, LeakyReLU, sigmoid, centre crops: per channel;
+- the skip concat is interleaved per run ([skip_k, deep_k] for each k), so group k of
+  the next layer sees exactly run k's concat.
+
+The module tree and parameter names are SkipNet's, so ``stack_models`` builds the
+stacked weights by concatenating K SkipNet state dicts key by key, and
+``unstack_state`` splits them back. Adam is elementwise, so one Adam over the stacked
+parameters is K Adams over the separate ones.
+
+For the forward pass the runs are the batch dimension outside the model: input
+(K, C_in, H, W) -> output (K, 3, H, W), one sample per run, as ``restore`` expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from bpdip.models.skip import center_crop_to
+
+
+def _conv_bn_act(k: int, c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """SkipNet's pad + conv + BN + LeakyReLU(0.2) for K runs (same child indices)."""
+    layers: list[nn.Module] = []
+    if kernel > 1:
+        layers.append(nn.ReflectionPad2d(kernel // 2))
+    layers += [
+        nn.Conv2d(k * c_in, k * c_out, kernel, stride=stride, groups=k),
+        nn.BatchNorm2d(k * c_out),
+        nn.LeakyReLU(0.2, inplace=True),
+    ]
+    return nn.Sequential(*layers)
+
+
+def _interleave(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-run concat: (1, K*ca, H, W), (1, K*cb, H, W) -> (1, K*(ca+cb), H, W) as [a_k, b_k]."""
+    return torch.cat([a.unflatten(1, (k, -1)), b.unflatten(1, (k, -1))], dim=2).flatten(1, 2)
+
+
+class StackedScale(nn.Module):
+    """``bpdip.models.skip.Scale`` for K runs."""
+
+    def __init__(self, k: int, c_in: int, down: int, up: int, skip: int, inner: nn.Module | None, inner_out: int):
+        super().__init__()
+        self.k = k
+        self.skip = _conv_bn_act(k, c_in, skip, 1) if skip else None
+        self.down = nn.Sequential(_conv_bn_act(k, c_in, down, 3, stride=2), _conv_bn_act(k, down, down, 3))
+        self.inner = inner
+        self.upsample = nn.Upsample(scale_factor=2, mode="bilinear")
+        deep = inner_out if inner is not None else down
+        self.bn_cat = nn.BatchNorm2d(k * (skip + deep))
+        self.post = nn.Sequential(_conv_bn_act(k, skip + deep, up, 3), _conv_bn_act(k, up, up, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        deep = self.down(x)
+        if self.inner is not None:
+            deep = self.inner(deep)
+        deep = self.upsample(deep)
+        if self.skip is not None:
+            s = self.skip(x)
+            h, w = min(s.shape[-2], deep.shape[-2]), min(s.shape[-1], deep.shape[-1])
+            deep = _interleave(center_crop_to(s, h, w), center_crop_to(deep, h, w), self.k)
+        return self.post(self.bn_cat(deep))
+
+
+class StackedSkipNet(nn.Module):
+    """K SkipNets with SkipNet's arguments; ``stack`` = K. Input/output (K, C, H, W).
+
+    ``fp32_head``: under bf16 autocast the last 1x1 conv and sigmoid still run in float32
+    (a 128 -> 3 conv, negligible work) so the image the loss sees is not rounded to bf16's
+    8-bit mantissa. Without autocast it changes nothing.
+    """
+
+    def __init__(
+        self,
+        stack: int = 1,
+        in_channels: int = 32,
+        out_channels: int = 3,
+        channels_down: Sequence[int] = (128, 128, 128, 128, 128),
+        channels_up: Sequence[int] = (128, 128, 128, 128, 128),
+        channels_skip: Sequence[int] = (4, 4, 4, 4, 4),
+        fp32_head: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(stack, int) or stack < 1:
+            raise ValueError(f"stack must be an integer >= 1, got {stack!r}")
+        if not (len(channels_down) == len(channels_up) == len(channels_skip)) or not channels_down:
+            raise ValueError("channels_down, channels_up and channels_skip need the same, non-zero length")
+        self.stack = stack
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.num_scales = len(channels_down)
+        self.fp32_head = fp32_head
+        self.config = dict(in_channels=in_channels, out_channels=out_channels, channels_down=tuple(channels_down),
+                           channels_up=tuple(channels_up), channels_skip=tuple(channels_skip))
+        inner: nn.Module | None = None
+        for i in reversed(range(self.num_scales)):
+            c_in = in_channels if i == 0 else channels_down[i - 1]
+            inner_out = channels_up[i + 1] if i + 1 < self.num_scales else 0
+            inner = StackedScale(stack, c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out)
+        self.body = inner
+        self.head = nn.Sequential(nn.Conv2d(stack * channels_up[0], stack * out_channels, 1, groups=stack),
+                                  nn.Sigmoid())
+
+    @property
+    def min_size(self) -> int:
+        return 2**self.num_scales + 1
+
+    def check_size(self, h: int, w: int) -> None:
+        if min(h, w) < self.min_size:
+            raise ValueError(
+                f"image {h}x{w} is too small for a {self.num_scales}-scale network "
+                f"(needs at least {self.min_size}x{self.min_size}); use a larger image or fewer scales"
+            )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        k, c, h, w = z.shape
+        if k != self.stack or c != self.in_channels:
+            raise ValueError(f"input {tuple(z.shape)} does not fit {self.stack} stacked runs of "
+                             f"{self.in_channels} channels; pass (K, C, H, W) with K = stack")
+        x = self.body(z.reshape(1, k * c, h, w))
+        if self.fp32_head and torch.is_autocast_enabled(z.device.type):
+            with torch.autocast(device_type=z.device.type, enabled=False):
+                out = self.head(x.float())
+        else:
+            out = self.head(x)
+        return out.view(k, self.out_channels, h, w)
+
+
+def stack_models(models: Sequence[nn.Module], fp32_head: bool = True) -> StackedSkipNet:
+    """One StackedSkipNet computing what ``models`` (SkipNets of one configuration) compute.
+
+    Build the models with per-run seeds (``bpdip.loop.seeded_model``) so each run keeps the
+    initialisation it would have alone.
+    """
+    if not models:
+        raise ValueError("stack_models needs at least one model")
+    first = models[0]
+    config = _skip_config(first)
+    for m in models[1:]:
+        if _skip_config(m) != config:
+            raise ValueError("all stacked models need the same configuration (channels, scales)")
+    stacked = StackedSkipNet(len(models), fp32_head=fp32_head, **config)
+    states = [m.state_dict() for m in models]
+    merged = {}
+    for key, ref in stacked.state_dict().items():
+        parts = [s[key] for s in states]
+        # num_batches_tracked is a per-layer counter, equal across runs
+        merged[key] = parts[0].clone() if ref.ndim == 0 else torch.cat(parts, dim=0)
+    stacked.load_state_dict(merged)
+    return stacked.to(next(first.parameters()).device)
+
+
+def unstack_state(stacked: StackedSkipNet, index: int) -> dict[str, torch.Tensor]:
+    """Run ``index``'s weights as a SkipNet state dict (e.g. to save one run's network)."""
+    if not 0 <= index < stacked.stack:
+        raise IndexError(f"run {index} not in a stack of {stacked.stack}")
+    return {key: (value.clone() if value.ndim == 0 else value.chunk(stacked.stack, dim=0)[index].clone())
+            for key, value in stacked.state_dict().items()}
+
+
+def _skip_config(model: nn.Module) -> dict:
+    if isinstance(model, StackedSkipNet):
+        raise ValueError("stack_models takes plain SkipNets, not already stacked networks")
+    scales, node = [], getattr(model, "body", None)
+    while node is not None:
+        scales.append(node)
+        node = node.inner
+    if not scales or not hasattr(model, "head"):
+        raise ValueError(f"stack_models needs SkipNet models, got {type(model).__name__}")
+    down = tuple(s.down[0][1].out_channels for s in scales)
+    up = tuple(s.post[0][1].out_channels for s in scales)
+    skip = tuple(s.skip[0].out_channels if s.skip is not None else 0 for s in scales)
+    return dict(in_channels=scales[0].down[0][1].in_channels, out_channels=model.head[0].out_channels,
+                channels_down=down, channels_up=up, channels_skip=skip)
+
+
+class StackedLoss:
+    """Sample k of a (K, 3, H, W) output goes to ``losses[k]``; returns (K,) values.
+
+    Each loss keeps its own y, kernel and weights, so K runs may differ in loss, noise
+    level, kernel or image (of one size).
+    """
+
+    def __init__(self, losses: Sequence[Callable[[torch.Tensor], torch.Tensor]]):
+        if not losses:
+            raise ValueError("StackedLoss needs at least one loss")
+        self.losses = list(losses)
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        if out.shape[0] != len(self.losses):
+            raise ValueError(f"{out.shape[0]} outputs for {len(self.losses)} losses")
+        return torch.cat([loss(out[k : k + 1]).reshape(1) for k, loss in enumerate(self.losses)])
+
+
+def group_by_size(items: Sequence, size_of: Callable, stack: int) -> list[list]:
+    """Split ``items`` into groups of at most ``stack`` with one image size each, in order.
+
+    Stacking needs one size per group (the runs share one tensor); the first-seen order
+    of sizes and of items within a size is kept, so results are deterministic.
+    """
+    if stack < 1:
+        raise ValueError(f"stack must be >= 1, got {stack}")
+    by_size: dict = {}
+    for item in items:
+        by_size.setdefault(tuple(size_of(item)), []).append(item)
+    return [group[i : i + stack] for group in by_size.values() for i in range(0, len(group), stack)]
