@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,7 +166,7 @@ def test_missing_image_marks_the_cell_in_markdown_csv_latex(tmp_path):
     assert (ls["status"], ls["n_images"], ls["n_expected"], ls["missing_images"]) == ("incomplete", "1", "2", "comic")
     assert "fewer_images" in ls["flags"] and marker in ls["markers"]
     assert (bp["status"], bp["n_images"], bp["flags"]) == ("complete", "2", "")
-    assert rows[("bp_tv", "radial", "4")]["status"] == "missing"
+    assert rows[("bp_tv", "radial", "4.0")]["status"] == "missing"
     with open(out / "issues.csv", newline="") as fh:
         issues = list(csv.DictReader(fh))
     assert any(i["kind"] == "fewer_images" and i["loss"] == "ls" and i["image"] == "comic" for i in issues)
@@ -215,3 +213,156 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+
+
+class FakeRun:
+    """Just the attributes of wandb.apis.public.Run that the converter reads."""
+
+    def __init__(self, config, summary, state="finished", run_id="r1"):
+        self.config, self.summary, self.state, self.id = config, summary, state, run_id
+        self.path = ["me", "bpdip", run_id]
+        self.created_at = "2025-01-01T00:00:00Z"
+
+
+def wandb_rows(images: dict[str, list[dict]]) -> list[dict]:
+    """History rows as bpdip.loggers.WandbLogger logs them (one row per record and image,
+    plus rows without curves that the converter must ignore)."""
+    rows = []
+    for name, curve in images.items():
+        for r in curve:
+            rows.append({"_step": len(rows), "iteration": r["iteration"],
+                         **{f"curve/{name}/{k}": r[k] for k in ("psnr", "ssim", "ssim_dr2", "loss")}})
+        rows.append({"_step": len(rows), "images_done": 1, "running/mean_peak_psnr": 99.0})
+    rows.append({"_step": len(rows), "iteration": 0, "mean/psnr": 99.0})
+    return rows
+
+
+def wandb_config(loss="bp", kernel="uniform", var=0.3):
+    return {"kernel": {"name": kernel, "size": 9}, "noise": {"var": var},
+            "loss": {"name": loss, "iterations": 1000}, "log_every": 100}
+
+
+def wandb_summary(images: dict[str, list[dict]], config_hash="h1") -> dict:
+    s = {"status": "complete", "config_hash": config_hash, "table1/psnr": 99.0}
+    for name, curve in images.items():
+        best = max(curve, key=lambda r: r["psnr"])
+        entry = {"status": "complete", "peak_psnr": best["psnr"], "peak_iteration": best["iteration"],
+                 "peak_ssim": best["ssim"], "peak_ssim_dr2": best["ssim_dr2"], "final_psnr": curve[-1]["psnr"],
+                 "final_ssim": curve[-1]["ssim"], "final_ssim_dr2": curve[-1]["ssim_dr2"], "runtime_s": 1.0,
+                 "iterations": 1000, "run_id": f"x-{name}", "reused": False}
+        s.update({f"image/{name}/{k}": v for k, v in entry.items()})
+    return s
+
+
+def test_wandb_history_converts_to_the_same_records(tmp_path):
+    from bpdip.report.wandb_source import job_from_wandb
+
+    job = job_from_wandb(FakeRun(wandb_config(), wandb_summary(IMAGES)), wandb_rows(IMAGES))
+    assert job.error is None and job.cell.loss == "bp" and job.cell.noise_var == 0.3 and job.config_hash == "h1"
+    assert sorted(job.images) == ["comic", "face"]
+    face = job.images["face"]
+    assert face.status == "complete" and face.source == "wandb:me/bpdip/r1"
+    np.testing.assert_array_equal(face.curve["iteration"], ITERS)
+    np.testing.assert_allclose(face.curve["psnr"], [r["psnr"] for r in IMAGES["face"]])
+    np.testing.assert_allclose(face.curve["ssim_dr2"], [r["ssim_dr2"] for r in IMAGES["face"]])
+
+    # the report built from W&B equals the one built from local files of the same curves
+    write_job(tmp_path / "local", CELL, IMAGES)
+    local = build_report(load_local([str(tmp_path / "local")])).cell("bp", "uniform", 0.3)
+    remote = build_report([job]).cell("bp", "uniform", 0.3)
+    assert remote.peak == pytest.approx(local.peak) and remote.final == pytest.approx(local.final)
+    # and the two sources merge as one sweep (same config hash)
+    both = build_report([job, *load_local([str(tmp_path / "local")])]).cell("bp", "uniform", 0.3)
+    assert both.flags == [] and both.peak == pytest.approx(local.peak)
+
+
+def test_wandb_run_cut_short_is_never_averaged():
+    from bpdip.report.wandb_source import job_from_wandb
+
+    partial = {"face": IMAGES["face"][:4]}
+    crashed = job_from_wandb(FakeRun(wandb_config(), {"psnr": 1.0}, state="crashed"), wandb_rows(partial))
+    assert crashed.config_hash is None and crashed.images["face"].status == "failed"
+    assert "crashed" in crashed.images["face"].reason
+    running = job_from_wandb(FakeRun(wandb_config(), {}, state="running", run_id="r2"), wandb_rows(partial))
+    assert running.images["face"].status == "running"
+    cell = build_report([crashed]).cell("bp", "uniform", 0.3)
+    assert cell.peak is None and {"fewer_images", "failed"} <= set(cell.flags)
+    # a finished run of the same cell wins over the crashed one, without a hash conflict
+    done = job_from_wandb(FakeRun(wandb_config(), wandb_summary(IMAGES), run_id="r3"), wandb_rows(IMAGES))
+    cell = build_report([crashed, done]).cell("bp", "uniform", 0.3)
+    assert cell.flags == [] and cell.images["face"].source == "wandb:me/bpdip/r3"
+    # a run that is not a bpdip run is reported, not guessed
+    other = job_from_wandb(FakeRun({"lr": 0.1}, {}), [])
+    assert other.cell is None and "lacks the cell" in other.error
+
+
+def test_load_wandb_goes_through_the_api_runs_call():
+    from bpdip.report.wandb_source import load_wandb
+
+    class FakeApi:
+        def runs(self, path, filters=None):
+            self.asked = (path, filters)
+            run = FakeRun(wandb_config(), wandb_summary(IMAGES))
+            run.scan_history = lambda: iter(wandb_rows(IMAGES))
+            return [run]
+
+    api = FakeApi()
+    jobs = load_wandb("me/bpdip", filters={"group": "uniform-0.3"}, api=api)
+    assert api.asked == ("me/bpdip", {"group": "uniform-0.3"}) and len(jobs) == 1
+    assert jobs[0].images["comic"].status == "complete"
+    with pytest.raises(ValueError, match="ENTITY/PROJECT"):
+        load_wandb("bpdip", api=api)
+
+
+def test_round_trip_from_a_real_multirun(tmp_path):
+    """Records of a tiny real sweep (the runner's smoke preset: two 40x40 crops, slim net,
+    6 iterations) through the CLI: the tables hold exactly the summaries' numbers."""
+    if not (REPO / "run.py").exists():
+        pytest.skip("run.py (the runner) is not in this checkout")
+    sweep, store, out = tmp_path / "multirun", tmp_path / "store", tmp_path / "report"
+    cmd = [sys.executable, str(REPO / "run.py"), "-m", "experiment=smoke", "loss=ls,bp", "threads=1",
+           f"hydra.sweep.dir={sweep}", f"results_root={store}"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from bpdip.records import read_json, read_metrics_csv
+    from bpdip.report.cli import main
+
+    # the sweep and the results store hold the same images twice: they merge, not conflict
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    with open(out / "table1.csv", newline="") as fh:
+        table = {(r["loss"], r["kernel"], float(r["noise_var"])): r for r in csv.DictReader(fh)}
+    with open(out / "table1_final.csv", newline="") as fh:
+        final = {(r["loss"], r["kernel"], float(r["noise_var"])): r for r in csv.DictReader(fh)}
+    with open(out / "per_image.csv", newline="") as fh:
+        per_image = {(r["loss"], r["image"]): r for r in csv.DictReader(fh)}
+    summaries = sorted(sweep.glob("*/summary.json"))
+    assert len(summaries) == 2
+    for path in summaries:
+        summary = read_json(path)
+        c = summary["run"]["cell"]
+        key = (c["loss"], c["kernel"], float(c["noise_var"]))
+        images = summary["images"]
+        assert set(images) == {"face", "comic"}
+        row = table[key]
+        assert (row["status"], row["n_images"], row["flags"]) == ("complete", "2", "")
+        assert row["config_hash"] == summary["run"]["config_hash"]
+        # final table: the mean of the summaries' final values
+        for k in ("final_psnr", "final_ssim_dr2", "final_ssim"):
+            assert float(final[key][k]) == pytest.approx(np.mean([e[k] for e in images.values()]), abs=1e-12)
+        # per-image table: the summaries' own numbers, unchanged
+        for name, e in images.items():
+            r = per_image[(c["loss"], name)]
+            for k in ("peak_psnr", "peak_ssim_dr2", "peak_ssim", "final_psnr", "final_ssim_dr2"):
+                assert float(r[k]) == e[k]
+            assert int(r["peak_iteration"]) == e["peak_iteration"] and r["in_mean"] == "True"
+        # Table I: the peak of the mean of metrics.csv's curves, computed here directly
+        rows = read_metrics_csv(path.with_name("metrics.csv"))
+        its = sorted({r["iteration"] for r in rows})
+        mean = [np.mean([r["psnr"] for r in rows if r["iteration"] == it]) for it in its]
+        k = int(np.argmax(mean))
+        assert float(row["peak_psnr"]) == pytest.approx(mean[k], abs=1e-12)
+        assert int(row["peak_iteration"]) == its[k]
+        at = [r for r in rows if r["iteration"] == its[k]]
+        assert float(row["peak_ssim_dr2"]) == pytest.approx(np.mean([r["ssim_dr2"] for r in at]), abs=1e-12)
+    assert (out / "fig1.png").stat().st_size > 10_000
+    assert "None: every setting" not in (out / "report.md").read_text()  # 34 settings were not run

@@ -100,7 +100,8 @@ def build_report(jobs: list[Job], images: list[str] | None = None, inputs: list[
 
 
 def _csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    # full precision (shortest repr): the CSV numbers equal those in the records
+    return frame.to_csv(index=False, lineterminator="\n")
 
 
 def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:

@@ -137,6 +137,8 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
         return res
     hashes: dict[str, list[str]] = {}
     for job in jobs:
+        if job.config_hash is None and not any(i.status == "complete" for i in job.images.values()):
+            continue  # no hash and no complete image (a W&B run cut short): cannot mix configs
         hashes.setdefault(str(job.config_hash), []).append(job.source)
     res.sources = [j.source for j in jobs]
     if len(hashes) > 1:
@@ -145,9 +147,9 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
         detail = "; ".join(f"config_hash {h}: {', '.join(s)}" for h, s in hashes.items())
         issues.append(Issue("conflict", detail, cell))
         return res
-    res.config_hash = jobs[0].config_hash
+    res.config_hash = next(iter(hashes), None)
     # the most recent job's run metadata describes the cell (same config hash anyway)
-    res.run = max(jobs, key=lambda j: j.mtime).run
+    res.run = max(jobs, key=lambda j: (j.config_hash is not None, j.mtime)).run
     for job in sorted(jobs, key=lambda j: j.mtime):
         for name, img in job.images.items():
             kept = res.images.get(name)

@@ -177,7 +177,8 @@ def load_job_dir(summary_path: Path) -> Job:
             rows = read_metrics_csv(metrics)
         except CorruptRecord as exc:
             error = str(exc)
-    elif isinstance(summary, dict) and not summary.get("images"):
+    elif isinstance(summary, dict) and all(isinstance(e, dict) and e.get("status") == "running"
+                                           for e in (summary.get("images") or {}).values()):
         rows = []  # a job that has not logged anything yet
     else:
         error = "metrics.csv is missing"

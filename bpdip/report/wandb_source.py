@@ -1,0 +1,161 @@
+"""W&B runs as report Jobs: the same records the local files hold, read through wandb.Api.
+
+What the runner's W&B logger (bpdip.loggers.WandbLogger) writes, one W&B run per job:
+- ``run.config``: the resolved Hydra config (``kernel.name``, ``noise.var``, ``loss.name``,
+  ``loss.iterations``, ``log_every``, ...), nested dicts;
+- history rows ``{"iteration": i, "curve/<image>/psnr": ..., ".../ssim", ".../ssim_dr2",
+  ".../loss"}`` for every logged record (plus rows we ignore: ``mean/*``, ``running/*``,
+  ``restored/*``);
+- at the end of the job, ``run.summary``: ``config_hash``, ``status`` and, per image,
+  ``image/<image>/<field>`` with the summary.json fields (status, peak_psnr, final_psnr...).
+
+:func:`job_from_wandb` is a pure function of (run-like object, history rows), so it is
+tested with fakes; :func:`load_wandb` is the only code that talks to the W&B server and
+cannot be tested offline. A run that never reached the end of its job has curves but no
+per-image summary: its images become ``running`` (run still running) or ``failed``
+(crashed/killed/failed), never averaged, and the job has no config hash (it holds no
+complete image, so it cannot mix configurations in a cell).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+
+from bpdip.records import CorruptRecord
+from bpdip.report.sources import SUMMARY_FIELDS, Cell, ImageRun, Job, _curve_frame, validate_image
+
+CURVE_PREFIX = "curve/"
+IMAGE_PREFIX = "image/"
+CURVE_METRICS = ("psnr", "ssim", "ssim_dr2", "loss", "seconds")
+
+
+def _get(config: dict, dotted: str):
+    """``config["a"]["b"]`` for "a.b", or a flat ``config["a.b"]`` (both forms occur)."""
+    if dotted in config:
+        return config[dotted]
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def _number(value) -> float:
+    """A history value as a float; W&B writes NaN/inf as strings or leaves them out."""
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def curves_from_history(rows) -> dict[str, list[dict]]:
+    """Per-image curve records (metrics.csv rows) from W&B history rows."""
+    by_image: dict[str, dict[int, dict]] = {}
+    for row in rows:
+        if row.get("iteration") is None:
+            continue
+        try:
+            it = int(row["iteration"])
+        except (TypeError, ValueError):
+            continue
+        for key, value in row.items():
+            if not key.startswith(CURVE_PREFIX) or "/" not in key[len(CURVE_PREFIX):]:
+                continue
+            image, metric = key[len(CURVE_PREFIX):].rsplit("/", 1)
+            if metric not in CURVE_METRICS:
+                continue
+            rec = by_image.setdefault(image, {}).setdefault(
+                it, {"image": image, "iteration": it, **{m: math.nan for m in CURVE_METRICS}})
+            rec[metric] = _number(value)
+    return {name: [recs[i] for i in sorted(recs)] for name, recs in by_image.items()}
+
+
+def image_entries(summary: dict) -> dict[str, dict]:
+    """The summary.json image entries from ``image/<name>/<field>`` summary keys."""
+    entries: dict[str, dict] = {}
+    for key, value in summary.items():
+        if key.startswith(IMAGE_PREFIX) and "/" in key[len(IMAGE_PREFIX):]:
+            image, fieldname = key[len(IMAGE_PREFIX):].rsplit("/", 1)
+            entries.setdefault(image, {})[fieldname] = value
+    for entry in entries.values():
+        for fieldname in SUMMARY_FIELDS:
+            entry.setdefault(fieldname, None)  # the logger leaves out None values
+    return entries
+
+
+def _created(run) -> float:
+    text = getattr(run, "created_at", None)
+    try:
+        return _dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def job_from_wandb(run, rows) -> Job:
+    """One W&B run (anything with ``config``, ``summary``, ``state``, ``path``) and its
+    history rows as a :class:`Job`, validated like a local record."""
+    path = getattr(run, "path", None)
+    source = "wandb:" + ("/".join(map(str, path)) if isinstance(path, (list, tuple)) else str(path or run.id))
+    config = dict(run.config or {})
+    summary = dict(run.summary or {})
+    state = str(getattr(run, "state", "unknown")).lower()
+    mtime = _created(run)
+    try:
+        cell = Cell.from_dict({"kernel": _get(config, "kernel.name"), "noise_var": _get(config, "noise.var"),
+                               "loss": _get(config, "loss.name")})
+    except (KeyError, CorruptRecord) as exc:
+        return Job(source, None, None, {}, error=f"W&B config lacks the cell ({exc}); not a bpdip run?", mtime=mtime)
+    entries = image_entries(summary)
+    ended = "config_hash" in summary and bool(entries)
+    meta = {
+        "cell": {"kernel": cell.kernel, "noise_var": cell.noise_var, "loss": cell.loss},
+        "config_hash": summary.get("config_hash") if ended else None,
+        "git_commit": None, "device": None, "torch_version": None,
+        "iterations": _safe(config, "loss.iterations"), "log_every": _safe(config, "log_every"),
+        "status": summary.get("status") if ended else state, "wandb_state": state,
+    }
+    job = Job(source, cell, meta["config_hash"], meta, mtime=mtime)
+    curves = curves_from_history(rows)
+    if ended:
+        for name in sorted(set(entries) | set(curves)):
+            curve = _curve_frame(curves.get(name, []))
+            if name not in entries:
+                job.images[name] = ImageRun(name, "corrupt", curve, {}, source,
+                                            "W&B history has a curve for this image but the summary has no entry")
+            else:
+                job.images[name] = validate_image(name, entries[name], curve, source)
+    else:
+        status = "running" if state == "running" else "failed"
+        reason = None if status == "running" else f"W&B run {state} before its job summary was written"
+        for name, curve in curves.items():
+            job.images[name] = ImageRun(name, status, _curve_frame(curve), {"status": status}, source, reason)
+    return job
+
+
+def _safe(config, dotted):
+    try:
+        return _get(config, dotted)
+    except KeyError:
+        return None
+
+
+def load_wandb(project: str, filters: dict | None = None, api=None) -> list[Job]:
+    """Every run of ``ENTITY/PROJECT`` as a Job (needs network and a W&B login).
+
+    Uses ``wandb.Api().runs(path, filters=...)`` and each run's ``scan_history()`` (all
+    rows, unsampled: ``run.history()`` samples 500 rows, which would move the peak).
+    """
+    if project.count("/") != 1:
+        raise ValueError(f"--wandb expects ENTITY/PROJECT, got {project!r}")
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    jobs = []
+    for run in api.runs(project, filters=filters):
+        jobs.append(job_from_wandb(run, run.scan_history()))
+    return jobs
