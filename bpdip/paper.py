@@ -58,3 +58,14 @@ def canonical_noise(noise_var) -> float:
 def table1(loss: str, kernel: str, noise_var) -> tuple[float, float] | None:
     """The paper's (PSNR, SSIM) for a setting, or None where the paper has no such cell."""
     return TABLE1.get((loss, kernel, canonical_noise(noise_var)))
+
+
+# The protocol's settings that a reproduction must match to be compared with TABLE1
+# (paper Sec. IV; PROTOCOL "Losses", "Network", "Optimisation and measurement").
+ITERATIONS = {"ls": 10000, "ls_tv": 10000, "bp": 7000, "bp_tv": 7000}
+TV_WEIGHTS = {("ls_tv", "uniform"): 1e-6, ("ls_tv", "radial"): 1e-5, ("ls_tv", "gaussian"): 1e-5,
+              ("bp_tv", "uniform"): 1e-3, ("bp_tv", "radial"): 1e-3, ("bp_tv", "gaussian"): 1e-3}
+NETWORK = {"in_channels": 32, "channels_down": [128] * 5, "channels_up": [128] * 5, "channels_skip": [4] * 5}
+LEARNING_RATE = 0.01
+REG_NOISE_STD = 0.03
+N_IMAGES = 14  # Set14, full size

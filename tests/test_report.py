@@ -366,3 +366,30 @@ def test_round_trip_from_a_real_multirun(tmp_path):
         assert float(row["peak_ssim_dr2"]) == pytest.approx(np.mean([r["ssim_dr2"] for r in at]), abs=1e-12)
     assert (out / "fig1.png").stat().st_size > 10_000
     assert "None: every setting" not in (out / "report.md").read_text()  # 34 settings were not run
+
+
+def test_departures_from_the_protocol_are_named():
+    """The runner's default configs are the paper's protocol (no departure listed); the
+    smoke preset's crop, iterations and slim net are each listed."""
+    if not (REPO / "conf" / "config.yaml").exists():
+        pytest.skip("conf/ (the runner's configs) is not in this checkout")
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bpdip.report.protocol import deviations
+    from bpdip.report.sources import Cell
+
+    def config(*overrides):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+
+    for loss in ("ls", "ls_tv", "bp", "bp_tv"):
+        for kernel in ("uniform", "radial"):
+            cfg = config(f"loss={loss}", f"kernel={kernel}")
+            assert deviations(cfg, Cell(kernel, 0.3, loss), 14) == [], (loss, kernel)
+    smoke = deviations(config("experiment=smoke", "loss=ls_tv"), Cell("uniform", 0.3, "ls_tv"), 2)
+    assert smoke[0].startswith("2 image(s)")
+    assert any("crop 40" in d for d in smoke) and any("6 iterations (paper: 10000)" in d for d in smoke)
+    assert any("channels_down [8, 8, 8]" in d for d in smoke)
+    wrong_tv = deviations({"loss": {"tv_weight": 1e-4}}, Cell("radial", 2.0, "ls_tv"), 14)
+    assert wrong_tv == ["TV weight 0.0001 (paper: 1e-05)"]

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bpdip.paper import KERNELS, LOSSES, NOISE_VARS, table1
+from bpdip.report.protocol import deviations
 from bpdip.report.sources import Cell, ImageRun, Job
 
 # Flags in the order they are printed: key -> (marker, explanation). The markers are
@@ -66,6 +67,8 @@ class CellResult:
     peak: dict | None = None  # psnr, iteration, ssim_dr2, ssim
     final: dict | None = None  # psnr, ssim_dr2, ssim means of the final images
     used: list[str] = field(default_factory=list)  # images in the means
+    config: dict | None = None  # resolved config of the records (informational)
+    deviations: list[str] = field(default_factory=list)  # departures from the paper's protocol
 
     @property
     def status(self) -> str:
@@ -144,12 +147,14 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
     if len(hashes) > 1:
         res.conflict = hashes
         res.flags = ["conflict"]
-        detail = "; ".join(f"config_hash {h}: {', '.join(s)}" for h, s in hashes.items())
+        detail = "; ".join(f"config_hash {h}: {', '.join(s[:3])}" + (f" and {len(s) - 3} more" if len(s) > 3 else "")
+                           for h, s in hashes.items())
         issues.append(Issue("conflict", detail, cell))
         return res
     res.config_hash = next(iter(hashes), None)
     # the most recent job's run metadata describes the cell (same config hash anyway)
-    res.run = max(jobs, key=lambda j: (j.config_hash is not None, j.mtime)).run
+    described = max(jobs, key=lambda j: (j.config_hash is not None, j.config is not None, j.mtime))
+    res.run, res.config = described.run, described.config
     for job in sorted(jobs, key=lambda j: j.mtime):
         for name, img in job.images.items():
             kept = res.images.get(name)
@@ -185,6 +190,7 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
     if used:
         res.final = {k: float(np.mean([i.summary[f"final_{k}"] for i in used])) for k in ("psnr", "ssim_dr2", "ssim")}
     res.flags = [f for f in FLAGS if f in flags]
+    res.deviations = deviations(res.config, cell, len(res.expected))
     return res
 
 

@@ -109,6 +109,22 @@ def md_per_image(frame: pd.DataFrame) -> str:
     return md_table(header, rows, "llllll" + "r" * 8 + "l")
 
 
+def md_runs(cells: list[CellResult]) -> str:
+    """One row per setting with records: where they come from and how they depart from
+    the paper's protocol (so that a demo's numbers are read as a demo's)."""
+    rows = []
+    for c in cells:
+        if not c.sources:
+            continue
+        commit = str(c.run.get("git_commit") or "–")[:10] + ("+dirty" if c.run.get("git_dirty") else "")
+        rows.append([str(c.cell), c.config_hash or ("conflict" if c.conflict else "–"), str(len(c.sources)), commit,
+                     str(c.run.get("device") or "–"), "; ".join(c.deviations) or "none"])
+    if not rows:
+        return "No records."
+    return md_table(["setting", "config hash", "records", "git commit", "device", "departures from the paper's protocol"],
+                    rows, "llllll")
+
+
 def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`") -> list[str]:
     """Issues grouped for reading: missing settings on one line, the rest one per line.
     ``marker`` and ``code`` format a marker and an image name for the output language."""
@@ -134,6 +150,9 @@ def markdown(report) -> str:
     parts += ["Cells: **PSNR [dB] / SSIM** (SSIM with data_range 2, as the paper's old scikit-image; SSIM₁: "
               "data_range 1), averaged over the images (n = averaged/expected). Paper: the paper's Table I; "
               "Δ = ours − paper.", ""]
+    if any(c.deviations for c in cells):
+        parts += ["**These runs depart from the paper's protocol** (see Runs below): their numbers are not "
+                  "expected to match the paper's.", ""]
     parts += ["## Table I: peak of the average PSNR curve", "",
               "The peak of the PSNR curve averaged over the images at equal iterations (PROTOCOL: best common "
               "iteration, chosen with ground truth); @ = that iteration; SSIM at the same iteration.", "",
@@ -144,6 +163,7 @@ def markdown(report) -> str:
     other = md_other(cells)
     if other:
         parts += [other]
+    parts += ["## Runs", "", md_runs(cells), ""]
     parts += ["## Per image", "", "Each image's own peak (its best logged iteration) and final values.", "",
               md_per_image(report.per_image) if len(report.per_image) else "No image records.", ""]
     parts += ["## Incomplete data", ""]
@@ -226,6 +246,9 @@ def tex_notes(report) -> list[str]:
     for f in used:
         marker, text = FLAGS[f]
         notes.append(f"{tex_markers(marker)} {tex_escape(text)}.")
+    departures = sorted({d for c in report.cells for d in c.deviations})
+    if departures:
+        notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
     lines = issue_lines([i for i in report.issues if i.kind != "missing"], marker=lambda m: "\x00" + m + "\x01",
                         code=str)
     n_missing = sum(i.kind == "missing" for i in report.issues)

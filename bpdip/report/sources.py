@@ -9,6 +9,7 @@ of silently dropping it.
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class Job:
     images: dict[str, ImageRun] = field(default_factory=dict)
     error: str | None = None  # set when the whole job is unreadable
     mtime: float = 0.0
+    config: dict | None = None  # the resolved config, where the job kept it (informational)
 
 
 def _finite(value) -> bool:
@@ -162,6 +164,22 @@ def job_from_records(source: str, summary: dict, rows: list[dict] | None, metric
     return job
 
 
+def read_config(job_dir: Path) -> dict | None:
+    """The runner's resolved config beside the records (config.yaml in a job directory,
+    config.json in a results-store entry), or None; only used to describe the run."""
+    import yaml
+
+    for name, parse in (("config.yaml", yaml.safe_load), ("config.json", json.loads)):
+        path = job_dir / name
+        if path.is_file():
+            try:
+                config = parse(path.read_text())
+            except (OSError, ValueError, yaml.YAMLError):
+                return None
+            return config if isinstance(config, dict) else None
+    return None
+
+
 def load_job_dir(summary_path: Path) -> Job:
     """Read one job directory (its summary.json and the metrics.csv beside it)."""
     source = str(summary_path.parent)
@@ -182,7 +200,9 @@ def load_job_dir(summary_path: Path) -> Job:
         rows = []  # a job that has not logged anything yet
     else:
         error = "metrics.csv is missing"
-    return job_from_records(source, summary, rows, error, mtime)
+    job = job_from_records(source, summary, rows, error, mtime)
+    job.config = read_config(summary_path.parent)
+    return job
 
 
 def find_summaries(paths: list[str]) -> list[Path]:

@@ -39,6 +39,7 @@ def _run_columns(c: CellResult) -> dict:
         "git_commit": c.run.get("git_commit"),
         "device": c.run.get("device"),
         "sources": ";".join(c.sources),
+        "deviations": "; ".join(c.deviations),
     }
 
 

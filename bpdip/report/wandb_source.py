@@ -118,7 +118,7 @@ def job_from_wandb(run, rows) -> Job:
         "iterations": _safe(config, "loss.iterations"), "log_every": _safe(config, "log_every"),
         "status": summary.get("status") if ended else state, "wandb_state": state,
     }
-    job = Job(source, cell, meta["config_hash"], meta, mtime=mtime)
+    job = Job(source, cell, meta["config_hash"], meta, mtime=mtime, config=config)
     curves = curves_from_history(rows)
     if ended:
         for name in sorted(set(entries) | set(curves)):

@@ -1,0 +1,63 @@
+"""Where a run's configuration departs from the paper's protocol.
+
+A demo on a 64-pixel crop with a slim network and 600 iterations is not comparable with
+the paper's Table I; the report says so next to the numbers instead of leaving the
+difference to be guessed. The reference values are bpdip.paper's (paper Sec. IV, PROTOCOL).
+"""
+
+from __future__ import annotations
+
+import math
+
+from bpdip import paper
+from bpdip.report.sources import Cell
+
+
+def _get(config: dict, dotted: str, default=None):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _differs(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return not math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a != b
+
+
+def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
+    """Human-readable differences between one cell's resolved config and the protocol."""
+    out = []
+    if n_images != paper.N_IMAGES:
+        out.append(f"{n_images} image(s) (paper: the {paper.N_IMAGES} Set14 images)")
+    if not config:
+        out.append("resolved config not found beside the records: protocol not checked")
+        return out
+    crop = _get(config, "data.crop")
+    if crop is not None:
+        out.append(f"centre crop {crop} px (paper: full-size images)")
+    its = _get(config, "loss.iterations")
+    if cell.loss in paper.ITERATIONS and its is not None and _differs(its, paper.ITERATIONS[cell.loss]):
+        out.append(f"{its} iterations (paper: {paper.ITERATIONS[cell.loss]})")
+    tv = _get(config, "loss.tv_weight")
+    want_tv = paper.TV_WEIGHTS.get((cell.loss, cell.kernel), 0.0 if cell.loss in ("ls", "bp") else None)
+    if tv is not None and want_tv is not None and _differs(tv, want_tv):
+        out.append(f"TV weight {tv:g} (paper: {want_tv:g})")
+    model = _get(config, "model") or {}
+    net = {k: model.get(k) for k in paper.NETWORK}
+    if any(v is not None for v in net.values()) and net != paper.NETWORK:
+        out.append("network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
+                   + " (paper: 5 scales of 128 down/up, 4 skip channels)")
+    lr = _get(config, "optim.lr")
+    if lr is not None and _differs(lr, paper.LEARNING_RATE):
+        out.append(f"learning rate {lr:g} (paper: {paper.LEARNING_RATE:g})")
+    rn = _get(config, "optim.reg_noise_std")
+    if rn is not None and _differs(rn, paper.REG_NOISE_STD):
+        out.append(f"input noise {rn:g} (paper: {paper.REG_NOISE_STD:g})")
+    folder = _get(config, "data.folder")
+    if folder:
+        out.append(f"images from {folder} (paper: Set14)")
+    return out
