@@ -60,6 +60,11 @@ class EngineSettings:
             raise ValueError(f"engine.stack must be an integer >= 1 (runs trained together), got {self.stack!r}")
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"engine.warmup must be an integer >= 1, got {self.warmup!r}")
+        if self.compile and self.cuda_graphs is not False and self.compile_mode in ("reduce-overhead", "max-autotune"):
+            # those modes capture CUDA graphs of their own, which cannot nest in ours
+            raise ValueError(f"engine.compile_mode={self.compile_mode} makes CUDA graphs itself; use "
+                             "compile_mode=default or max-autotune-no-cudagraphs (engine.cuda_graphs captures "
+                             "the whole step), or set engine.cuda_graphs=false")
 
     @classmethod
     def from_config(cls, cfg: Mapping | "EngineSettings" | None) -> "EngineSettings":

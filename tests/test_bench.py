@@ -1,0 +1,132 @@
+"""scripts/bench.py runs for real on the CPU at a tiny size and reports consistent numbers."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bpdip.engine import count_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench"] = bench  # dataclasses look their module up there
+spec.loader.exec_module(bench)
+
+TINY = ["--device", "cpu", "--net", "slim", "--steps", "2", "--warmup-steps", "1", "--log-every", "1",
+        "--original-steps", "1", "--check-size", "40", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "cpu.json"
+    bench.main(TINY + ["--sizes", "40,64x48", "--stack-k", "2", "--stack-size", "48", "--memory-size", "40",
+                       "--out", str(out)])
+    return out
+
+
+def test_cpu_benchmark_measures_every_loop(cpu_run):
+    report = json.loads(cpu_run.read_text())
+    rows = [r for r in report["rows"] if "ms_per_step" in r]
+    errors = [r for r in report["rows"] if "error" in r or "skipped" in r]
+    assert not errors, errors
+    assert report["meta"]["label"].startswith("CPU benchmark")
+    wanted = {"ref-plain", "ref-original", "eager-fp32", "eager-bf16", "eager-bf16-cl"}
+    for size in ("40x40", "64x48"):
+        assert {r["variant"] for r in rows if r["size"] == size and r["k"] == 1} == wanted
+    for r in rows:
+        assert r["ms_per_step"] > 0 and r["steps_per_s"] == pytest.approx(1e3 / r["ms_per_step"])
+        h, w = (int(v) for v in r["size"].split("x"))
+        flops = count_flops(h, w, **bench.NETS["slim"])["train"] * r["k"]  # independent recount
+        assert r["tflops"] == pytest.approx(flops / (r["ms_per_step"] / 1e3) / 1e12)
+        assert r["peak_memory_gb"] is None  # no per-measurement peak on the CPU: reported as n/a
+    # the engine runs trained: PSNR recorded at each log, and the final image is finite
+    eng = [r for r in rows if r["variant"] == "eager-fp32" and r["k"] == 1]
+    assert all(len(r["psnr_curve"]) == 4 and np.isfinite(r["final_psnr"]) for r in eng)
+    # K-run stacking: ratio = K * single / stacked, from the rows themselves
+    (stack,) = [s for s in report["stack"] if s["size"] == "48x48"]
+    single = next(r["ms_per_step"] for r in eng if r["size"] == "48x48")  # measured for the stack check
+    assert stack["k"] == 2 and stack["ratio_vs_separate"] == pytest.approx(2 * single / stack["ms_per_step"])
+    assert report["memory_check"]["size"] == "40x40" and report["memory_check"]["k"] == 4
+    # equivalence checks ran and passed (float64: stacked vs separate agree to rounding)
+    assert report["checks"] and all(c["passed"] for c in report["checks"])
+
+
+def test_printed_table(cpu_run, capsys):
+    bench.print_table(json.loads(cpu_run.read_text()))
+    out = capsys.readouterr().out
+    assert "ms/step" in out and "ref-original" in out and "Table I projected" in out and "check:" in out
+
+
+def test_projection_of_table1(cpu_run):
+    """PROTOCOL: 14 images x 9 settings x (2 x 10,000 + 2 x 7,000) steps, each at its
+    image's size, with ms/step modelled as a + b * pixels through the measured sizes.
+    Recomputed here independently from the rows."""
+    report = json.loads(cpu_run.read_text())
+    pts = [(r["pixels"], r["ms_per_step"]) for r in report["rows"] if r.get("variant") == "ref-plain"]
+    (p1, m1), (p2, m2) = pts
+    b = (m2 - m1) / (p2 - p1)
+    a = m1 - b * p1
+    if a < 0 or b < 0:  # the stated fallbacks when the free fit is not physical
+        a, b = (0.0, (m1 * p1 + m2 * p2) / (p1**2 + p2**2)) if b >= 0 else ((m1 + m2) / 2, 0.0)
+    sizes = [(480, 500), (576, 720), (512, 512), (288, 352), (361, 250), (276, 276), (362, 500), (288, 352),
+             (512, 512), (512, 512), (512, 768), (512, 512), (656, 529), (391, 586)]  # Set14, H x W
+    hours = sum(9 * (2 * 10_000 + 2 * 7_000) * (a + b * h * w) / 1e3 for h, w in sizes) / 3600
+    assert report["projection"]["ref-plain"]["hours"] == pytest.approx(hours, rel=1e-6)
+    assert bench.TABLE1_ITERS_PER_IMAGE * 14 == 4_284_000  # PROTOCOL's 4.28M iterations
+
+
+def test_quality_mode_and_its_verdict(tmp_path):
+    out = tmp_path / "q.json"
+    bench.main(TINY + ["--quality", "--quality-crop", "40", "--quality-iterations", "2", "--out", str(out)])
+    q = json.loads(out.read_text())["quality"]
+    assert len(q["runs"]) == 3 * 2 * 4 and {r["status"] for r in q["runs"]} == {"complete"}
+    s = q["summary"]
+    for loss, v in s["per_loss"].items():  # the gap is the difference of the per-image means
+        peaks = {var: np.mean([r["peak_psnr"] for r in q["runs"] if r["loss"] == loss and r["variant"] == var])
+                 for var in q["variants"]}
+        assert v["gap_db"] == pytest.approx(peaks["eager-bf16"] - peaks["eager-fp32"])
+        assert v["images"] == ["comic", "face", "foreman"]
+    assert s["complete"] and not s["protocol_run"] and not s["passed"]  # a toy run is never evidence
+
+
+def test_quality_summary_rules():
+    def runs(gaps, images=("a", "b", "c")):
+        return [dict(image=i, variant=v, loss=loss, peak_psnr=30.0 + (gaps[loss] if v == "bf16" else 0.0))
+                for i in images for v in ("tf32", "bf16") for loss in gaps]
+
+    ok = bench.quality_summary(runs({"ls": 0.05, "bp": -0.08}), ["tf32", "bf16"], ["ls", "bp"])
+    assert ok["passed"] and ok["per_loss"]["bp"]["gap_db"] == pytest.approx(-0.08)
+    assert not bench.quality_summary(runs({"ls": 0.05, "bp": -0.15}), ["tf32", "bf16"], ["ls", "bp"])["passed"]
+    few = bench.quality_summary(runs({"ls": 0.0}, images=("a", "b")), ["tf32", "bf16"], ["ls"])
+    assert not few["complete"] and not few["passed"]  # fewer than three images
+
+
+def test_bad_options_fail_clearly(tmp_path):
+    with pytest.raises(SystemExit, match="multiples of --log-every"):
+        bench.parse_args(["--steps", "3", "--log-every", "2", "--warmup-steps", "2"])
+    with pytest.raises(SystemExit, match="unknown variant 'turbo'"):
+        bench.parse_args(["--variants", "turbo"])
+    with pytest.raises(SystemExit, match="needs a CUDA device"):
+        bench.main(TINY + ["--variants", "graphs-tf32", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="bad size '12x'"):
+        bench.make_problem("12x", "cpu")
+
+
+def test_time_budget_skips_but_still_writes(tmp_path):
+    out = tmp_path / "b.json"
+    bench.main(TINY + ["--sizes", "40", "--budget-s", "0", "--no-checks", "--stack-k", "", "--memory-size", "",
+                       "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all(r.get("skipped") == "time budget" for r in rows)
