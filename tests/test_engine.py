@@ -325,3 +325,52 @@ def test_count_flops_of_a_stack():
         factory()(z[:1]).sum().backward()
     ours = count_flops(*SIZE, **SLIM, stack=2)
     assert ours["forward"] == fwd.get_total_flops() and ours["train"] == 2 * single.get_total_flops()
+
+
+# ---------------------------------------------------------------- graphed path, emulated
+
+
+class _ReplayGraph:
+    """Stands in for torch.cuda.CUDAGraph on the CPU: ``replay`` re-runs the captured step
+    and writes into the static outputs, as a replayed capture does (its backward writes
+    the .grad buffers rather than adding to them)."""
+
+    step = None
+
+    def replay(self):
+        st = _ReplayGraph.step
+        st.opt.zero_grad(set_to_none=True)
+        out, loss = st._body()
+        st.static_out.copy_(out)
+        st.static_loss.copy_(loss)
+
+
+def test_graphed_step_plumbing_equals_eager(problem, monkeypatch):
+    """The CUDA-graph path of TrainStep and restore (warm-up on throw-away noise, capture,
+    rewind, replays into static outputs read by the loop), run on the CPU with the graph
+    emulated: a Python "capture" executes the step once, which the rewind must undo. The
+    curve equals the eager run's exactly. The real capture is checked on a GPU by
+    scripts/bench.py (its float64 "CUDA graph step == eager step" check)."""
+    import contextlib
+
+    import bpdip.loop as loop_module
+
+    class GraphedOnCpu(TrainStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.graphed = True
+            _ReplayGraph.step = self
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _ReplayGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    _, xs, ys = problem
+    loss = losses_for(problem, torch.float32)[0]
+    settings = LoopSettings(iterations=9, log_every=2, progress=False)
+    run = lambda: restore(seeded_model(factory, 6), loss, tensors(ys[:1]), ["f"], settings,  # noqa: E731
+                          x_true=tensors(xs[:1]), seed=6, device="cpu")[0]
+    eager = run()
+    monkeypatch.setattr(loop_module, "TrainStep", GraphedOnCpu)
+    graphed = run()
+    assert _ReplayGraph.step.graph is None  # closed after the run
+    assert [(r["psnr"], r["loss"]) for r in graphed.curve] == [(r["psnr"], r["loss"]) for r in eager.curve]
+    np.testing.assert_array_equal(graphed.image, eager.image)

@@ -106,8 +106,11 @@ class TrainStep:
         return self.static_out, self.static_loss
 
     def warm_up_and_rewind(self, capture=None) -> None:
-        """Run ``engine.warmup`` steps on throw-away noise, optionally ``capture()``, then put
-        weights, buffers, optimiser state and the caller's noise back as they were."""
+        """Run ``engine.warmup`` steps on throw-away noise, optionally ``capture(stream)``,
+        then put weights, buffers, optimiser state and the caller's noise back as they were.
+
+        On a GPU the warm-up runs on a side stream and the capture on the same stream, so
+        library handles and workspaces made lazily on first use exist before capturing."""
         snap = snapshot(self.model, self.opt)
         noise = self.noise.clone()
         gen = torch.Generator(device=self.device).manual_seed(0)
@@ -123,17 +126,18 @@ class TrainStep:
         if cuda:
             torch.cuda.current_stream(self.device).wait_stream(stream)
         if capture is not None:
-            capture()
+            capture(stream)
         rewind(self.model, self.opt, snap)
         self.noise.copy_(noise)
 
     def _capture(self) -> None:
-        def capture():
+        def capture(stream):
             # grads set to None: backward inside the capture allocates them from the graph's
             # pool, and each replay overwrites them (no accumulation across steps)
             self.opt.zero_grad(set_to_none=True)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: a logger's or progress bar's thread cannot break the capture
+            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                 self.static_out, self.static_loss = self._body()
             self.graph = graph
 
