@@ -81,6 +81,12 @@ class CellResult:
         return "".join(FLAGS[f][0] for f in self.flags)
 
     @property
+    def peak_at_end(self) -> bool:
+        """The peak is the last common iteration: the curve may still be rising."""
+        return bool(self.peak and len(self.mean_curve) > 1
+                    and self.peak["iteration"] == int(self.mean_curve["iteration"].iloc[-1]))
+
+    @property
     def paper(self) -> tuple[float, float] | None:
         return table1(self.cell.loss, self.cell.kernel, self.cell.noise_var)
 

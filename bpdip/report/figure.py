@@ -45,7 +45,8 @@ def figure1(cells: list[CellResult], title: str | None = None):
                     continue
                 paper = f", paper {c.paper[0]:.2f}" if c.paper else ""
                 ax.plot(curve["iteration"], curve["psnr"], color=COLORS[loss], lw=1.3,
-                        label=f"{label}: {c.peak['psnr']:.2f} dB @{c.peak['iteration']} (n={len(c.used)}){paper}")
+                        label=f"{label}: {c.peak['psnr']:.2f} dB @{c.peak['iteration']}{' (end)' if c.peak_at_end else ''}"
+                              f" (n={len(c.used)}){paper}")
                 ax.plot([c.peak["iteration"]], [c.peak["psnr"]], "o", color=COLORS[loss], ms=4)
                 drawn += 1
             if not drawn:

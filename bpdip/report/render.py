@@ -72,7 +72,8 @@ def md_cell(c: CellResult | None, which: str) -> str:
             lines.append(f"no complete image {md_markers(c.markers)}")
         else:
             lines.append(f"{fmt(values['psnr'], 2)} / {fmt(values['ssim_dr2'], 3)}{md_markers(c.markers)}")
-            at = f"@{values['iteration']} · " if which == "peak" else ""
+            end = " (last logged: still rising?)" if c.peak_at_end else ""
+            at = f"@{values['iteration']}{end} · " if which == "peak" else ""
             lines.append(f"{at}SSIM₁ {fmt(values['ssim'], 3)} · n={len(c.used)}/{len(c.expected)}")
             if paper:
                 lines.append(f"paper {paper[0]:.2f} / {paper[1]:.2f}")
@@ -222,7 +223,7 @@ def tex_grid(report, which: str, caption: str, label: str) -> str:
                 diff.append("--")
             else:
                 ours.append(f"{values['psnr']:.2f} / {values['ssim_dr2']:.3f}{tex_markers(c.markers)}")
-                it = f"{values['iteration']}, " if which == "peak" else ""
+                it = f"{values['iteration']}{'$^{e}$' if c.peak_at_end else ''}, " if which == "peak" else ""
                 at.append(f"{it}{values['ssim']:.3f}, {len(c.used)}/{len(c.expected)}")
                 diff.append(f"{tex_num(values['psnr'] - p[0], 2, True)} / {tex_num(values['ssim_dr2'] - p[1], 3, True)}"
                             if p else "--")
@@ -240,12 +241,15 @@ def tex_grid(report, which: str, caption: str, label: str) -> str:
 
 def tex_notes(report) -> list[str]:
     used = sorted({f for c in report.cells for f in c.flags}, key=list(FLAGS).index)
+    at_end = any(c.peak_at_end for c in report.cells)
     notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
              "PSNR [dB] / SSIM (data\\_range 2, as the paper's); SSIM$_1$: data\\_range 1; $n$: images "
              "averaged / expected; $\\Delta$ = ours $-$ paper."]
     for f in used:
         marker, text = FLAGS[f]
         notes.append(f"{tex_markers(marker)} {tex_escape(text)}.")
+    if at_end:
+        notes.append("$^{e}$ the peak is the last logged iteration: the curve may still be rising.")
     departures = sorted({d for c in report.cells for d in c.deviations})
     if departures:
         notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
