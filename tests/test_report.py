@@ -88,7 +88,7 @@ def test_peak_is_the_peak_of_the_mean_curve(tmp_path):
     # not the mean of the per-image peaks (that would be an oracle per image)
     own = np.mean([max(r["psnr"] for r in c) for c in IMAGES.values()])
     assert cell.peak["psnr"] < own - 0.1
-    assert cell.flags == [] and cell.status == "complete"
+    assert cell.flags == [] and cell.status == "complete" and not cell.peak_at_end
     pick = "loss == 'bp' and kernel == 'uniform' and noise_var == 0.3"
     row = report.peak.query(pick).iloc[0]
     paper = TABLE1[("bp", "uniform", 0.3)]
@@ -96,6 +96,16 @@ def test_peak_is_the_peak_of_the_mean_curve(tmp_path):
     assert row.diff_ssim_dr2 == pytest.approx(want["ssim_dr2"] - paper[1])
     final = report.final.query(pick).iloc[0]
     assert final.final_psnr == pytest.approx(np.mean([c[-1]["psnr"] for c in IMAGES.values()]))
+
+
+def test_peak_at_the_last_iteration_is_pointed_out(tmp_path):
+    rising = {"face": synthetic_curve(0.0, 5000.0, width=4000.0)}  # still rising at 900
+    write_job(tmp_path / "job0", CELL, rising)
+    report = build_report(load_local([str(tmp_path)]))
+    cell = report.cell("bp", "uniform", 0.3)
+    assert cell.peak["iteration"] == 900 and cell.peak_at_end
+    write_report(report, tmp_path / "out", figure=False)
+    assert "@900 (last logged" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_mean_is_over_images_at_equal_iterations(tmp_path):
