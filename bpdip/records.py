@@ -12,7 +12,9 @@ A job's output directory holds (schema version 1):
     ``torch_version``, ``iterations``, ``log_every``, ``status``; each image holds
     ``status`` (complete | failed | running), ``peak_psnr``, ``peak_iteration``,
     ``peak_ssim``, ``peak_ssim_dr2``, ``final_psnr``, ``final_ssim``, ``final_ssim_dr2``,
-    ``runtime_s``, ``iterations``.
+    ``runtime_s``, ``iterations``, ``error``; the runner adds ``run_id`` (the image's
+    stable id in the results store, see :mod:`bpdip.store`) and ``reused`` (true when the
+    record was taken from the store instead of trained in this job).
 
 Every file is written atomically (temporary file + rename), so a killed job leaves
 either the previous version or the new one, never half a file.
@@ -123,3 +125,47 @@ def image_summary(result) -> dict:
         "iterations": result.iterations,
         "error": result.error,
     }
+
+
+# --- job and store records (runner) -------------------------------------------------
+
+RUN_STATUSES = ("running", "complete", "failed")
+IMAGE_STATUSES = ("running", "complete", "failed")
+
+
+def new_summary(run: dict) -> dict:
+    """An empty schema-1 summary with the given ``run`` block."""
+    return {"schema": SCHEMA, "run": dict(run), "images": {}}
+
+
+def validate_summary(obj, path: str | Path = "summary.json") -> dict:
+    """Check the layout of a parsed summary.json; raise CorruptRecord if it is not schema 1."""
+    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+        got = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
+        raise CorruptRecord(f"{path}: schema {got!r}, expected {SCHEMA}")
+    run, images = obj.get("run"), obj.get("images")
+    if not isinstance(run, dict) or not isinstance(images, dict):
+        raise CorruptRecord(f"{path}: lacks the 'run' or 'images' object")
+    cell = run.get("cell")
+    if not isinstance(cell, dict) or not {"kernel", "noise_var", "loss"} <= set(cell):
+        raise CorruptRecord(f"{path}: run.cell must hold kernel, noise_var and loss")
+    for name, entry in images.items():
+        if not isinstance(entry, dict) or entry.get("status") not in IMAGE_STATUSES:
+            raise CorruptRecord(f"{path}: image {name!r} has no valid status")
+    return obj
+
+
+def read_summary(path: str | Path) -> dict:
+    """A validated summary.json; CorruptRecord if missing, truncated or malformed."""
+    return validate_summary(read_json(path), path)
+
+
+def write_png(path: str | Path, image) -> None:
+    """An (H, W, 3) float image in [0, 1] as an 8-bit PNG (rounded), written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    buf = io.BytesIO()
+    Image.fromarray(np.round(arr * 255.0).astype(np.uint8)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,231 @@
+"""Job loggers: the console and Weights & Biases, as callbacks of the optimisation loop.
+
+Besides the loop's hooks (:class:`bpdip.loop.Callback`: ``on_log`` per logged record,
+``on_end`` per finished sample), the runner calls job-level hooks: ``on_job_start``,
+``on_image_start``, ``on_image_done`` (for trained images and for images reused from the
+results store alike) and ``on_job_end``; ``close`` always runs last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+
+import numpy as np
+
+from bpdip.loop import Callback
+
+log = logging.getLogger("bpdip")
+
+CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss")
+
+
+class JobLogger(Callback):
+    def on_job_start(self, info: dict) -> None:
+        """``info``: cell_name, cell, images, config (resolved, plain), out_dir, iterations, log_every, device."""
+
+    def on_image_start(self, index: int, total: int, name: str, shape: tuple, run_id: str | None) -> None:
+        pass
+
+    def on_image_done(self, name: str, entry: dict, rows: list[dict], image, reused: bool) -> None:
+        pass
+
+    def on_job_end(self, summary: dict, rows: list[dict]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def mean_curve(rows: list[dict], images: list[str]) -> list[dict]:
+    """The curve averaged over ``images`` at the iterations that all of them logged
+    (PROTOCOL "Table I / Fig. 1": average each setting's curves over the images)."""
+    if not images:
+        return []
+    by_it: dict[int, dict[str, dict]] = {}
+    for r in rows:
+        if r["image"] in images:
+            by_it.setdefault(int(r["iteration"]), {})[r["image"]] = r
+    out = []
+    for it in sorted(by_it):
+        recs = by_it[it]
+        if len(recs) == len(images):
+            out.append({"iteration": it, **{k: float(np.mean([recs[n][k] for n in images])) for k in CURVE_KEYS}})
+    return out
+
+
+def peak_of(curve: list[dict]) -> dict | None:
+    finite = [r for r in curve if math.isfinite(r["psnr"])]
+    return max(finite, key=lambda r: r["psnr"]) if finite else None
+
+
+def _fmt(value, spec=".2f") -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
+
+
+class ConsoleLogger(JobLogger):
+    """A line per image started and finished, and a one-screen summary per job
+    (the progress bar with PSNR and ETA is the loop's own)."""
+
+    def on_job_start(self, info):
+        self.info = info
+        log.info("cell %s: %d image(s), %d iterations, device %s; records in %s", info["cell_name"],
+                 len(info["images"]), info["iterations"], info["device"], info["out_dir"])
+
+    def on_image_start(self, index, total, name, shape, run_id):
+        log.info("[%d/%d] %s (%dx%d): training", index + 1, total, name, shape[0], shape[1])
+
+    def on_image_done(self, name, entry, rows, image, reused):
+        how = "reused from the store" if reused else f"{_fmt(entry.get('runtime_s'), '.0f')} s"
+        if entry["status"] == "complete":
+            log.info("%s: peak PSNR %s dB (SSIM %s) at iteration %s, final PSNR %s dB; %s", name,
+                     _fmt(entry["peak_psnr"]), _fmt(entry["peak_ssim_dr2"], ".3f"), entry["peak_iteration"],
+                     _fmt(entry["final_psnr"]), how)
+        else:
+            log.warning("%s: %s (%s); %s", name, entry["status"].upper(), entry.get("error"), how)
+
+    def on_job_end(self, summary, rows):
+        log.info("%s", format_summary(summary, rows, self.info.get("out_dir")))
+
+
+def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
+    """The end-of-job table: one line per image, the means, and the peak of the mean curve."""
+    run, images = summary["run"], summary["images"]
+    cell = run["cell"]
+    lines = [f"summary of {cell['loss']} / {cell['kernel']} / noise var {cell['noise_var']:g} "
+             f"({run.get('device')}, status {run['status']})",
+             f"{'image':<12} {'status':<9} {'peak PSNR':>9} {'@it':>6} {'SSIM dr2':>8} {'final PSNR':>10} "
+             f"{'time s':>7}  source"]
+    for name, e in images.items():
+        lines.append(f"{name:<12} {e['status']:<9} {_fmt(e.get('peak_psnr')):>9} {_fmt(e.get('peak_iteration'), 'd'):>6} "
+                     f"{_fmt(e.get('peak_ssim_dr2'), '.3f'):>8} {_fmt(e.get('final_psnr')):>10} "
+                     f"{_fmt(e.get('runtime_s'), '.0f'):>7}  {'store' if e.get('reused') else 'trained'}")
+    done = [n for n, e in images.items() if e["status"] == "complete"]
+    if done:
+        final = float(np.mean([images[n]["final_psnr"] for n in done]))
+        peak = peak_of(mean_curve(rows, done))
+        lines.append(f"mean over {len(done)}/{len(images)} complete image(s): final PSNR {final:.2f} dB; "
+                     f"peak of the mean curve {_fmt(peak and peak['psnr'])} dB "
+                     f"(SSIM dr2 {_fmt(peak and peak['ssim_dr2'], '.3f')}) at iteration {peak and peak['iteration']}")
+    if out_dir is not None:
+        lines.append(f"records: {out_dir}")
+    return "\n".join(lines)
+
+
+class WandbLogger(JobLogger):
+    """One W&B run per job: the resolved config, per-image curves against the iteration,
+    the running mean over images, the mean curve, final images and the summary.
+
+    Offline unless WANDB_MODE or ``logger.mode`` says otherwise. If W&B cannot start or
+    fails later, a warning is given and the job goes on with its local records.
+    """
+
+    def __init__(self, settings: dict, out_dir):
+        self.settings = settings
+        self.out_dir = out_dir
+        self.run = None
+        self.done: list[str] = []
+        self.entries: dict[str, dict] = {}
+
+    def _guard(self, what, fn, *args):
+        if self.run is None:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:  # W&B trouble must never cost the local records
+            warnings.warn(f"W&B {what} failed ({type(exc).__name__}: {exc}); continuing without W&B")
+            run, self.run = self.run, None
+            try:
+                run.finish(exit_code=1)
+            except Exception:
+                pass
+
+    def on_job_start(self, info):
+        s = self.settings
+        try:
+            import wandb
+
+            mode = os.environ.get("WANDB_MODE") or s.get("mode") or "offline"
+            self.run = wandb.init(
+                project=s.get("project"), entity=s.get("entity"), group=str(s.get("group")),
+                name=str(s.get("run_name")), tags=list(s.get("tags") or []), config=info["config"],
+                mode=mode, dir=str(self.out_dir), job_type="cell", reinit="finish_previous",
+            )
+        except Exception as exc:
+            warnings.warn(f"W&B could not start ({type(exc).__name__}: {exc}); continuing with local records only")
+            self.run = None
+            return
+        self._guard("setup", self._define)
+
+    def _define(self):
+        r = self.run
+        r.define_metric("iteration")
+        r.define_metric("curve/*", step_metric="iteration")
+        r.define_metric("mean/*", step_metric="iteration")
+        r.define_metric("images_done")
+        r.define_metric("running/*", step_metric="images_done")
+
+    def _log_record(self, name, rec):
+        self.run.log({"iteration": rec["iteration"], **{f"curve/{name}/{k}": rec[k] for k in CURVE_KEYS}})
+
+    def on_log(self, result, record):
+        self._guard("logging", self._log_record, result.name, record)
+
+    def on_image_done(self, name, entry, rows, image, reused):
+        self._guard("logging", self._image_done, name, entry, rows, image, reused)
+
+    def _image_done(self, name, entry, rows, image, reused):
+        import wandb
+
+        if reused:  # its curve was trained by an earlier job: log it from the record
+            for rec in rows:
+                self._log_record(name, rec)
+        self.entries[name] = entry
+        if entry["status"] == "complete":
+            self.done.append(name)
+        data = {"images_done": len(self.entries)}
+        if self.done:  # running mean over the images finished so far
+            for key in ("peak_psnr", "final_psnr", "final_ssim_dr2"):
+                data[f"running/mean_{key}"] = float(np.mean([self.entries[n][key] for n in self.done]))
+        if image is not None and self.settings.get("log_images", True):
+            data[f"restored/{name}"] = wandb.Image(np.clip(image, 0, 1), caption=f"{name}: final PSNR "
+                                                    f"{_fmt(entry.get('final_psnr'))} dB")
+        self.run.log(data)
+
+    def on_job_end(self, summary, rows):
+        self._guard("summary", self._job_end, summary, rows)
+
+    def _job_end(self, summary, rows):
+        curve = mean_curve(rows, self.done)
+        for rec in curve:
+            self.run.log({"iteration": rec["iteration"], **{f"mean/{k}": rec[k] for k in CURVE_KEYS}})
+        peak = peak_of(curve)
+        s = {"status": summary["run"]["status"], "images_complete": len(self.done),
+             "images_total": len(summary["images"]), "config_hash": summary["run"]["config_hash"]}
+        if peak:
+            s.update({"table1/psnr": peak["psnr"], "table1/ssim_dr2": peak["ssim_dr2"],
+                      "table1/ssim": peak["ssim"], "table1/iteration": peak["iteration"]})
+        for name, e in summary["images"].items():
+            s.update({f"image/{name}/{k}": v for k, v in e.items() if v is not None})
+        self.run.summary.update(s)
+
+    def close(self):
+        if self.run is not None:
+            run, self.run = self.run, None
+            try:
+                run.finish()
+            except Exception as exc:
+                warnings.warn(f"W&B finish failed ({exc}); local records are complete")
+
+
+def make_loggers(logger_cfg: dict, out_dir) -> list[JobLogger]:
+    """The loggers named by the ``logger`` config group (console always)."""
+    loggers: list[JobLogger] = [ConsoleLogger()]
+    name = logger_cfg.get("name", "none")
+    if name == "wandb":
+        loggers.append(WandbLogger(logger_cfg, out_dir))
+    elif name != "none":
+        raise ValueError(f"unknown logger '{name}'; choose logger=none or logger=wandb")
+    return loggers

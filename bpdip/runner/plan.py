@@ -1,0 +1,159 @@
+"""From a Hydra config to a checked plan of one cell: everything that can be wrong with
+the config or the data is found here, before any training starts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bpdip.data import center_crop, load_image, resolve_images
+from bpdip.loop import LoopSettings
+from bpdip.losses import FIDELITIES, make_loss
+from bpdip.models import build_model
+from bpdip.physics import Blur, derive_seed, make_kernel, noise_sigma
+from bpdip.store import digest, file_sha256, make_run_id, result_config
+
+# loss config keys that are not parameters of the fidelity class
+LOSS_KEYS = ("name", "fidelity", "tv_weight", "iterations")
+
+
+class UserError(Exception):
+    """A problem with the config or the data, reported as one line before any training."""
+
+
+@dataclass
+class ImageTask:
+    name: str
+    path: Path
+    shape: tuple[int, int]
+    sha256: str
+    run_id: str
+
+
+@dataclass
+class CellPlan:
+    config: dict  # the resolved config, plain data
+    cell: dict  # kernel, noise_var, loss: the record's key (bpdip.records)
+    cell_name: str  # e.g. uniform-0.3-bp
+    kernel: np.ndarray
+    noise_var: float
+    sigma: float
+    fidelity: str
+    tv_weight: float
+    loss_params: dict
+    model_params: dict
+    settings: LoopSettings
+    seed: int
+    crop: int | list | None
+    result_config: dict
+    config_hash: str
+    tasks: list[ImageTask] = field(default_factory=list)
+
+    def seeds(self, image: str) -> dict:
+        """Per-image seeds from (run seed, image name, purpose) only, so an image gets the
+        same noise, initial network and z alone or in any set (PROTOCOL "Degradation")."""
+        return {k: derive_seed(self.seed, image, k) for k in ("noise", "model", "z")}
+
+
+def original_cwd() -> Path:
+    """Where run.py was launched (relative paths in the config start there)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.cwd)
+    return Path.cwd()
+
+
+def absolute(path) -> Path | None:
+    if path in (None, ""):
+        return None
+    p = Path(os.path.expanduser(str(path)))
+    return p if p.is_absolute() else original_cwd() / p
+
+
+def cell_name(kernel: str, noise_var: float, loss: str) -> str:
+    return f"{kernel}-{noise_var:g}-{loss}"
+
+
+def progress_flag(value) -> bool:
+    if isinstance(value, str) and value.lower() == "auto":
+        return sys.stderr.isatty()
+    return bool(value)
+
+
+def plan_cell(cfg: DictConfig | dict) -> CellPlan:
+    try:
+        return _plan(cfg)
+    except UserError:
+        raise
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or ""
+        msg = str(exc).splitlines()[0]
+        raise UserError(f"config: {msg}" + (f" (set {key}=... on the command line)" if "issing" in msg else "")) from None
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+
+
+def _plan(cfg) -> CellPlan:
+    config = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    kcfg, lcfg, dcfg, mcfg = (dict(config[k]) for k in ("kernel", "loss", "data", "model"))
+
+    try:
+        noise_var = float(config["noise"]["var"])
+    except (TypeError, ValueError):
+        raise UserError(f"noise.var must be a number (a variance on the 0..255 scale), got {config['noise']['var']!r}")
+    sigma = noise_sigma(noise_var)  # ValueError for a negative or non-finite variance
+
+    kname = kcfg.pop("name")
+    kernel = make_kernel(kname, path=absolute(kcfg.pop("path", None)), **kcfg)
+
+    fidelity = lcfg.get("fidelity")
+    if fidelity not in FIDELITIES:
+        raise UserError(f"loss.fidelity must be one of {sorted(FIDELITIES)}, got {fidelity!r}")
+    tv_weight = float(lcfg.get("tv_weight") or 0.0)
+    loss_params = {k: v for k, v in lcfg.items() if k not in LOSS_KEYS}
+    # build the loss once on a tiny problem: bad weights or unknown parameters fail now
+    size = max(kernel.shape) + 2
+    probe = Blur(kernel, (size, size))
+    make_loss(fidelity, probe, torch.zeros(1, 3, size, size), sigma, tv_weight, **loss_params)
+
+    model_params = dict(mcfg)
+    model = build_model(**model_params)
+    settings = LoopSettings(
+        iterations=int(lcfg["iterations"]), lr=float(config["optim"]["lr"]),
+        reg_noise_std=float(config["optim"]["reg_noise_std"]), input_depth=int(mcfg.get("in_channels", 32)),
+        input_scale=float(config["optim"]["input_scale"]), log_every=int(config["log_every"]),
+        checkpoint_every=int(config.get("checkpoint_every") or 0), progress=progress_flag(config.get("progress")),
+    )
+
+    images = dcfg.get("images") or []
+    if isinstance(images, str):  # data.images=face: one image (e.g. one job per image in a sweep)
+        images = [images]
+    refs = resolve_images([str(i) for i in images], absolute(dcfg.get("folder")), original_cwd())
+    crop = dcfg.get("crop")
+    if isinstance(crop, list):
+        crop = tuple(crop)
+
+    cell = {"kernel": kname, "noise_var": noise_var, "loss": str(lcfg.get("name", fidelity))}
+    name = cell_name(cell["kernel"], noise_var, cell["loss"])
+    rcfg = result_config(config, hashlib.sha256(np.ascontiguousarray(kernel).tobytes()).hexdigest())
+    chash = digest(rcfg)
+    plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
+                    model_params, settings, int(config["seed"]), crop, rcfg, chash)
+    for ref in refs:  # read every image now: a bad file fails before the first one trains
+        x = center_crop(load_image(ref.path), crop)
+        h, w = x.shape[:2]
+        if hasattr(model, "check_size"):
+            model.check_size(h, w)
+        Blur(kernel, (h, w))  # the kernel must fit in the image
+        sha = file_sha256(ref.path)
+        plan.tasks.append(ImageTask(ref.name, Path(ref.path), (h, w), sha, make_run_id(name, ref.name, chash, sha)))
+    return plan

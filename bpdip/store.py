@@ -1,0 +1,184 @@
+"""The results store: finished work keyed by stable ids, so that sweeps never redo it.
+
+Every (cell, image, seed, result-relevant config) gets a stable ``run_id``; its files live
+in ``<results_root>/<run_id>/``:
+
+``summary.json``   the record (schema 1 of :mod:`bpdip.records`, one image), written LAST
+                   and atomically: its presence and validity mark the image as done.
+``metrics.csv``    the image's curve.
+``restored.png``   the final restored image (8-bit).
+``config.json``    the result-relevant config the id was computed from (for humans).
+``checkpoint.pt``  while training: the resumable state (removed once the record exists).
+
+A relaunched sweep reads the record and skips the image; a record that is truncated or
+inconsistent with its curve is reported and the image is trained again, never averaged.
+
+The id hashes the resolved config minus :data:`BOOKKEEPING` keys (where files go, how
+runs are logged or shown, which device runs them), plus the SHA-256 of the image file and
+of the blur kernel, so renaming a folder keeps the id and editing an image changes it.
+The code version is not part of the id: point ``results_root`` (or ``BPDIP_RESULTS``)
+at a fresh folder after changing the algorithm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpdip.records import CorruptRecord, read_metrics_csv, read_summary, write_json, write_metrics_csv, write_png
+
+log = logging.getLogger(__name__)
+
+# Dotted config keys that never change a result. Everything else is result-relevant, so a
+# new config key is hashed by default (a wrongly reused result is worse than a redo).
+BOOKKEEPING = (
+    "hydra", "logger", "results_root", "reuse", "retry_failed", "device", "threads",
+    "progress", "save_images", "checkpoint_every", "demo",
+    "data.name", "data.folder", "data.images",  # which files: replaced by the image hash
+    "kernel.path",  # replaced by the kernel hash
+    # speed-only engine switches (the engine keeps results equal across them); the
+    # precision and the optimiser implementation stay in the id
+    "engine.compile", "engine.compile_mode", "engine.cuda_graphs", "engine.stack",
+    "engine.channels_last", "engine.cudnn_benchmark", "engine.warmup",
+)
+STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt")
+
+
+def canonical(value):
+    """A JSON-ready copy in which equal settings look equal: keys sorted, and numbers
+    with an integral value written as integers (``noise.var=2`` and ``2.0`` agree)."""
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def digest(value, length: int = 16) -> str:
+    text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def drop_keys(config: dict, keys=BOOKKEEPING) -> dict:
+    """A copy of a plain (resolved) config without the given dotted keys."""
+    out = json.loads(json.dumps(config))  # deep copy of plain data
+    for dotted in keys:
+        node, *rest = dotted.split(".")
+        parent, key = out, node
+        for part in rest:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+            key = part
+        if isinstance(parent, dict):
+            parent.pop(key, None)
+    return out
+
+
+def result_config(config: dict, kernel_sha256: str) -> dict:
+    """The part of a resolved config that determines a cell's results."""
+    return {**drop_keys(config), "kernel_sha256": kernel_sha256}
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_run_id(cell_name: str, image: str, config_hash: str, image_sha256: str) -> str:
+    """``<cell>-<image>-<12 hex>``: readable, and stable for the same inputs."""
+    key = digest({"config_hash": config_hash, "image": image, "image_sha256": image_sha256}, 12)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{cell_name}-{image}")
+    return f"{safe}-{key}"
+
+
+def expected_rows(iterations: int, log_every: int) -> int:
+    """The loop logs at iterations 0, log_every, ... below ``iterations``."""
+    return len(range(0, iterations, log_every))
+
+
+@dataclass
+class StoredImage:
+    """A finished image read back from the store."""
+
+    run_id: str
+    entry: dict  # its summary.json image entry
+    rows: list[dict]  # its metrics.csv rows
+    png: Path | None
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def checkpoint(self, run_id: str) -> Path:
+        return self.dir(run_id) / "checkpoint.pt"
+
+    def load(self, run_id: str, image: str, iterations: int, log_every: int,
+             accept_failed: bool = True) -> StoredImage | None:
+        """The finished record of ``run_id``, or None when the image must (still) be trained.
+
+        A record that exists but cannot be trusted is logged as a warning and ignored,
+        so the image is trained again and the new record replaces it.
+        """
+        d = self.dir(run_id)
+        if not (d / "summary.json").exists():
+            return None
+        try:
+            stored = self._read(d, run_id, image, iterations, log_every)
+        except CorruptRecord as exc:
+            log.warning("store: ignoring the record in %s (%s); this image is trained again", d, exc)
+            return None
+        if stored.entry["status"] == "failed" and not accept_failed:
+            return None
+        ckpt = self.checkpoint(run_id)
+        if ckpt.exists():  # left by a kill between the record and the clean-up
+            ckpt.unlink()
+        return stored
+
+    def save(self, run_id: str, summary: dict, rows: list[dict], image=None, config: dict | None = None) -> Path:
+        """Write an image's record; summary.json goes last, so it marks completion."""
+        d = self.dir(run_id)
+        d.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            write_json(d / "config.json", config)
+        write_metrics_csv(d / "metrics.csv", rows)
+        if image is not None:
+            write_png(d / "restored.png", image)
+        write_json(d / "summary.json", summary)
+        self.checkpoint(run_id).unlink(missing_ok=True)
+        return d
+
+    @staticmethod
+    def _read(d: Path, run_id: str, image: str, iterations: int, log_every: int) -> StoredImage:
+        summary = read_summary(d / "summary.json")
+        if summary["run"].get("run_id") != run_id:
+            raise CorruptRecord(f"run_id {summary['run'].get('run_id')!r} != {run_id!r}")
+        entry = summary["images"].get(image)
+        if entry is None or set(summary["images"]) != {image}:
+            raise CorruptRecord(f"record holds {sorted(summary['images'])}, expected only {image!r}")
+        if entry["status"] not in ("complete", "failed"):
+            raise CorruptRecord(f"status {entry['status']!r} is not final")
+        rows = read_metrics_csv(d / "metrics.csv")
+        if any(r["image"] != image for r in rows):
+            raise CorruptRecord("metrics.csv holds rows of another image")
+        n = expected_rows(iterations, log_every)
+        if entry["status"] == "complete":
+            if len(rows) != n or entry.get("iterations") != iterations:
+                raise CorruptRecord(f"{len(rows)} curve rows and {entry.get('iterations')} iterations, "
+                                    f"expected {n} rows and {iterations} iterations")
+            peak = max((r["psnr"] for r in rows if math.isfinite(r["psnr"])), default=None)
+            if peak is None or entry.get("peak_psnr") is None or not math.isclose(peak, entry["peak_psnr"]):
+                raise CorruptRecord(f"peak_psnr {entry.get('peak_psnr')} does not match the curve's {peak}")
+            if entry.get("final_psnr") is None:
+                raise CorruptRecord("a complete record without final_psnr")
+        elif len(rows) > n:
+            raise CorruptRecord(f"{len(rows)} curve rows, at most {n} expected")
+        png = d / "restored.png"
+        return StoredImage(run_id, entry, rows, png if png.is_file() else None)

@@ -1,0 +1,143 @@
+"""W&B logging: a real offline run, read back from its own log file, and the fallbacks."""
+
+import json
+import struct
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bpdip.records import read_summary
+from bpdip.runner import run_cell
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cfg_of():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        yield lambda *o: compose("config", overrides=["experiment=smoke", "results_root=null", "logger=wandb", *o])
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of an offline ``run-*.wandb`` file (LevelDB log format after a
+    7-byte ':W&B' header: 32 KiB blocks of chunks with a 7-byte header each)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, buf, out = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer
+            pos += block - pos % block
+            continue
+        _, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + n], pos + 7 + n
+        if kind == 0:
+            break
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            out.append(rec)
+    return out
+
+
+def test_offline_run_logs_config_curves_mean_images_and_summary(cfg_of, tmp_path, recwarn):
+    summary = run_cell(cfg_of(), tmp_path)
+    trouble = [str(w.message) for w in recwarn if "W&B" in str(w.message)]
+    assert not trouble, trouble  # W&B started and logged without falling back
+    [run_file] = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    records = wandb_records(run_file)
+    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (run.run_group, run.display_name, run.project) == ("uniform-0.3", "bp", "bpdip")
+    config = {u.key: json.loads(u.value_json) for u in run.config.update}
+    assert config["loss"]["name"] == "bp" and config["kernel"] == {"name": "uniform", "size": 9}
+    assert config["data"]["crop"] == 40  # the resolved config, as plain values
+
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    for name in ("face", "comic"):
+        logged = [(h["iteration"], h[f"curve/{name}/psnr"]) for h in history if f"curve/{name}/psnr" in h]
+        expected = metrics[metrics.image == name]
+        assert logged == list(zip(expected.iteration, expected.psnr))
+    mean = metrics.groupby("iteration").psnr.mean()
+    logged_mean = {h["iteration"]: h["mean/psnr"] for h in history if "mean/psnr" in h}
+    assert logged_mean == pytest.approx(mean.to_dict(), rel=1e-12)
+    running = [h for h in history if "running/mean_final_psnr" in h]
+    assert [h["images_done"] for h in running] == [1, 2]
+    assert running[1]["running/mean_final_psnr"] == pytest.approx(
+        (summary["images"]["face"]["final_psnr"] + summary["images"]["comic"]["final_psnr"]) / 2)
+
+    final = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            final.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in r.summary.update})
+    assert final["table1/psnr"] == pytest.approx(mean.max(), rel=1e-12)
+    assert final["table1/iteration"] == mean.idxmax()
+    assert final["image/face/final_psnr"] == pytest.approx(summary["images"]["face"]["final_psnr"])
+    media = list((run_file.parent / "files" / "media" / "images" / "restored").glob("*.png"))
+    assert sorted(p.name.split("_")[0] for p in media) == ["comic", "face"]
+
+
+def test_wandb_that_cannot_start_warns_and_keeps_local_records(cfg_of, tmp_path, monkeypatch):
+    import wandb
+
+    def broken(**kwargs):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    with pytest.warns(UserWarning, match="W&B could not start.*no W&B today"):
+        summary = run_cell(cfg_of(), tmp_path)
+    assert summary["run"]["status"] == "complete"
+    assert read_summary(tmp_path / "summary.json")["images"]["comic"]["status"] == "complete"
+
+
+class FakeRun:
+    def __init__(self, fail_log=False):
+        self.fail_log, self.logged, self.finished = fail_log, 0, False
+        self.summary = {}
+
+    def define_metric(self, *a, **k):
+        pass
+
+    def log(self, data):
+        if self.fail_log:
+            raise OSError("disk full")
+        self.logged += 1
+
+    def finish(self, **k):
+        self.finished = True
+
+
+@pytest.mark.parametrize("env, configured, expected", [(None, "offline", "offline"),
+                                                      ("disabled", "online", "disabled")])
+def test_mode_is_offline_by_default_and_wandb_mode_overrides(cfg_of, tmp_path, monkeypatch, env, configured, expected):
+    import wandb
+
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update(kwargs)
+        return FakeRun()
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    if env is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env)
+    run_cell(cfg_of(f"logger.mode={configured}", "kernel=radial", "noise.var=2", "loss=ls_tv"), tmp_path)
+    assert seen["mode"] == expected
+    assert (seen["group"], seen["name"]) == ("radial-2", "ls_tv")
+
+
+def test_wandb_failing_mid_run_does_not_stop_the_job(cfg_of, tmp_path, monkeypatch):
+    import wandb
+
+    fake = FakeRun(fail_log=True)
+    monkeypatch.setattr(wandb, "init", lambda **k: fake)
+    with pytest.warns(UserWarning, match="W&B logging failed.*disk full"):
+        summary = run_cell(cfg_of(), tmp_path)
+    assert summary["run"]["status"] == "complete" and fake.finished
