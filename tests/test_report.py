@@ -161,6 +161,30 @@ def test_corrupt_records_are_reported_not_averaged(tmp_path):
     assert sum(i.kind == "corrupt" for i in report.issues) == 3  # two images of a, and job c
 
 
+def test_failed_image_is_left_out_and_listed(tmp_path):
+    failing = [dict(r, psnr=math.nan) if r["iteration"] >= 500 else r for r in IMAGES["comic"]][:6]
+    write_job(tmp_path / "a", CELL, {"face": IMAGES["face"], "comic": failing}, status={"comic": "failed"})
+    report = build_report(load_local([str(tmp_path)]))
+    cell = report.cell("bp", "uniform", 0.3)
+    assert cell.used == ["face"] and cell.flags == ["fewer_images", "failed"]
+    assert cell.peak["psnr"] == pytest.approx(max(r["psnr"] for r in IMAGES["face"]))
+    (issue,) = [i for i in report.issues if i.kind == "failed"]
+    assert issue.image == "comic" and "at iteration 500" in issue.detail and "non-finite" in issue.detail
+    row = report.per_image.query("image == 'comic'").iloc[0]
+    assert row.status == "failed" and not row.in_mean
+
+
+def test_paper_table_transcription():
+    from bpdip.paper import LOSSES, table1
+
+    assert len(TABLE1) == 36 and all(25.0 < p < 33.0 and 0.79 < s < 0.96 for p, s in TABLE1.values())
+    # spot checks against the paper's TABLE I (first, a middle and the last cell)
+    assert table1("ls", "uniform", 0.3) == (26.31, 0.83)
+    assert table1("bp", "radial", 0.3) == (32.50, 0.95)
+    assert table1("bp_tv", "gaussian", 4) == (28.24, 0.88)
+    assert table1("bp", "file", 0.3) is None and LOSSES == ("ls", "ls_tv", "bp", "bp_tv")
+
+
 def test_missing_image_marks_the_cell_in_markdown_csv_latex(tmp_path):
     write_job(tmp_path / "bp", CELL, IMAGES)
     write_job(tmp_path / "ls", dict(CELL, loss="ls"), {"face": IMAGES["face"]})  # comic never ran
