@@ -180,9 +180,18 @@ def read_config(job_dir: Path) -> dict | None:
     return None
 
 
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (reports stay
+    readable and do not leak the machine's layout), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def load_job_dir(summary_path: Path) -> Job:
     """Read one job directory (its summary.json and the metrics.csv beside it)."""
-    source = str(summary_path.parent)
+    source = display_path(summary_path.parent)
     mtime = summary_path.stat().st_mtime
     try:
         summary = read_json(summary_path)

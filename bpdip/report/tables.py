@@ -66,7 +66,8 @@ def peak_table(cells: list[CellResult]) -> pd.DataFrame:
             **_run_columns(c),
         })
     frame = pd.DataFrame(rows)
-    frame["peak_iteration"] = frame["peak_iteration"].astype("Int64")
+    for col in ("peak_iteration", "iterations"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     return frame
 
 
@@ -87,7 +88,9 @@ def final_table(cells: list[CellResult]) -> pd.DataFrame:
             "diff_ssim_dr2": _diff(final.get("ssim_dr2"), paper[1]),
             **_run_columns(c),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame["iterations"] = pd.to_numeric(frame["iterations"], errors="coerce").astype("Int64")
+    return frame
 
 
 PER_IMAGE_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "status", "in_mean", "peak_psnr",
