@@ -221,6 +221,8 @@ def test_missing_image_marks_the_cell_in_markdown_csv_latex(tmp_path):
     bp_line = next(line for line in tex.splitlines() if line.startswith("BP & ours"))
     assert ls_line.split(" & ")[2].endswith("$^{*}$") and not bp_line.split(" & ")[2].endswith("$^{*}$")
     assert "comic" in tex.split("\\end{tabular}")[1]  # listed in the notes under the table
+    for name in ("table1.tex", "table1_final.tex", "per_image.tex"):
+        assert (out / name).read_text().isascii(), name  # pdflatex-safe: markers as math symbols
 
 
 def test_figure1_has_nine_panels_and_a_png(tmp_path):

@@ -126,7 +126,7 @@ def md_runs(cells: list[CellResult]) -> str:
                     rows, "llllll")
 
 
-def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`") -> list[str]:
+def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`", other: str = "·") -> list[str]:
     """Issues grouped for reading: missing settings on one line, the rest one per line.
     ``marker`` and ``code`` format a marker and an image name for the output language."""
     lines = []
@@ -137,7 +137,7 @@ def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`")
     for i in issues:
         if i.kind == "missing":
             continue
-        mark = marker(FLAGS[i.kind][0]) if i.kind in FLAGS else "·"
+        mark = marker(FLAGS[i.kind][0]) if i.kind in FLAGS else other
         where = str(i.cell) if i.cell else "record"
         image = f" image {code(i.image)}" if i.image else ""
         src = f" ({i.source})" if i.source else ""
@@ -254,7 +254,7 @@ def tex_notes(report) -> list[str]:
     if departures:
         notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
     lines = issue_lines([i for i in report.issues if i.kind != "missing"], marker=lambda m: "\x00" + m + "\x01",
-                        code=str)
+                        code=str, other="-")
     n_missing = sum(i.kind == "missing" for i in report.issues)
     if n_missing:
         lines.insert(0, f"{n_missing} settings have no record")
@@ -281,7 +281,8 @@ def tex_per_image(frame: pd.DataFrame) -> str:
                                  status, tex_num(r.peak_psnr, 2), it, tex_num(r.peak_ssim_dr2, 3),
                                  tex_num(r.peak_ssim, 3), tex_num(r.final_psnr, 2), tex_num(r.final_ssim_dr2, 3),
                                  tex_num(r.final_ssim, 3)]) + " \\\\")
-    lines += ["\\end{longtable}", "% $^{*}$: not in the cell's mean (failed, running, corrupt or absent)", ""]
+    lines += ["\\end{longtable}", "% $^{*}$: not in the cell's mean (failed, running, corrupt or absent); SSIM: "
+              "data_range 2 (the paper's), SSIM$_1$: data_range 1", ""]
     return "\n".join(lines)
 
 
