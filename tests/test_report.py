@@ -137,6 +137,17 @@ def test_sweeps_merge_and_duplicates_keep_the_complete_record(tmp_path):
     assert cell.peak["iteration"] == 200
 
 
+def test_an_explicit_image_list_sets_what_is_expected(tmp_path):
+    write_job(tmp_path / "a", CELL, IMAGES)
+    jobs = load_local([str(tmp_path)])
+    cell = build_report(jobs, images=["face", "lenna"]).cell("bp", "uniform", 0.3)
+    assert cell.used == ["face"] and cell.expected == ["face", "lenna"] and cell.flags == ["fewer_images"]
+    assert cell.peak["psnr"] == pytest.approx(max(r["psnr"] for r in IMAGES["face"]))  # comic left out
+    report = build_report(jobs, images=["face", "lenna"])
+    assert [(i.kind, i.image) for i in report.issues if i.cell == cell.cell] == [("ignored", "comic"),
+                                                                                ("fewer_images", "lenna")]
+
+
 def test_different_config_hash_is_a_conflict_not_a_mix(tmp_path):
     write_job(tmp_path / "a", CELL, {"face": IMAGES["face"]}, config_hash="h1")
     write_job(tmp_path / "b", CELL, {"comic": IMAGES["comic"]}, config_hash="h2")
@@ -246,9 +257,18 @@ def test_figure1_has_nine_panels_and_a_png(tmp_path):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     from bpdip.report.cli import main
 
+    from bpdip.data import SET14
+    from bpdip.report.cli import image_list
+
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert main([str(tmp_path / "nothing-*"), "--out", str(tmp_path / "o")]) == 2  # a glob matching nothing
+    assert not (tmp_path / "o").exists()
+    assert image_list("set14") == list(SET14) and len(SET14) == 14
+    assert image_list(" face, comic ") == ["face", "comic"]
+    with pytest.raises(ValueError, match="--images is empty"):
+        image_list(" , ")
 
 
 class FakeRun:

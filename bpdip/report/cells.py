@@ -17,7 +17,6 @@ Rules that keep incomplete data visible:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,7 +137,10 @@ def merge_jobs(jobs: list[Job]) -> tuple[dict[Cell, list[Job]], list[Issue]]:
     return by_cell, issues
 
 
-def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Issue]) -> CellResult:
+def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Issue],
+               explicit: bool = False) -> CellResult:
+    """One setting from its jobs. ``expected``: the images it should have; with
+    ``explicit`` (the user's list) other images are left out of the means and listed."""
     res = CellResult(cell, list(expected))
     if not jobs:
         res.flags = ["missing"]
@@ -158,7 +160,7 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
         issues.append(Issue("conflict", detail, cell))
         return res
     res.config_hash = next(iter(hashes), None)
-    # the most recent job's run metadata describes the cell (same config hash anyway)
+    # describe the cell by a job with a hash and a config (local records), the newest
     described = max(jobs, key=lambda j: (j.config_hash is not None, j.config is not None, j.mtime))
     res.run, res.config = described.run, described.config
     for job in sorted(jobs, key=lambda j: j.mtime):
@@ -171,7 +173,11 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
                                         f"dropped {kept.source}", cell, name, img.source))
                 res.images[name] = img
     for name in sorted(set(res.images) - set(res.expected)):
-        res.expected.append(name)  # an image we have is always expected
+        if explicit:
+            issues.append(Issue("ignored", "not in the --images list; left out of the means", cell, name))
+            del res.images[name]
+        else:
+            res.expected.append(name)  # an image we have is always expected
 
     flags = set()
     for name in res.expected:
@@ -217,8 +223,4 @@ def build_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[
     expected = expected_images(jobs, images)
     cells = paper_grid()
     cells += sorted(c for c in by_cell if c not in cells)
-    return [build_cell(c, by_cell.get(c, []), expected, issues) for c in cells], issues
-
-
-def is_finite(x) -> bool:
-    return x is not None and math.isfinite(x)
+    return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images)) for c in cells], issues
