@@ -80,13 +80,21 @@ VARIANTS = {
     "compile-fp32": dict(precision="fp32", compile=True, cuda_graphs=False),
     "compile-graphs-tf32": dict(precision="tf32", compile=True, cuda_graphs=True, cuda=True),
     "compile-graphs-bf16": dict(precision="bf16", compile=True, cuda_graphs=True, cuda=True),
+    "compile-graphs-tf32-cl": dict(precision="tf32", compile=True, cuda_graphs=True, channels_last=True, cuda=True),
+    "compile-graphs-bf16-cl": dict(precision="bf16", compile=True, cuda_graphs=True, channels_last=True, cuda=True),
+    "compile-max-graphs-bf16-cl": dict(precision="bf16", compile=True, compile_mode="max-autotune-no-cudagraphs",
+                                       cuda_graphs=True, channels_last=True, cuda=True),
 }
 REFERENCES = ("ref-plain", "ref-original")
 DEFAULT_VARIANTS = {
     "cuda": ["graphs-tf32", "graphs-bf16", "eager-tf32", "graphs-fp32", "graphs-bf16-cl", "graphs-tf32-cl"],
     "cpu": ["eager-fp32", "eager-bf16", "eager-bf16-cl"],
 }
-DEFAULT_COMPILE = {"cuda": ["compile-graphs-tf32", "compile-graphs-bf16"], "cpu": []}
+# at sizes after the first (--quick): the candidates for the default, enough for the projection
+OTHER_VARIANTS = {"cuda": ["graphs-tf32", "graphs-bf16", "eager-tf32"], "cpu": ["eager-fp32", "eager-bf16"]}
+# fusion of BatchNorm + LeakyReLU + padding (PROTOCOL: ~40 % of a step is BatchNorm) comes from inductor
+DEFAULT_COMPILE = {"cuda": ["compile-graphs-bf16-cl", "compile-graphs-tf32"], "cpu": []}
+STACK_VARIANTS = {"cuda": ["graphs-tf32", "graphs-bf16"], "cpu": ["eager-fp32"]}
 
 # PROTOCOL "Optimisation": iterations per loss; "Losses": TV weights (LS-TV by kernel)
 ITERATIONS = {"ls": 10_000, "ls_tv": 10_000, "bp": 7_000, "bp_tv": 7_000}
@@ -455,7 +463,7 @@ def project_table1(rows: list[dict]) -> dict:
     for variant in sorted({r["variant"] for r in rows}):
         for k in sorted({r["k"] for r in rows if r["variant"] == variant}):
             pts = [(r["pixels"], r["ms_per_step"]) for r in rows if r["variant"] == variant and r["k"] == k]
-            if k not in (1, 4) or not pts:
+            if k not in (1, 4) or len({p for p, _ in pts}) < 2:  # one size cannot separate overhead from work
                 continue
             fit, coef = fit_time(pts)
             direct = {r["pixels"]: r["ms_per_step"] for r in rows if r["variant"] == variant and r["k"] == k}
@@ -503,6 +511,8 @@ def device_info(device) -> dict:
         except OSError:
             pass
         info.update(device_name=f"CPU: {name}", threads=torch.get_num_threads(), cores=os.cpu_count())
+    if hasattr(os, "getloadavg"):  # other processes on the machine distort CPU timings: say how busy it was
+        info["load_average_at_start"] = os.getloadavg()
     try:
         info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                             timeout=10).stdout.strip() or None
@@ -567,9 +577,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quick", action="store_true",
-                   help="GPU preset (~5 min): sizes 512, 256, comic, zebra, barbara; compile variants at 512 only")
+                   help="GPU preset (~5 min): sizes 512, 256, comic, zebra, barbara; all variants at 512, the "
+                        "default candidates elsewhere; compile variants at 512 only; K = 4, 16; --budget-s 300")
     p.add_argument("--sizes", help="comma list: N, HxW, Set14 names, or 'set14' (one image per distinct size)")
     p.add_argument("--variants", help=f"comma list of engine variants: {', '.join(VARIANTS)}")
+    p.add_argument("--other-variants", help="variants at the sizes after the first (default: --variants; "
+                                            "--quick: the default-engine candidates only)")
     p.add_argument("--compile-variants", help="torch.compile variants (timed at --compile-sizes only)")
     p.add_argument("--compile-sizes", help="sizes for the compile variants (default: the first size)")
     p.add_argument("--no-references", action="store_true", help="skip ref-plain and ref-original")
@@ -580,7 +593,8 @@ def parse_args(argv=None):
     p.add_argument("--net", choices=sorted(NETS), default="paper")
     p.add_argument("--stack-k", default="4,8,16", help="K values of the stacking check ('' to skip)")
     p.add_argument("--stack-size", default="256")
-    p.add_argument("--stack-variant", help="engine variant of the stacking check (default: the device default)")
+    p.add_argument("--stack-variants", help="engine variants of the stacking check (the first also runs the "
+                                            "memory check)")
     p.add_argument("--memory-size", default="barbara", help="size/image of the K=4 memory check ('' to skip)")
     p.add_argument("--check-size", default="64", help="size of the equivalence checks")
     p.add_argument("--no-checks", action="store_true")
@@ -606,10 +620,12 @@ def parse_args(argv=None):
         raise SystemExit("--steps and --warmup-steps must be multiples of --log-every (the timing window runs "
                          "from one logged iteration to another)")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else []  # noqa: E731
-    for name in ("sizes", "variants", "compile_variants", "compile_sizes", "quality_images", "quality_variants"):
+    for name in ("sizes", "variants", "other_variants", "compile_variants", "compile_sizes", "quality_images",
+                 "quality_variants", "stack_variants"):
         setattr(args, name, split(getattr(args, name)) if getattr(args, name) is not None else None)
     args.stack_k = [int(v) for v in split(args.stack_k)]
-    for v in (args.variants or []) + (args.compile_variants or []) + (args.quality_variants or []):
+    for v in (args.variants or []) + (args.other_variants or []) + (args.compile_variants or []) + \
+            (args.quality_variants or []) + (args.stack_variants or []):
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
     unknown = [i for i in args.quality_images if i not in SET14]
@@ -630,12 +646,16 @@ def main(argv=None) -> dict:
     assert EngineSettings(**{k: v for k, v in VARIANTS[default_variant].items() if k != "cuda"}).resolve(device) \
         .label() == EngineSettings().resolve(device).label()  # the table's "default" is the engine's
     variants = args.variants or DEFAULT_VARIANTS[kind]
+    other_variants = args.other_variants or (OTHER_VARIANTS[kind] if args.quick and not args.variants else variants)
     compile_variants = args.compile_variants if args.compile_variants is not None else DEFAULT_COMPILE[kind]
-    for v in variants + compile_variants:
+    stack_variants = args.stack_variants or STACK_VARIANTS[kind]
+    for v in variants + other_variants + compile_variants + stack_variants:
         if VARIANTS[v].get("cuda") and device.type != "cuda":
             raise SystemExit(f"variant {v} needs a CUDA device")
-    if args.quick:
+    if args.quick:  # ~5 GPU minutes: start no measurement after 300 s
         args.sizes = args.sizes or ["512", "256", "comic", "zebra", "barbara"]
+        args.budget_s = 300.0 if args.budget_s is None else args.budget_s
+        args.stack_k = args.stack_k if args.stack_k != [4, 8, 16] else [4, 16]
     sizes = expand_sizes(args.sizes or ["512", "256", "set14"])
     compile_sizes = args.compile_sizes or sizes[:1]
 
@@ -649,6 +669,8 @@ def main(argv=None) -> dict:
     def save():
         meta["elapsed_s"] = time.perf_counter() - START
         meta["process_max_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        if hasattr(os, "getloadavg"):
+            meta["load_average_now"] = os.getloadavg()
         write_json(out, report)
 
     def attempt(what: dict, fn):
@@ -684,30 +706,34 @@ def main(argv=None) -> dict:
         save()
 
     # most telling first, so a time limit cuts the least: references and variants per size
+    # order = priority, so a time limit cuts the least telling parts: the first size (512:
+    # the per-step targets), K-run stacking, barbara's memory, torch.compile at the first
+    # size, then the other sizes (for the Table I projection)
     measured = set()
-    for spec in sizes:
+
+    def size_block(spec: str, names: list[str]) -> None:
         prob = make_problem(spec, device)
         if prob.label in measured:  # e.g. 512 and the 512x512 Set14 images: time depends on size only
-            continue
+            return
         measured.add(prob.label)
         if not args.no_references:
             for ref in REFERENCES:
                 attempt(dict(variant=ref, size=prob.label, k=1), lambda: measure_reference(ref, prob, args, device))
-        for v in variants:
+        for v in names:
             attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
-        del prob
 
-    stack_variant = args.stack_variant or default_variant
+    size_block(sizes[0], variants)
+
+    stack_variant = stack_variants[0]
     if args.stack_k:
         prob = make_problem(args.stack_size, device)
         have = lambda v, k: any(r.get("variant") == v and r.get("size") == prob.label and r.get("k") == k  # noqa
                                 and "ms_per_step" in r for r in report["rows"])
-        if not have(stack_variant, 1):
-            attempt(dict(variant=stack_variant, size=prob.label, k=1),
-                    lambda: measure_engine(stack_variant, prob, 1, args, device))
-        for k in args.stack_k:
-            attempt(dict(variant=stack_variant, size=prob.label, k=k),
-                    lambda: measure_engine(stack_variant, prob, k, args, device))
+        for v in stack_variants:
+            if not have(v, 1):
+                attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
+            for k in args.stack_k:
+                attempt(dict(variant=v, size=prob.label, k=k), lambda: measure_engine(v, prob, k, args, device))
         del prob
 
     if args.memory_size:
@@ -727,6 +753,9 @@ def main(argv=None) -> dict:
             attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
         del prob
 
+    for spec in sizes[1:]:
+        size_block(spec, other_variants)
+
     ok = [r for r in report["rows"] if "ms_per_step" in r]
     single = {(r["variant"], r["size"]): r["ms_per_step"] for r in ok if r["k"] == 1}
     report["stack"] = []
@@ -737,7 +766,7 @@ def main(argv=None) -> dict:
             if ("ref-plain", r["size"]) in single:
                 s["ratio_vs_plain"] = r["k"] * single[("ref-plain", r["size"])] / r["ms_per_step"]
             report["stack"].append(s)
-    engine_names = variants + compile_variants
+    engine_names = list(dict.fromkeys(variants + other_variants + compile_variants))
     report["ratios"] = {size: ratios(ok, size, engine_names) for size in dict.fromkeys(r["size"] for r in ok)}
     report["projection"] = project_table1(ok)
     k4 = [(r["pixels"], r["ms_per_step"]) for r in ok if r["k"] == 4 and r["variant"] == stack_variant]

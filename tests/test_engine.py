@@ -210,6 +210,9 @@ def test_engine_variants_follow_the_fp32_run(problem, engine, tol_db):
     for ra, rb in zip(ref.curve, other.curve):
         assert abs(ra["psnr"] - rb["psnr"]) < tol_db
     assert ref.curve[-1]["psnr"] > ref.curve[0]["psnr"] + 1.0  # it did train
+    # several runs per process: the variant left no state behind (flags, autocast, layout)
+    again = run({})
+    assert [r["psnr"] for r in again.curve] == [r["psnr"] for r in ref.curve]
 
 
 def test_warm_up_steps_are_rewound_exactly(problem):
