@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import json
 import math
 import os
 import platform
@@ -398,8 +397,9 @@ def run_quality(args, device, report: dict, save) -> None:
                                  seconds=time.perf_counter() - t0))
             report["quality"]["summary"] = quality_summary(runs, variants, losses)
             # only the protocol's run is evidence for the default: full images, paper net, all iterations
-            report["quality"]["summary"]["protocol_run"] = protocol = (
-                args.quality_crop is None and args.net == "paper" and args.quality_iterations >= max(ITERATIONS.values()))
+            protocol = (args.quality_crop is None and args.net == "paper"
+                        and args.quality_iterations >= max(ITERATIONS.values()))
+            report["quality"]["summary"]["protocol_run"] = protocol
             report["quality"]["summary"]["passed"] &= protocol
             save()
 

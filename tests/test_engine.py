@@ -377,3 +377,49 @@ def test_graphed_step_plumbing_equals_eager(problem, monkeypatch):
     assert _ReplayGraph.step.graph is None  # closed after the run
     assert [(r["psnr"], r["loss"]) for r in graphed.curve] == [(r["psnr"], r["loss"]) for r in eager.curve]
     np.testing.assert_array_equal(graphed.image, eager.image)
+
+
+def test_resume_into_channels_last_keeps_the_optimiser_state(problem, tmp_path):
+    """A checkpoint written by an NCHW run resumes under engine.channels_last: the Adam
+    moments take the parameters' new strides and keep their values (same curve, up to the
+    rounding of the other layout)."""
+    _, xs, ys = problem
+    loss = losses_for(problem, torch.float32)[0]
+    settings = LoopSettings(iterations=12, log_every=3, checkpoint_every=6, progress=False)
+    kw = dict(x_true=tensors(xs[:1]), seed=[3], device="cpu")
+    ref = restore(build_stacked(factory, [3]), loss, tensors(ys[:1]), ["f"], settings, **kw)[0]
+    ckpt = tmp_path / "ckpt.pt"
+
+    class Stop(Callback):
+        def on_checkpoint(self, iteration, path):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        restore(build_stacked(factory, [3]), loss, tensors(ys[:1]), ["f"], settings, checkpoint=ckpt,
+                callbacks=[Stop()], **kw)
+    model = build_stacked(factory, [3])
+    resumed = restore(model, loss, tensors(ys[:1]), ["f"], settings, checkpoint=ckpt,
+                      engine={"channels_last": True}, **kw)[0]
+    conv = model.body.post[0][1].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(ref.curve, resumed.curve):
+        assert abs(a["psnr"] - b["psnr"]) < 0.05
+    assert resumed.curve[:2] == [{**r, "seconds": resumed.curve[i]["seconds"]} for i, r in enumerate(ref.curve[:2])]
+
+
+def test_optimiser_state_takes_the_channels_last_strides(problem):
+    loss = losses_for(problem, torch.float32)[0]
+    model = seeded_model(factory, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.rand(1, 32, *SIZE)).sum().backward()
+    opt.step()  # NCHW moments, as a checkpoint of an NCHW run holds them
+    before = {p: {k: v.clone() for k, v in s.items()} for p, s in opt.state.items()}
+    TrainStep(model, loss, torch.rand(1, 32, *SIZE), 0.03, opt, EngineSettings(precision="fp32", cuda_graphs=False,
+              channels_last=True), "cpu")
+    four_d = [p for p in model.parameters() if p.ndim == 4]
+    assert four_d and all(p.is_contiguous(memory_format=torch.channels_last) for p in four_d)
+    for p, state in opt.state.items():
+        for k, v in state.items():
+            if v.shape == p.shape:
+                assert v.stride() == p.stride()
+            assert torch.equal(v, before[p][k])

@@ -56,6 +56,16 @@ def rewind(model: torch.nn.Module, opt: torch.optim.Optimizer, snap: dict) -> No
                 v.copy_(saved[k]) if saved is not None else v.zero_()
 
 
+@torch.no_grad()
+def _match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give optimiser state (e.g. moments loaded from a checkpoint of a run with another
+    memory layout) its parameter's strides: the fused Adam kernel walks them together."""
+    for p, state in opt.state.items():
+        for k, v in state.items():
+            if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 class TrainStep:
     """Callable running one step; returns (output, per-sample losses), both detached.
 
@@ -73,7 +83,8 @@ class TrainStep:
         if engine.cuda_graphs and not self.graphed:
             raise ValueError("engine.cuda_graphs needs a CUDA device; use engine.cuda_graphs=auto or false")
         if engine.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # same Parameter objects: opt still holds them
+        _match_state_layout(opt)
         self.forward = model
         if engine.compile:
             # a fresh model per run: forget earlier runs' compiled graphs, else dynamo's
