@@ -24,7 +24,8 @@ CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss")
 
 class JobLogger(Callback):
     def on_job_start(self, info: dict) -> None:
-        """``info``: cell_name, cell, images, config (resolved, plain), out_dir, iterations, log_every, device."""
+        """``info``: cell_name, cell, images, config (resolved, plain), out_dir, iterations, log_every,
+        device, progress (whether the loop shows a progress bar)."""
 
     def on_image_start(self, index: int, total: int, name: str, shape: tuple, run_id: str | None) -> None:
         pass
@@ -76,6 +77,21 @@ class ConsoleLogger(JobLogger):
 
     def on_image_start(self, index, total, name, shape, run_id):
         log.info("[%d/%d] %s (%dx%d): training", index + 1, total, name, shape[0], shape[1])
+        self.first = None
+
+    def on_log(self, result, record):
+        """Without a progress bar (logs of batch jobs), a line every 10 logged records."""
+        info = getattr(self, "info", None)
+        if info is None or info.get("progress"):
+            return
+        it, seconds = record["iteration"], record["seconds"]
+        if self.first is None:
+            self.first = (it, seconds)
+        every = 10 * info["log_every"]
+        if it and it % every == 0 and it > self.first[0]:
+            rate = (seconds - self.first[1]) / (it - self.first[0])
+            log.info("%s: iteration %d/%d, PSNR %.2f dB, %.0f s, about %.0f s left", result.name, it,
+                     info["iterations"], record["psnr"], seconds, rate * (info["iterations"] - it))
 
     def on_image_done(self, name, entry, rows, image, reused):
         how = "reused from the store" if reused else f"{_fmt(entry.get('runtime_s'), '.0f')} s"

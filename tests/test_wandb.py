@@ -2,6 +2,7 @@
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -33,9 +34,9 @@ def wandb_records(path: Path) -> list:
             pos += block - pos % block
             continue
         _, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk, pos = data[pos + 7:pos + 7 + n], pos + 7 + n
-        if kind == 0:
+        if kind == 0 or pos + 7 + n > len(data):  # padding, or a chunk still being written
             break
+        chunk, pos = data[pos + 7:pos + 7 + n], pos + 7 + n
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4):
             rec = pb.Record()
@@ -49,7 +50,13 @@ def test_offline_run_logs_config_curves_mean_images_and_summary(cfg_of, tmp_path
     trouble = [str(w.message) for w in recwarn if "W&B" in str(w.message)]
     assert not trouble, trouble  # W&B started and logged without falling back
     [run_file] = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    # W&B's service process may still be writing after finish() returns: wait for its exit record
+    deadline = time.monotonic() + 60
     records = wandb_records(run_file)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records):
+        assert time.monotonic() < deadline, "the W&B log never got its exit record"
+        time.sleep(0.2)
+        records = wandb_records(run_file)
     [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert (run.run_group, run.display_name, run.project) == ("uniform-0.3", "bp", "bpdip")
     config = {u.key: json.loads(u.value_json) for u in run.config.update}

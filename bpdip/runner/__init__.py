@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from bpdip.runner.cell import degraded, run_cell, train_image
 from bpdip.runner.plan import CellPlan, UserError, cell_name, plan_cell
 
+
 __all__ = ["CellPlan", "UserError", "cell_name", "degraded", "main", "plan_cell", "run_cell", "train_image"]
 
 

@@ -47,7 +47,8 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     loss = make_loss(plan.fidelity, blur, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
-                       device=device, callbacks=list(callbacks), checkpoint=checkpoint)
+                       device=device, callbacks=list(callbacks), checkpoint=checkpoint,
+                       engine=plan.config.get("engine"))
     return result
 
 
@@ -124,7 +125,7 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     records.write()
     info = {"cell_name": plan.cell_name, "cell": plan.cell, "images": [t.name for t in plan.tasks],
             "config": config, "out_dir": str(out_dir), "iterations": plan.settings.iterations,
-            "log_every": plan.settings.log_every, "device": run["device"]}
+            "log_every": plan.settings.log_every, "device": run["device"], "progress": plan.settings.progress}
     try:
         for lg in loggers:
             lg.on_job_start(info)

@@ -125,6 +125,10 @@ def _plan(cfg) -> CellPlan:
     probe = Blur(kernel, (size, size))
     make_loss(fidelity, probe, torch.zeros(1, 3, size, size), sigma, tv_weight, **loss_params)
 
+    if config.get("engine") is not None:  # how runs execute (bpdip.engine): unknown keys fail now
+        from bpdip.engine import EngineSettings
+
+        EngineSettings.from_config(config["engine"])
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
