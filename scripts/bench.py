@@ -26,7 +26,7 @@ measurement, so a run stopped by a time limit keeps what it measured.
 
     python scripts/bench.py --quick --out results/bench/gpu.json     # on a GPU, ~5 min
     python scripts/bench.py --quality --out results/bench/quality.json
-    python scripts/bench.py --device cpu --sizes 64 --steps 20 --log-every 10 --warmup-steps 10
+    python scripts/bench.py --device cpu --net slim --sizes 48 --steps 3 --memory-size 48 --stack-size 48
 """
 
 from __future__ import annotations
@@ -587,8 +587,9 @@ def parse_args(argv=None):
     p.add_argument("--compile-sizes", help="sizes for the compile variants (default: the first size)")
     p.add_argument("--no-references", action="store_true", help="skip ref-plain and ref-original")
     p.add_argument("--steps", type=int, default=200, help="timed steps per engine/plain measurement")
-    p.add_argument("--warmup-steps", type=int, default=100, help="untimed steps before the timed window")
-    p.add_argument("--log-every", type=int, default=100, help="metric cadence (PROTOCOL: 100)")
+    p.add_argument("--warmup-steps", type=int, help="untimed steps before the timed window (default: --log-every)")
+    p.add_argument("--log-every", type=int,
+                   help="metric cadence (PROTOCOL: 100; default 100, or --steps when fewer, or gcd(--steps, 100))")
     p.add_argument("--original-steps", type=int, default=20, help="timed steps of ref-original")
     p.add_argument("--net", choices=sorted(NETS), default="paper")
     p.add_argument("--stack-k", default="4,8,16", help="K values of the stacking check ('' to skip)")
@@ -613,6 +614,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
     args = p.parse_args(argv)
+    if args.log_every is None:  # the timing window runs from one logged iteration to another
+        args.log_every = args.steps if 0 < args.steps < 100 else math.gcd(args.steps, 100) or 100
+    if args.warmup_steps is None:
+        args.warmup_steps = args.log_every
     for name in ("steps", "warmup_steps", "log_every", "original_steps", "quality_iterations"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")

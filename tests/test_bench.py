@@ -113,6 +113,16 @@ def test_quality_summary_rules():
     assert not few["complete"] and not few["passed"]  # fewer than three images
 
 
+def test_timing_window_defaults():
+    """The window runs from one logged iteration to another: defaults keep PROTOCOL's 100."""
+    a = bench.parse_args([])
+    assert (a.steps, a.log_every, a.warmup_steps) == (200, 100, 100)
+    a = bench.parse_args(["--steps", "3"])
+    assert (a.log_every, a.warmup_steps) == (3, 3)
+    a = bench.parse_args(["--steps", "150"])
+    assert (a.log_every, a.warmup_steps) == (50, 50)
+
+
 def test_bad_options_fail_clearly(tmp_path):
     with pytest.raises(SystemExit, match="multiples of --log-every"):
         bench.parse_args(["--steps", "3", "--log-every", "2", "--warmup-steps", "2"])
