@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from bpdip.records import read_summary
 from bpdip.runner.devices import claim_gpu
