@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 WIN_SIZE = 7
 K1, K2 = 0.01, 0.03
@@ -62,9 +61,13 @@ def quality(x: torch.Tensor, ref: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def psnr_skimage(x: np.ndarray, ref: np.ndarray) -> float:
     """Reference PSNR on (H, W, C) arrays through scikit-image."""
+    from skimage.metrics import peak_signal_noise_ratio  # lazy: ~1 s of scipy imports
+
     return float(peak_signal_noise_ratio(ref, x, data_range=1.0))
 
 
 def ssim_skimage(x: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
     """Reference SSIM on (H, W, C) arrays through scikit-image (its defaults)."""
+    from skimage.metrics import structural_similarity
+
     return float(structural_similarity(ref, x, channel_axis=-1, data_range=data_range))
