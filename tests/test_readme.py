@@ -24,3 +24,11 @@ def test_readme_commands_use_files_that_exist():
     for path in ("run.py", "scripts/make_report.py", "scripts/bench.py", "data/Set14/SHA256SUMS"):
         if path in readme:
             assert (ROOT / path).exists(), path
+
+
+def test_readme_python_example_runs(capsys):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "README.md", "exec"), {})
+    peak, final = map(float, capsys.readouterr().out.split())
+    assert 0 < peak < 60 and 0 < final < 60
