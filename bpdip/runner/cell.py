@@ -1,9 +1,28 @@
-"""Run one cell (kernel, noise, loss) over its images and write the job's records."""
+"""Run one cell (kernel, noise, loss) over its images and write the job's records.
+
+``engine.stack`` = K > 1: after the images already in the results store are taken from
+it, the others are grouped by size (``bpdip.engine.group_by_size``, at most K per group)
+and each group of two or more is trained by one ``restore`` call on K stacked networks
+(``bpdip.engine.stacked``): each image keeps its own model and z seeds, y, ground truth
+and record, so an image's curve is the one it gets alone up to floating-point rounding.
+A group of one trains exactly as with K = 1. ``engine.stack`` is therefore speed-only
+and not part of the results store's id (``bpdip.store.BOOKKEEPING``). Every image gets
+the same records, store entry and logger calls as with K = 1; the job's summary.json and
+metrics.csv list the images in the configured order. ``runtime_s`` and ``seconds`` of a
+stacked image are its group's wall time (the K images share one clock).
+
+A group checkpoints to ``<results_root>/<first image's run_id>/group-<hash>.pt`` (in the
+job's ``checkpoints/`` without a store), the hash of the group's run ids in order, so a
+relaunch with the same group resumes it. A group checkpoint that no longer matches (the
+group was regrouped because some of its images finished, or the file does not fit the
+group) is never loaded: it is removed and the group starts from iteration 0.
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +30,9 @@ import torch
 from omegaconf import OmegaConf
 
 from bpdip.data import center_crop, load_image
+from bpdip.engine import EngineSettings, StackedLoss, build_stacked, group_by_size
 from bpdip.loggers import JobLogger, make_loggers
-from bpdip.loop import Callback, Result, restore, seeded_model
+from bpdip.loop import Callback, Result, load_checkpoint, restore, seeded_model
 from bpdip.losses import make_loss
 from bpdip.models import build_model
 from bpdip.physics import Blur, degrade
@@ -22,7 +42,7 @@ from bpdip.records import (
 from bpdip.runner.devices import device_name, job_device
 from bpdip.runner.plan import CellPlan, ImageTask, absolute, plan_cell
 from bpdip.runner.provenance import git_commit, git_dirty, versions
-from bpdip.store import Store
+from bpdip.store import Store, digest
 
 log = logging.getLogger("bpdip")
 
@@ -33,16 +53,21 @@ def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray, np.ndarray]:
     return x, degrade(x, plan.kernel, plan.noise_var, plan.seeds(task.name)["noise"])
 
 
-def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None) -> Result:
-    """Train one network on one image (paper eqs. 3 and 9) and return its Result."""
+def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, x) of one image as (1, 3, H, W) tensors: y float32 (what the loss sees), x float64
+    (metrics run in float64 against the exact ground truth)."""
     x, y = degraded(plan, task)
-    seeds = plan.seeds(task.name)
 
     def to_tensor(a, dtype):
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device=device, dtype=dtype)
 
-    y_t = to_tensor(y, torch.float32)
-    x_t = to_tensor(x, torch.float64)  # metrics run in float64 against the exact ground truth
+    return to_tensor(y, torch.float32), to_tensor(x, torch.float64)
+
+
+def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None) -> Result:
+    """Train one network on one image (paper eqs. 3 and 9) and return its Result."""
+    y_t, x_t = image_tensors(plan, task, device)
+    seeds = plan.seeds(task.name)
     blur = Blur(plan.kernel, task.shape, device=device)
     loss = make_loss(plan.fidelity, blur, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
@@ -52,15 +77,85 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     return result
 
 
+# The plain SkipNet of a K = 1 run has no float32 head under bf16 autocast; the stacked
+# network must not have one either, or stack would change what bf16 runs compute.
+STACKED_FP32_HEAD = False
+
+
+def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), checkpoint=None) -> list[Result]:
+    """Train K images of one size together (engine.stack, bpdip.engine.stacked): image k
+    gets the network, z and perturbations of its own seeds, its own y, loss and ground
+    truth, as :func:`train_image` gives it alone. Returns one Result per image, in order."""
+    if len({t.shape for t in tasks}) != 1:
+        raise ValueError(f"a stacked group needs one image size, got {[t.shape for t in tasks]}")
+    pairs = [image_tensors(plan, t, device) for t in tasks]
+    seeds = [plan.seeds(t.name) for t in tasks]
+    blur = Blur(plan.kernel, tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
+    loss = StackedLoss([make_loss(plan.fidelity, blur, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
+                        for y_t, _ in pairs])
+    model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds],
+                          fp32_head=STACKED_FP32_HEAD)
+    if checkpoint is not None:
+        _drop_unfit_checkpoint(Path(checkpoint), model, len(tasks), plan.settings.input_depth, tasks[0].shape)
+    return restore(model, loss, torch.cat([y for y, _ in pairs]), [t.name for t in tasks], plan.settings,
+                   x_true=torch.cat([x for _, x in pairs]), seed=[s["z"] for s in seeds], device=device,
+                   callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"))
+
+
+def _drop_unfit_checkpoint(path: Path, model: torch.nn.Module, k: int, depth: int, shape: tuple) -> None:
+    """Remove a group checkpoint that is unreadable or was not written by this group's
+    stacked run (K, z size, per-run generator states, weight shapes), so that the group
+    starts afresh instead of failing or loading another group's state."""
+    if not path.is_file():
+        return
+    state = load_checkpoint(path)  # warns when unreadable
+    problem = "unreadable" if state is None else None
+    if state is not None:
+        try:
+            fits_model = {n: tuple(v.shape) for n, v in state["model"].items()} == \
+                {n: tuple(v.shape) for n, v in model.state_dict().items()}
+            if not (isinstance(state["generator"], list) and len(state["generator"]) == k
+                    and tuple(state["z"].shape) == (k, depth, *shape) and len(state["curves"]) == k and fits_model):
+                problem = f"not written by this group of {k} runs"
+        except (KeyError, TypeError, AttributeError):
+            problem = "not a checkpoint of the training loop"
+    if problem is not None:
+        if state is not None:
+            warnings.warn(f"ignoring group checkpoint {path} ({problem}); the group starts from iteration 0")
+        path.unlink(missing_ok=True)
+
+
+def group_checkpoint(tasks: list[ImageTask], store: Store | None, out_dir: Path) -> Path:
+    """Where a group of images checkpoints: named after its run ids in order, so only a
+    relaunch with the same group (same images, seeds and result-relevant config) finds it."""
+    key = digest([t.run_id for t in tasks], 12)
+    folder = store.dir(tasks[0].run_id) if store is not None else Path(out_dir) / "checkpoints"
+    return folder / f"group-{key}.pt"
+
+
+def _drop_other_group_checkpoints(store: Store | None, tasks: list[ImageTask], keep: Path | None = None) -> None:
+    """Group checkpoints in these images' store folders other than ``keep``: left by a
+    group that no longer occurs (some of its images finished, or the images changed)."""
+    if store is None:
+        return
+    for task in tasks:
+        for path in store.dir(task.run_id).glob("group-*.pt*"):  # with atomic_save's .tmp
+            if keep is None or not path.name.startswith(keep.name):
+                log.info("removing the stale group checkpoint %s", path)
+                path.unlink(missing_ok=True)
+
+
 class JobRecords:
     """The job directory's records (bpdip.records schema 1), rewritten atomically after
     every image, so that a killed job keeps the images it finished."""
 
-    def __init__(self, out_dir: Path, run: dict, save_images: bool):
+    def __init__(self, out_dir: Path, run: dict, save_images: bool, order: list[str] = ()):
         self.out_dir = Path(out_dir)
         self.summary = new_summary(run)
         self.rows: list[dict] = []
         self.save_images = save_images
+        # the configured image order: stacked groups may finish images in another order
+        self.rank = {name: i for i, name in enumerate(order)}
 
     def start(self, name: str, run_id: str | None) -> None:
         self.summary["images"][name] = {"status": "running", "run_id": run_id, "reused": False}
@@ -85,6 +180,10 @@ class JobRecords:
         return self.summary
 
     def write(self) -> None:
+        last = len(self.rank)
+        images = self.summary["images"]
+        self.summary["images"] = {n: images[n] for n in sorted(images, key=lambda n: self.rank.get(n, last))}
+        self.rows.sort(key=lambda r: self.rank.get(r["image"], last))  # stable: each curve keeps its order
         write_metrics_csv(self.out_dir / "metrics.csv", self.rows)
         write_json(self.out_dir / "summary.json", self.summary)  # last: it points at the curves
 
@@ -121,7 +220,7 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
         "seed": plan.seed, "cell_name": plan.cell_name,
         "results_root": str(root) if root is not None else None,
     }
-    records = JobRecords(out_dir, run, bool(config.get("save_images", True)))
+    records = JobRecords(out_dir, run, bool(config.get("save_images", True)), [t.name for t in plan.tasks])
     records.write()
     info = {"cell_name": plan.cell_name, "cell": plan.cell, "images": [t.name for t in plan.tasks],
             "config": config, "out_dir": str(out_dir), "iterations": plan.settings.iterations,
@@ -129,8 +228,12 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     try:
         for lg in loggers:
             lg.on_job_start(info)
-        for index, task in enumerate(plan.tasks):
-            _one_image(plan, task, index, store, records, loggers, list(callbacks), device, out_dir)
+        stack = EngineSettings.from_config(config.get("engine")).stack
+        if stack == 1:
+            for index, task in enumerate(plan.tasks):
+                _one_image(plan, task, index, store, records, loggers, list(callbacks), device, out_dir)
+        else:
+            _stacked_images(plan, stack, store, records, loggers, list(callbacks), device, out_dir)
         summary = records.finish()
         for lg in loggers:
             lg.on_job_end(summary, records.rows)
@@ -141,38 +244,68 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
 
 
 def _one_image(plan, task, index, store, records, loggers, callbacks, device, out_dir) -> None:
+    if not _take_from_store(plan, task, store, records, loggers):
+        _train([(index, task)], plan, store, records, loggers, callbacks, device, out_dir)
+
+
+def _stacked_images(plan, stack, store, records, loggers, callbacks, device, out_dir) -> None:
+    """engine.stack = K > 1: the images not in the store, in groups of one size and at most
+    K (see the module docstring), each group trained by one stacked run."""
+    todo = [(index, task) for index, task in enumerate(plan.tasks)
+            if not _take_from_store(plan, task, store, records, loggers)]
+    for group in group_by_size(todo, lambda member: member[1].shape, stack):
+        _train(group, plan, store, records, loggers, callbacks, device, out_dir)
+
+
+def _take_from_store(plan, task, store, records, loggers) -> bool:
+    """Record an image from the results store when it is done there; False: train it."""
     config, s = plan.config, plan.settings
     stored = None
     if store is not None and config.get("reuse", True):
         stored = store.load(task.run_id, task.name, s.iterations, s.log_every,
                             accept_failed=not config.get("retry_failed", False))
-    if stored is not None:
-        entry = {**stored.entry, "run_id": task.run_id, "reused": True}
-        records.add(task.name, entry, stored.rows, png=stored.png)
-        for lg in loggers:
-            lg.on_image_done(task.name, entry, stored.rows, None, True)
-        return
+    if stored is None:
+        return False
+    _drop_other_group_checkpoints(store, [task])  # a finished image's groups are over
+    entry = {**stored.entry, "run_id": task.run_id, "reused": True}
+    records.add(task.name, entry, stored.rows, png=stored.png)
+    for lg in loggers:
+        lg.on_image_done(task.name, entry, stored.rows, None, True)
+    return True
 
-    records.start(task.name, task.run_id if store is not None else None)
-    for lg in loggers:
-        lg.on_image_start(index, len(plan.tasks), task.name, task.shape, task.run_id)
-    if store is not None:
-        checkpoint = store.checkpoint(task.run_id)
+
+def _train(members, plan, store, records, loggers, callbacks, device, out_dir) -> None:
+    """Train ``members`` ((index, task) pairs of one size): one alone exactly as with K = 1,
+    two or more as one stacked group; then record each image as a K = 1 job records it."""
+    s = plan.settings
+    tasks = [task for _, task in members]
+    for index, task in members:
+        records.start(task.name, task.run_id if store is not None else None)
+        for lg in loggers:
+            lg.on_image_start(index, len(plan.tasks), task.name, task.shape, task.run_id)
+    if len(tasks) == 1:
+        [task] = tasks
+        checkpoint = store.checkpoint(task.run_id) if store is not None else out_dir / "checkpoints" / f"{task.name}.pt"
+        _drop_other_group_checkpoints(store, tasks)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        results = [train_image(plan, task, device, [*loggers, *callbacks], checkpoint if s.checkpoint_every else None)]
     else:
-        checkpoint = out_dir / "checkpoints" / f"{task.name}.pt"
+        checkpoint = group_checkpoint(tasks, store, out_dir)
+        _drop_other_group_checkpoints(store, tasks, keep=checkpoint)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    result = train_image(plan, task, device, [*loggers, *callbacks],
-                         checkpoint if s.checkpoint_every else None)
-    rows = curve_rows(task.name, result.curve)
-    entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False}
-    if store is not None:
-        own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
-                           "image_sha256": task.sha256})
-        own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
-        store.save(task.run_id, own, rows, result.image, plan.result_config)
-    else:
-        checkpoint.unlink(missing_ok=True)
-    records.add(task.name, entry, rows, image=result.image)
-    for lg in loggers:
-        lg.on_image_done(task.name, entry, rows, result.image, False)
+        results = train_group(plan, tasks, device, [*loggers, *callbacks], checkpoint if s.checkpoint_every else None)
+    for task, result in zip(tasks, results):
+        rows = curve_rows(task.name, result.curve)
+        entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False}
+        if store is not None:
+            own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
+                               "image_sha256": task.sha256})
+            own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
+            store.save(task.run_id, own, rows, result.image, plan.result_config)
+        elif len(tasks) == 1:
+            checkpoint.unlink(missing_ok=True)
+        records.add(task.name, entry, rows, image=result.image)
+        for lg in loggers:
+            lg.on_image_done(task.name, entry, rows, result.image, False)
+    if len(tasks) > 1:
+        checkpoint.unlink(missing_ok=True)  # every image of the group has its record now
