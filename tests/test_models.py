@@ -79,3 +79,13 @@ def test_build_model_registry():
     assert isinstance(build_model("skip", **SLIM), SkipNet)
     with pytest.raises(ValueError, match="unknown model 'unet'"):
         build_model("unet")
+
+
+def test_head_runs_in_float32_under_bf16_autocast():
+    net = SkipNet(in_channels=4, **SLIM)
+    z = torch.rand(1, 4, 24, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(z)
+        body = net.body(z)
+    assert body.dtype == torch.bfloat16 and out.dtype == torch.float32
+    torch.testing.assert_close(out, net.head(body.float()))

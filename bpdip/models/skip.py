@@ -102,7 +102,13 @@ class SkipNet(nn.Module):
             )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(z))
+        x = self.body(z)
+        if torch.is_autocast_enabled(z.device.type):
+            # the 128 -> 3 head and sigmoid in float32 (negligible work), so the image the
+            # loss sees is not rounded to bf16's 8-bit mantissa
+            with torch.autocast(device_type=z.device.type, enabled=False):
+                return self.head(x.float())
+        return self.head(x)
 
 
 def count_parameters(model: nn.Module) -> int:

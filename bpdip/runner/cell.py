@@ -77,11 +77,6 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     return result
 
 
-# The plain SkipNet of a K = 1 run has no float32 head under bf16 autocast; the stacked
-# network must not have one either, or stack would change what bf16 runs compute.
-STACKED_FP32_HEAD = False
-
-
 def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), checkpoint=None) -> list[Result]:
     """Train K images of one size together (engine.stack, bpdip.engine.stacked): image k
     gets the network, z and perturbations of its own seeds, its own y, loss and ground
@@ -93,8 +88,8 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
     blur = Blur(plan.kernel, tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
     loss = StackedLoss([make_loss(plan.fidelity, blur, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
                         for y_t, _ in pairs])
-    model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds],
-                          fp32_head=STACKED_FP32_HEAD)
+    # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
+    model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds])
     if checkpoint is not None:
         _drop_unfit_checkpoint(Path(checkpoint), model, len(tasks), plan.settings.input_depth, tasks[0].shape)
     return restore(model, loss, torch.cat([y for y, _ in pairs]), [t.name for t in tasks], plan.settings,
