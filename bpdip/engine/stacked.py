@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from bpdip.models.skip import center_crop_to
+from bpdip.models.skip import center_crop_to, check_image_size, min_image_size
 
 
 def _conv_bn_act(k: int, c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -114,14 +114,10 @@ class StackedSkipNet(nn.Module):
 
     @property
     def min_size(self) -> int:
-        return 2**self.num_scales + 1
+        return min_image_size(self.num_scales)
 
     def check_size(self, h: int, w: int) -> None:
-        if min(h, w) < self.min_size:
-            raise ValueError(
-                f"image {h}x{w} is too small for a {self.num_scales}-scale network "
-                f"(needs at least {self.min_size}x{self.min_size}); use a larger image or fewer scales"
-            )
+        check_image_size(self.num_scales, h, w)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         k, c, h, w = z.shape

@@ -40,6 +40,20 @@ def center_crop_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
+def min_image_size(num_scales: int) -> int:
+    """Smallest side: the bottom 3x3 reflection pad needs >= 2 pixels after the last /2."""
+    return 2**num_scales + 1
+
+
+def check_image_size(num_scales: int, h: int, w: int) -> None:
+    n = min_image_size(num_scales)
+    if min(h, w) < n:
+        raise ValueError(
+            f"image {h}x{w} is too small for a {num_scales}-scale network "
+            f"(needs at least {n}x{n}); use a larger image or fewer scales"
+        )
+
+
 class Scale(nn.Module):
     """One scale of the U-Net; ``inner`` is the next (deeper) scale or None at the bottom."""
 
@@ -91,15 +105,10 @@ class SkipNet(nn.Module):
 
     @property
     def min_size(self) -> int:
-        """Smallest side: the bottom 3x3 reflection pad needs >= 2 pixels after the last /2."""
-        return 2**self.num_scales + 1
+        return min_image_size(self.num_scales)
 
     def check_size(self, h: int, w: int) -> None:
-        if min(h, w) < self.min_size:
-            raise ValueError(
-                f"image {h}x{w} is too small for a {self.num_scales}-scale network "
-                f"(needs at least {self.min_size}x{self.min_size}); use a larger image or fewer scales"
-            )
+        check_image_size(self.num_scales, h, w)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.body(z)

@@ -47,50 +47,41 @@ def _diff(ours, paper):
     return ours - paper if ours is not None and paper is not None and math.isfinite(ours) else NAN
 
 
-def peak_table(cells: list[CellResult]) -> pd.DataFrame:
-    """Table I: peak of the mean PSNR curve, SSIM and iteration there, paper, difference."""
+def _metric_table(cells: list[CellResult], which: str) -> pd.DataFrame:
+    """One row per setting: ``which`` ("peak" or "final") PSNR and SSIMs of the cell,
+    the paper's value beside them and the difference."""
     rows = []
     for c in cells:
-        peak = c.peak or {}
+        values = getattr(c, which) or {}
         paper = c.paper or (None, None)
+        row = {**_cell_columns(c), f"{which}_psnr": values.get("psnr", NAN)}
+        if which == "peak":
+            row["peak_iteration"] = values.get("iteration")
         rows.append({
-            **_cell_columns(c),
-            "peak_psnr": peak.get("psnr", NAN),
-            "peak_iteration": peak.get("iteration"),
-            "peak_ssim_dr2": peak.get("ssim_dr2", NAN),
-            "peak_ssim": peak.get("ssim", NAN),
+            **row,
+            f"{which}_ssim_dr2": values.get("ssim_dr2", NAN),
+            f"{which}_ssim": values.get("ssim", NAN),
             "paper_psnr": paper[0] if paper[0] is not None else NAN,
             "paper_ssim": paper[1] if paper[1] is not None else NAN,
-            "diff_psnr": _diff(peak.get("psnr"), paper[0]),
-            "diff_ssim_dr2": _diff(peak.get("ssim_dr2"), paper[1]),
+            "diff_psnr": _diff(values.get("psnr"), paper[0]),
+            "diff_ssim_dr2": _diff(values.get("ssim_dr2"), paper[1]),
             **_run_columns(c),
         })
     frame = pd.DataFrame(rows)
     for col in ("peak_iteration", "iterations"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     return frame
+
+
+def peak_table(cells: list[CellResult]) -> pd.DataFrame:
+    """Table I: peak of the mean PSNR curve, SSIM and iteration there, paper, difference."""
+    return _metric_table(cells, "peak")
 
 
 def final_table(cells: list[CellResult]) -> pd.DataFrame:
     """Mean over the images of the final (unperturbed, last-iteration) image's metrics."""
-    rows = []
-    for c in cells:
-        final = c.final or {}
-        paper = c.paper or (None, None)
-        rows.append({
-            **_cell_columns(c),
-            "final_psnr": final.get("psnr", NAN),
-            "final_ssim_dr2": final.get("ssim_dr2", NAN),
-            "final_ssim": final.get("ssim", NAN),
-            "paper_psnr": paper[0] if paper[0] is not None else NAN,
-            "paper_ssim": paper[1] if paper[1] is not None else NAN,
-            "diff_psnr": _diff(final.get("psnr"), paper[0]),
-            "diff_ssim_dr2": _diff(final.get("ssim_dr2"), paper[1]),
-            **_run_columns(c),
-        })
-    frame = pd.DataFrame(rows)
-    frame["iterations"] = pd.to_numeric(frame["iterations"], errors="coerce").astype("Int64")
-    return frame
+    return _metric_table(cells, "final")
 
 
 PER_IMAGE_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "status", "in_mean", "peak_psnr",
