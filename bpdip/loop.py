@@ -78,7 +78,12 @@ class Result:
     image: np.ndarray | None = None  # (H, W, 3) float32 in [0, 1]
     iterations: int = 0
     runtime_s: float = 0.0
+    losses: np.ndarray | None = None  # the loss of every iteration run, float32
     error: str | None = None
+
+    @property
+    def seconds_per_iteration(self) -> float | None:
+        return self.runtime_s / self.iterations if self.iterations else None
 
     @property
     def peak(self) -> dict | None:
@@ -225,6 +230,7 @@ def restore(
         step.close()
     for i, r in enumerate(results):
         r.iterations, r.runtime_s = it, runtime
+        r.losses = loss_buf[:it, i].float().cpu().numpy()
         if bool(failed[i]) or r.status == "failed":
             r.status = "failed"
             r.error = r.error or "loss became non-finite; curve kept up to the failure"

@@ -12,7 +12,7 @@ A job's output directory holds (schema version 1):
     ``torch_version``, ``iterations``, ``log_every``, ``status``; each image holds
     ``status`` (complete | failed | running), ``peak_psnr``, ``peak_iteration``,
     ``peak_ssim``, ``peak_ssim_dr2``, ``final_psnr``, ``final_ssim``, ``final_ssim_dr2``,
-    ``runtime_s``, ``iterations``, ``error``; the runner adds ``run_id`` (the image's
+    ``runtime_s``, ``seconds_per_iteration``, ``iterations``, ``error``; the runner adds ``run_id`` (the image's
     stable id in the results store, see :mod:`bpdip.store`) and ``reused`` (true when the
     record was taken from the store instead of trained in this job).
 
@@ -122,6 +122,7 @@ def image_summary(result) -> dict:
         "final_ssim": result.final.get("ssim"),
         "final_ssim_dr2": result.final.get("ssim_dr2"),
         "runtime_s": result.runtime_s,
+        "seconds_per_iteration": result.seconds_per_iteration,
         "iterations": result.iterations,
         "error": result.error,
     }

@@ -63,6 +63,10 @@ def test_bp_dip_deblurs_a_small_crop(face):
         res.final["psnr"], abs=1e-4)
     assert all(np.isfinite(r["loss"]) and r["seconds"] >= 0 for r in res.curve)
     assert res.curve[-1]["loss"] < res.curve[0]["loss"]
+    # loss and time of every iteration; the logged losses are the same numbers
+    assert res.losses.shape == (300,)
+    assert [float(res.losses[r["iteration"]]) for r in res.curve] == pytest.approx([r["loss"] for r in res.curve])
+    assert res.seconds_per_iteration == pytest.approx(res.runtime_s / 300)
 
 
 class NaNAfter:
