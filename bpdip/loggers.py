@@ -164,6 +164,11 @@ class WandbLogger(JobLogger):
             import wandb
 
             mode = os.environ.get("WANDB_MODE") or s.get("mode") or "offline"
+            if mode == "offline":
+                # ENVIRONMENT.md: with only init(mode="offline"), wandb still calls an
+                # analytics host at exit (a 10 s wait where packets are dropped)
+                os.environ["WANDB_MODE"] = "offline"
+                os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
             self.run = wandb.init(
                 project=s.get("project"), entity=s.get("entity"), group=str(s.get("group")),
                 name=str(s.get("run_name")), tags=list(s.get("tags") or []), config=info["config"],
