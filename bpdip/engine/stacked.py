@@ -11,7 +11,8 @@ of ``bpdip.models.SkipNet`` has a per-network equivalent that never mixes runs:
 - the skip concat is interleaved per run ([skip_k, deep_k] for each k), so group k of
   the next layer sees exactly run k's concat.
 
-The module tree and parameter names are SkipNet's, so ``stack_models`` builds the
+The scales are ``bpdip.models.skip.Scale`` built with ``runs=K`` (one implementation for
+both nets). The module tree and parameter names are SkipNet's, so ``stack_models`` builds the
 stacked weights by concatenating K SkipNet state dicts key by key, and
 ``unstack_state`` splits them back. Adam is elementwise, so one Adam over the stacked
 parameters is K Adams over the separate ones.
@@ -27,51 +28,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from bpdip.models.skip import center_crop_to, check_image_size, min_image_size
-
-
-def _conv_bn_act(k: int, c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    """SkipNet's pad + conv + BN + LeakyReLU(0.2) for K runs (same child indices)."""
-    layers: list[nn.Module] = []
-    if kernel > 1:
-        layers.append(nn.ReflectionPad2d(kernel // 2))
-    layers += [
-        nn.Conv2d(k * c_in, k * c_out, kernel, stride=stride, groups=k),
-        nn.BatchNorm2d(k * c_out),
-        nn.LeakyReLU(0.2, inplace=True),
-    ]
-    return nn.Sequential(*layers)
-
-
-def _interleave(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-run concat: (1, K*ca, H, W), (1, K*cb, H, W) -> (1, K*(ca+cb), H, W) as [a_k, b_k]."""
-    return torch.cat([a.unflatten(1, (k, -1)), b.unflatten(1, (k, -1))], dim=2).flatten(1, 2)
-
-
-class StackedScale(nn.Module):
-    """``bpdip.models.skip.Scale`` for K runs."""
-
-    def __init__(self, k: int, c_in: int, down: int, up: int, skip: int, inner: nn.Module | None, inner_out: int):
-        super().__init__()
-        self.k = k
-        self.skip = _conv_bn_act(k, c_in, skip, 1) if skip else None
-        self.down = nn.Sequential(_conv_bn_act(k, c_in, down, 3, stride=2), _conv_bn_act(k, down, down, 3))
-        self.inner = inner
-        self.upsample = nn.Upsample(scale_factor=2, mode="bilinear")
-        deep = inner_out if inner is not None else down
-        self.bn_cat = nn.BatchNorm2d(k * (skip + deep))
-        self.post = nn.Sequential(_conv_bn_act(k, skip + deep, up, 3), _conv_bn_act(k, up, up, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        deep = self.down(x)
-        if self.inner is not None:
-            deep = self.inner(deep)
-        deep = self.upsample(deep)
-        if self.skip is not None:
-            s = self.skip(x)
-            h, w = min(s.shape[-2], deep.shape[-2]), min(s.shape[-1], deep.shape[-1])
-            deep = _interleave(center_crop_to(s, h, w), center_crop_to(deep, h, w), self.k)
-        return self.post(self.bn_cat(deep))
+from bpdip.models.skip import Scale, check_image_size, min_image_size
 
 
 class StackedSkipNet(nn.Module):
@@ -107,7 +64,7 @@ class StackedSkipNet(nn.Module):
         for i in reversed(range(self.num_scales)):
             c_in = in_channels if i == 0 else channels_down[i - 1]
             inner_out = channels_up[i + 1] if i + 1 < self.num_scales else 0
-            inner = StackedScale(stack, c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out)
+            inner = Scale(c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out, runs=stack)
         self.body = inner
         self.head = nn.Sequential(nn.Conv2d(stack * channels_up[0], stack * out_channels, 1, groups=stack),
                                   nn.Sigmoid())

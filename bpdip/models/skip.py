@@ -22,14 +22,18 @@ import torch
 from torch import nn
 
 
-def conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    """Reflection pad + conv + BatchNorm + LeakyReLU(0.2)."""
+def conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int = 1, runs: int = 1) -> nn.Sequential:
+    """Reflection pad + conv + BatchNorm + LeakyReLU(0.2).
+
+    ``runs`` = K > 1 builds the layer of K independent networks stacked along channels
+    (grouped conv, per-channel BatchNorm: bpdip.engine.stacked); K = 1 is the plain layer.
+    """
     layers: list[nn.Module] = []
     if kernel > 1:
         layers.append(nn.ReflectionPad2d(kernel // 2))
     layers += [
-        nn.Conv2d(c_in, c_out, kernel, stride=stride),
-        nn.BatchNorm2d(c_out),
+        nn.Conv2d(runs * c_in, runs * c_out, kernel, stride=stride, groups=runs),
+        nn.BatchNorm2d(runs * c_out),
         nn.LeakyReLU(0.2, inplace=True),
     ]
     return nn.Sequential(*layers)
@@ -38,6 +42,13 @@ def conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Seque
 def center_crop_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
     return x[..., top : top + h, left : left + w]
+
+
+def concat_runs(a: torch.Tensor, b: torch.Tensor, runs: int = 1) -> torch.Tensor:
+    """The skip concat [a, b] along channels, per run when K = ``runs`` networks are
+    stacked: (1, K*ca, H, W), (1, K*cb, H, W) -> [a_1, b_1, ..., a_K, b_K]. K = 1 is
+    torch.cat([a, b], dim=1)."""
+    return torch.cat([a.unflatten(1, (runs, -1)), b.unflatten(1, (runs, -1))], dim=2).flatten(1, 2)
 
 
 def min_image_size(num_scales: int) -> int:
@@ -55,17 +66,21 @@ def check_image_size(num_scales: int, h: int, w: int) -> None:
 
 
 class Scale(nn.Module):
-    """One scale of the U-Net; ``inner`` is the next (deeper) scale or None at the bottom."""
+    """One scale of the U-Net; ``inner`` is the next (deeper) scale or None at the bottom.
+    ``runs`` = K stacks K independent networks along channels (bpdip.engine.stacked)."""
 
-    def __init__(self, c_in: int, down: int, up: int, skip: int, inner: nn.Module | None, inner_out: int):
+    def __init__(self, c_in: int, down: int, up: int, skip: int, inner: nn.Module | None, inner_out: int,
+                 runs: int = 1):
         super().__init__()
-        self.skip = conv_bn_act(c_in, skip, 1) if skip else None
-        self.down = nn.Sequential(conv_bn_act(c_in, down, 3, stride=2), conv_bn_act(down, down, 3))
+        self.runs = runs
+        self.skip = conv_bn_act(c_in, skip, 1, runs=runs) if skip else None
+        self.down = nn.Sequential(conv_bn_act(c_in, down, 3, stride=2, runs=runs),
+                                  conv_bn_act(down, down, 3, runs=runs))
         self.inner = inner
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear")
         k = inner_out if inner is not None else down
-        self.bn_cat = nn.BatchNorm2d(skip + k)
-        self.post = nn.Sequential(conv_bn_act(skip + k, up, 3), conv_bn_act(up, up, 1))
+        self.bn_cat = nn.BatchNorm2d(runs * (skip + k))
+        self.post = nn.Sequential(conv_bn_act(skip + k, up, 3, runs=runs), conv_bn_act(up, up, 1, runs=runs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         deep = self.down(x)
@@ -75,7 +90,7 @@ class Scale(nn.Module):
         if self.skip is not None:
             s = self.skip(x)
             h, w = min(s.shape[-2], deep.shape[-2]), min(s.shape[-1], deep.shape[-1])
-            deep = torch.cat([center_crop_to(s, h, w), center_crop_to(deep, h, w)], dim=1)
+            deep = concat_runs(center_crop_to(s, h, w), center_crop_to(deep, h, w), self.runs)
         return self.post(self.bn_cat(deep))
 
 
