@@ -31,3 +31,13 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def default_dtype(request):
+    """Parametrised default dtype (indirect): restore() builds networks and draws z in it,
+    so float64 equivalence checks switch it for one test and restore it afterwards."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(request.param)
+    yield request.param
+    torch.set_default_dtype(before)

@@ -35,15 +35,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def default_dtype(request):
-    """restore() draws z in the default dtype: float64 runs need it switched."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(before)
-
-
 @pytest.fixture(scope="module")
 def problem():
     """Two different images and losses of one size (a stack may mix losses and images)."""

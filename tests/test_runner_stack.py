@@ -38,15 +38,6 @@ def cfg_of():
         yield lambda root, *o: compose("config", overrides=[*SMALL, f"results_root={root}", *o])
 
 
-@pytest.fixture
-def default_dtype(request):
-    """restore() builds the network and draws z in the default dtype: float64 runs need it."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(before)
-
-
 class StackSpy:
     """Wraps cell.restore: which names each restore call trained together, and the stack size."""
 
