@@ -19,12 +19,12 @@ from bpdip.engine.stacked import StackedLoss, StackedSkipNet, group_by_size, sta
 from bpdip.engine.step import TrainStep, make_optimizer, rewind, snapshot
 
 
-def build_stacked(factory, seeds, fp32_head: bool = True) -> StackedSkipNet:
+def build_stacked(factory, seeds) -> StackedSkipNet:
     """K = len(seeds) networks from ``factory`` (a SkipNet constructor), each initialised as
     ``bpdip.loop.seeded_model(factory, seed)`` would alone, stacked into one model."""
     from bpdip.loop import seeded_model  # loop imports the engine; import lazily
 
-    return stack_models([seeded_model(factory, int(s)) for s in seeds], fp32_head=fp32_head)
+    return stack_models([seeded_model(factory, int(s)) for s in seeds])
 
 
 __all__ = [

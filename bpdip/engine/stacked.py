@@ -11,8 +11,8 @@ of ``bpdip.models.SkipNet`` has a per-network equivalent that never mixes runs:
 - the skip concat is interleaved per run ([skip_k, deep_k] for each k), so group k of
   the next layer sees exactly run k's concat.
 
-The scales are ``bpdip.models.skip.Scale`` built with ``runs=K`` (one implementation for
-both nets). The module tree and parameter names are SkipNet's, so ``stack_models`` builds the
+The network is ``bpdip.models.SkipNet`` built with ``runs=K`` (one implementation for
+both). The module tree and parameter names are SkipNet's, so ``stack_models`` builds the
 stacked weights by concatenating K SkipNet state dicts key by key, and
 ``unstack_state`` splits them back. Adam is elementwise, so one Adam over the stacked
 parameters is K Adams over the separate ones.
@@ -28,15 +28,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from bpdip.models.skip import Scale, check_image_size, min_image_size
+from bpdip.models.skip import SkipNet
 
 
-class StackedSkipNet(nn.Module):
+class StackedSkipNet(SkipNet):
     """K SkipNets with SkipNet's arguments; ``stack`` = K. Input/output (K, C, H, W).
 
-    ``fp32_head``: under bf16 autocast the last 1x1 conv and sigmoid still run in float32
-    (a 128 -> 3 conv, negligible work) so the image the loss sees is not rounded to bf16's
-    8-bit mantissa. Without autocast it changes nothing.
+    The layers are SkipNet's with ``runs=K``; under bf16 autocast the head runs in float32
+    as SkipNet's does, so stacking never changes what a run computes.
     """
 
     def __init__(
@@ -47,50 +46,22 @@ class StackedSkipNet(nn.Module):
         channels_down: Sequence[int] = (128, 128, 128, 128, 128),
         channels_up: Sequence[int] = (128, 128, 128, 128, 128),
         channels_skip: Sequence[int] = (4, 4, 4, 4, 4),
-        fp32_head: bool = True,
     ):
-        super().__init__()
         if not isinstance(stack, int) or stack < 1:
             raise ValueError(f"stack must be an integer >= 1, got {stack!r}")
-        if not (len(channels_down) == len(channels_up) == len(channels_skip)) or not channels_down:
-            raise ValueError("channels_down, channels_up and channels_skip need the same, non-zero length")
+        super().__init__(in_channels, out_channels, channels_down, channels_up, channels_skip, runs=stack)
         self.stack = stack
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.num_scales = len(channels_down)
-        self.fp32_head = fp32_head
-        self.config = dict(in_channels=in_channels, out_channels=out_channels, channels_down=tuple(channels_down),
-                           channels_up=tuple(channels_up), channels_skip=tuple(channels_skip))
-        inner: nn.Module | None = None
-        for i in reversed(range(self.num_scales)):
-            c_in = in_channels if i == 0 else channels_down[i - 1]
-            inner_out = channels_up[i + 1] if i + 1 < self.num_scales else 0
-            inner = Scale(c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out, runs=stack)
-        self.body = inner
-        self.head = nn.Sequential(nn.Conv2d(stack * channels_up[0], stack * out_channels, 1, groups=stack),
-                                  nn.Sigmoid())
-
-    @property
-    def min_size(self) -> int:
-        return min_image_size(self.num_scales)
-
-    def check_size(self, h: int, w: int) -> None:
-        check_image_size(self.num_scales, h, w)
+        self.out_channels = out_channels
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         k, c, h, w = z.shape
         if k != self.stack or c != self.in_channels:
             raise ValueError(f"input {tuple(z.shape)} does not fit {self.stack} stacked runs of "
                              f"{self.in_channels} channels; pass (K, C, H, W) with K = stack")
-        x = self.body(z.reshape(1, k * c, h, w))
-        if self.fp32_head and torch.is_autocast_enabled(z.device.type):
-            with torch.autocast(device_type=z.device.type, enabled=False):
-                out = self.head(x.float())
-        else:
-            out = self.head(x)
-        return out.view(k, self.out_channels, h, w)
+        return super().forward(z.reshape(1, k * c, h, w)).view(k, self.out_channels, h, w)
 
 
-def stack_models(models: Sequence[nn.Module], fp32_head: bool = True) -> StackedSkipNet:
+def stack_models(models: Sequence[nn.Module]) -> StackedSkipNet:
     """One StackedSkipNet computing what ``models`` (SkipNets of one configuration) compute.
 
     Build the models with per-run seeds (``bpdip.loop.seeded_model``) so each run keeps the
@@ -103,7 +74,7 @@ def stack_models(models: Sequence[nn.Module], fp32_head: bool = True) -> Stacked
     for m in models[1:]:
         if _skip_config(m) != config:
             raise ValueError("all stacked models need the same configuration (channels, scales)")
-    stacked = StackedSkipNet(len(models), fp32_head=fp32_head, **config)
+    stacked = StackedSkipNet(len(models), **config)
     states = [m.state_dict() for m in models]
     merged = {}
     for key, ref in stacked.state_dict().items():

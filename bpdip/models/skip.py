@@ -95,7 +95,11 @@ class Scale(nn.Module):
 
 
 class SkipNet(nn.Module):
-    """DIP skip network; defaults are the paper's configuration (PROTOCOL "Network")."""
+    """DIP skip network; defaults are the paper's configuration (PROTOCOL "Network").
+
+    ``runs`` = K > 1 holds K independent networks stacked along channels (the engine's
+    ``StackedSkipNet`` feeds it (1, K*C, H, W)); the default 1 is the paper's network.
+    """
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class SkipNet(nn.Module):
         channels_down: Sequence[int] = (128, 128, 128, 128, 128),
         channels_up: Sequence[int] = (128, 128, 128, 128, 128),
         channels_skip: Sequence[int] = (4, 4, 4, 4, 4),
+        runs: int = 1,
     ):
         super().__init__()
         if not (len(channels_down) == len(channels_up) == len(channels_skip)) or not channels_down:
@@ -114,9 +119,9 @@ class SkipNet(nn.Module):
         for i in reversed(range(self.num_scales)):  # build from the bottom up
             c_in = in_channels if i == 0 else channels_down[i - 1]
             inner_out = channels_up[i + 1] if i + 1 < self.num_scales else 0
-            inner = Scale(c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out)
+            inner = Scale(c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out, runs=runs)
         self.body = inner
-        self.head = nn.Sequential(nn.Conv2d(channels_up[0], out_channels, 1), nn.Sigmoid())
+        self.head = nn.Sequential(nn.Conv2d(runs * channels_up[0], runs * out_channels, 1, groups=runs), nn.Sigmoid())
 
     @property
     def min_size(self) -> int:
