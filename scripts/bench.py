@@ -15,7 +15,8 @@ at 256x256, 512x512 and real Set14 sizes: ms per step, steps/s, effective TFLOP/
 (analytic convolution count, ``bpdip.engine.count_flops``), peak memory; then the K-run
 stacking throughput at 256x256, the peak memory of barbara (720x576) with K = 4, the
 projected wall time of the full Table I, short equivalence checks on the device, and with
-``--quality`` the bf16-vs-tf32 peak-PSNR check that decides the GPU default precision.
+``--quality`` the bf16-vs-tf32 peak-PSNR check that decides the GPU default precision
+(alone, or after the timings with ``--quick``: one JSON, one process, one device call).
 
 Timing: each engine run is ``restore`` for W + S + 1 iterations; the loop records the
 synchronised wall time at every logged iteration, and ms/step is (t[W + S] - t[W]) / S,
@@ -26,6 +27,7 @@ measurement, so a run stopped by a time limit keeps what it measured.
 
     python scripts/bench.py --quick --out results/bench/gpu.json     # on a GPU, ~5 min
     python scripts/bench.py --quality --out results/bench/quality.json
+    python scripts/bench.py --quick --quality --budget-s 480 --out gpu.json   # both in one GPU call
     python scripts/bench.py --device cpu --net slim --sizes 48 --steps 3 --memory-size 48 --stack-size 48
 """
 
@@ -477,6 +479,32 @@ def project_table1(rows: list[dict]) -> dict:
     return out
 
 
+AGREEMENT_REFERENCES = ("graphs-fp32", "eager-fp32", "eager-tf32", "graphs-tf32")
+
+
+def curve_agreement(rows: list[dict]) -> dict:
+    """Per size, each engine run's largest |PSNR difference| (dB) at the logged iterations
+    from the strictest variant measured there. Every run of a size starts from the same
+    weights, z and noise (seed 1; run 0 of a stack too), so only rounding separates them:
+    ~0.1 dB after a few hundred Adam steps is float32 chaos, several dB is a bug (a graph
+    that replays stale weights, a compiled graph that computes something else)."""
+    out = {}
+    for size in dict.fromkeys(r["size"] for r in rows):
+        curves = {(r["variant"], r["k"]): r["psnr_curve"] for r in rows if r["size"] == size and r.get("psnr_curve")}
+        ref = next((v for v in AGREEMENT_REFERENCES if (v, 1) in curves), None)
+        if ref is None:
+            continue
+        base = {int(i): p for i, p in curves[(ref, 1)].items()}
+        gaps = {}
+        for (variant, k), curve in curves.items():
+            common = [(p, base[int(i)]) for i, p in curve.items() if int(i) in base and p is not None
+                      and base[int(i)] is not None]
+            if common and (variant, k) != (ref, 1):
+                gaps[variant if k == 1 else f"{variant} K={k}"] = max(abs(a - b) for a, b in common)
+        out[size] = dict(reference=ref, max_psnr_gap_db=gaps)
+    return out
+
+
 def ratios(rows: list[dict], size: str, engine_variants: list[str]) -> dict:
     at = {r["variant"]: r["ms_per_step"] for r in rows if r["size"] == size and r["k"] == 1}
     out = {}
@@ -544,6 +572,9 @@ def print_table(report: dict) -> None:
         if "ratio_vs_separate" in s:
             print(f"stack K={s['k']:<3} at {s['size']} ({s['variant']}): {s['ratio_vs_separate']:.2f}x the "
                   f"throughput of {s['k']} separate runs, {s.get('ratio_vs_plain', float('nan')):.2f}x plain")
+    for size, a in report.get("agreement", {}).items():
+        gaps = ", ".join(f"{v} {g:.3f}" for v, g in a["max_psnr_gap_db"].items())
+        print(f"max |dPSNR| at {size} vs {a['reference']} (same seeds; rounding only): {gaps} dB")
     mem = report.get("memory_check")
     if mem and "peak_memory_gb" in mem:
         val = "n/a (CPU)" if mem["peak_memory_gb"] is None else f"{mem['peak_memory_gb']:.2f} GB"
@@ -577,8 +608,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quick", action="store_true",
-                   help="GPU preset (~5 min): sizes 512, 256, comic, zebra, barbara; all variants at 512, the "
-                        "default candidates elsewhere; compile variants at 512 only; K = 4, 16; --budget-s 300")
+                   help="GPU preset (~5 min): sizes 512, 256, comic, zebra, barbara; all variants and the compile "
+                        "variants at 512, the default candidates elsewhere; K = 4, 16; --speed-budget-s 300")
     p.add_argument("--sizes", help="comma list: N, HxW, Set14 names, or 'set14' (one image per distinct size)")
     p.add_argument("--variants", help=f"comma list of engine variants: {', '.join(VARIANTS)}")
     p.add_argument("--other-variants", help="variants at the sizes after the first (default: --variants; "
@@ -600,7 +631,8 @@ def parse_args(argv=None):
     p.add_argument("--check-size", default="64", help="size of the equivalence checks")
     p.add_argument("--no-checks", action="store_true")
     p.add_argument("--check-tolerance-db", type=float, default=1e-6)
-    p.add_argument("--quality", action="store_true", help="run only the bf16-vs-tf32 quality check")
+    p.add_argument("--quality", action="store_true",
+                   help="the bf16-vs-tf32 quality check: alone, only it; with --quick or --sizes, after the timings")
     p.add_argument("--quality-images", default="face,comic,foreman")
     p.add_argument("--quality-variants", help="reference,candidate (default graphs-tf32,graphs-bf16)")
     p.add_argument("--quality-kernel", default="uniform", choices=["uniform", "radial", "gaussian"])
@@ -611,6 +643,9 @@ def parse_args(argv=None):
     p.add_argument("--quality-seed-floor", action="store_true",
                    help="also rerun the reference with other seeds, to show the gap chance alone gives")
     p.add_argument("--budget-s", type=float, help="start no new measurement after this many seconds")
+    p.add_argument("--speed-budget-s", type=float,
+                   help="start no new timing after this many seconds (default with --quick: 300, or 240 when "
+                        "--quality follows); the quality check then runs until --budget-s")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
     args = p.parse_args(argv)
@@ -650,19 +685,23 @@ def main(argv=None) -> dict:
     default_variant = {"cuda": "graphs-tf32", "cpu": "eager-fp32"}[kind]
     assert EngineSettings(**{k: v for k, v in VARIANTS[default_variant].items() if k != "cuda"}).resolve(device) \
         .label() == EngineSettings().resolve(device).label()  # the table's "default" is the engine's
-    variants = args.variants or DEFAULT_VARIANTS[kind]
-    other_variants = args.other_variants or (OTHER_VARIANTS[kind] if args.quick and not args.variants else variants)
-    compile_variants = args.compile_variants if args.compile_variants is not None else DEFAULT_COMPILE[kind]
-    stack_variants = args.stack_variants or STACK_VARIANTS[kind]
-    for v in variants + other_variants + compile_variants + stack_variants:
+    plan = dict(variants=args.variants or DEFAULT_VARIANTS[kind],
+                other_variants=args.other_variants or (OTHER_VARIANTS[kind] if args.quick and not args.variants
+                                                       else args.variants or DEFAULT_VARIANTS[kind]),
+                compile_variants=args.compile_variants if args.compile_variants is not None else DEFAULT_COMPILE[kind],
+                stack_variants=args.stack_variants or STACK_VARIANTS[kind])
+    for v in sum(plan.values(), []):
         if VARIANTS[v].get("cuda") and device.type != "cuda":
             raise SystemExit(f"variant {v} needs a CUDA device")
-    if args.quick:  # ~5 GPU minutes: start no measurement after 300 s
+    # --quality alone runs the quality check only; with --quick or --sizes the timings come first
+    speed = not args.quality or args.quick or args.sizes is not None
+    if args.quick:  # ~5 GPU minutes: start no measurement after 300 s (240 s when --quality follows)
         args.sizes = args.sizes or ["512", "256", "comic", "zebra", "barbara"]
-        args.budget_s = 300.0 if args.budget_s is None else args.budget_s
         args.stack_k = args.stack_k if args.stack_k != [4, 8, 16] else [4, 16]
-    sizes = expand_sizes(args.sizes or ["512", "256", "set14"])
-    compile_sizes = args.compile_sizes or sizes[:1]
+        if args.speed_budget_s is None and (args.quality or args.budget_s is None):
+            args.speed_budget_s = 240.0 if args.quality else 300.0
+    plan["sizes"] = expand_sizes(args.sizes or ["512", "256", "set14"])
+    plan["compile_sizes"] = args.compile_sizes or plan["sizes"][:1]
 
     meta = device_info(device)
     meta.update(args=vars(args), net=args.net, default_variant=default_variant,
@@ -677,6 +716,28 @@ def main(argv=None) -> dict:
         if hasattr(os, "getloadavg"):
             meta["load_average_now"] = os.getloadavg()
         write_json(out, report)
+
+    if speed:
+        total_budget = args.budget_s
+        if args.speed_budget_s is not None:  # the timings' share of the run; the quality check gets the rest
+            args.budget_s = args.speed_budget_s if total_budget is None else min(args.speed_budget_s, total_budget)
+        run_speed(args, device, report, save, plan)
+        args.budget_s = total_budget
+        report["default"] = default_variant
+    if args.quality:
+        run_quality(args, device, report, save)
+    save()
+    print_table(report)
+    if "quality_projection_min" in report and not args.quality:
+        print(f"--quality ({', '.join(args.quality_images)}, 2 precisions) projected: "
+              f"{report['quality_projection_min']:.1f} min")
+    print(f"\nwrote {out}")
+    return report
+
+
+def run_speed(args, device, report: dict, save, plan: dict) -> None:
+    """The timings: equivalence checks, engine variants and reference loops per size,
+    torch.compile, K-run stacking, barbara's memory; then ratios and the projections."""
 
     def attempt(what: dict, fn):
         """Run one measurement; an error or the time budget is recorded, not raised."""
@@ -694,13 +755,6 @@ def main(argv=None) -> dict:
             print(f"{last['variant']:22} {last['size']:>9} K={last['k']:<3} {last['ms_per_step']:9.2f} ms/step "
                   f"({time.perf_counter() - START:.0f} s)", flush=True)
 
-    if args.quality:
-        run_quality(args, device, report, save)
-        save()
-        print_table(report)
-        print(f"\nwrote {out}")
-        return report
-
     if not args.no_checks:
         try:
             report["checks"] = run_checks(args, device)
@@ -710,10 +764,10 @@ def main(argv=None) -> dict:
                                      max_psnr_gap_db=float("nan"), max_loss_rel_gap=float("nan"), passed=False)]
         save()
 
-    # most telling first, so a time limit cuts the least: references and variants per size
     # order = priority, so a time limit cuts the least telling parts: the first size (512:
-    # the per-step targets), K-run stacking, barbara's memory, torch.compile at the first
-    # size, then the other sizes (for the Table I projection)
+    # the per-step targets) with torch.compile there (PROTOCOL: the step is memory-bound,
+    # so the fused kernels are the likeliest way to 4x), K-run stacking, barbara's memory,
+    # then the other sizes (for the Table I projection)
     measured = set()
 
     def size_block(spec: str, names: list[str]) -> None:
@@ -727,14 +781,21 @@ def main(argv=None) -> dict:
         for v in names:
             attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
 
-    size_block(sizes[0], variants)
+    sizes = plan["sizes"]
+    size_block(sizes[0], plan["variants"])
 
-    stack_variant = stack_variants[0]
+    for spec in plan["compile_sizes"]:
+        prob = make_problem(spec, device)
+        for v in plan["compile_variants"]:
+            attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
+        del prob
+
+    stack_variant = plan["stack_variants"][0]
     if args.stack_k:
         prob = make_problem(args.stack_size, device)
         have = lambda v, k: any(r.get("variant") == v and r.get("size") == prob.label and r.get("k") == k  # noqa
                                 and "ms_per_step" in r for r in report["rows"])
-        for v in stack_variants:
+        for v in plan["stack_variants"]:
             if not have(v, 1):
                 attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
             for k in args.stack_k:
@@ -752,14 +813,8 @@ def main(argv=None) -> dict:
                                       else r["peak_memory_gb"] <= MEMORY_LIMIT_GB)
         del prob
 
-    for spec in compile_sizes:
-        prob = make_problem(spec, device)
-        for v in compile_variants:
-            attempt(dict(variant=v, size=prob.label, k=1), lambda: measure_engine(v, prob, 1, args, device))
-        del prob
-
     for spec in sizes[1:]:
-        size_block(spec, other_variants)
+        size_block(spec, plan["other_variants"])
 
     ok = [r for r in report["rows"] if "ms_per_step" in r]
     single = {(r["variant"], r["size"]): r["ms_per_step"] for r in ok if r["k"] == 1}
@@ -771,22 +826,16 @@ def main(argv=None) -> dict:
             if ("ref-plain", r["size"]) in single:
                 s["ratio_vs_plain"] = r["k"] * single[("ref-plain", r["size"])] / r["ms_per_step"]
             report["stack"].append(s)
-    engine_names = list(dict.fromkeys(variants + other_variants + compile_variants))
+    engine_names = list(dict.fromkeys(plan["variants"] + plan["other_variants"] + plan["compile_variants"]))
     report["ratios"] = {size: ratios(ok, size, engine_names) for size in dict.fromkeys(r["size"] for r in ok)}
+    report["agreement"] = curve_agreement(ok)
     report["projection"] = project_table1(ok)
     k4 = [(r["pixels"], r["ms_per_step"]) for r in ok if r["k"] == 4 and r["variant"] == stack_variant]
     if k4:  # what --quality will cost here: per image and variant, 10,000 steps of K = 4
         fit, _ = fit_time(k4)
         px = [h * w for n, (h, w) in set14_sizes().items() if n in args.quality_images]
         report["quality_projection_min"] = 2 * sum(max(ITERATIONS.values()) * fit(p) / 1e3 for p in px) / 60
-    report["default"] = default_variant
     save()
-    print_table(report)
-    if "quality_projection_min" in report:
-        print(f"--quality ({', '.join(args.quality_images)}, 2 precisions) projected: "
-              f"{report['quality_projection_min']:.1f} min")
-    print(f"\nwrote {out}")
-    return report
 
 
 if __name__ == "__main__":

@@ -63,6 +63,24 @@ def test_cpu_benchmark_measures_every_loop(cpu_run):
     assert report["checks"] and all(c["passed"] for c in report["checks"])
 
 
+def test_curve_agreement_recomputed_from_the_rows(cpu_run):
+    """Each engine run's max |dPSNR| against the strictest variant of its size, from the
+    rows' own curves (JSON keys are strings); run 0 of a stack shares seed 1 with K = 1."""
+    report = json.loads(cpu_run.read_text())
+    rows = [r for r in report["rows"] if r.get("psnr_curve")]
+    for size, a in report["agreement"].items():
+        assert a["reference"] == "eager-fp32"
+        ref = next(r["psnr_curve"] for r in rows if r["size"] == size and r["variant"] == "eager-fp32" and r["k"] == 1)
+        others = [r for r in rows if r["size"] == size and (r["variant"], r["k"]) != ("eager-fp32", 1)]
+        assert set(a["max_psnr_gap_db"]) == {r["variant"] if r["k"] == 1 else f"{r['variant']} K={r['k']}"
+                                            for r in others}
+        for r in others:
+            name = r["variant"] if r["k"] == 1 else f"{r['variant']} K={r['k']}"
+            want = max(abs(p - ref[i]) for i, p in r["psnr_curve"].items())
+            assert a["max_psnr_gap_db"][name] == pytest.approx(want)
+    assert report["agreement"]["40x40"]["max_psnr_gap_db"]["eager-bf16"] > 0  # bf16 does round differently
+
+
 def test_printed_table(cpu_run, capsys):
     bench.print_table(json.loads(cpu_run.read_text()))
     out = capsys.readouterr().out
@@ -99,6 +117,18 @@ def test_quality_mode_and_its_verdict(tmp_path):
         assert v["gap_db"] == pytest.approx(peaks["eager-bf16"] - peaks["eager-fp32"])
         assert v["images"] == ["comic", "face", "foreman"]
     assert s["complete"] and not s["protocol_run"] and not s["passed"]  # a toy run is never evidence
+
+
+def test_timings_then_quality_in_one_run_with_their_own_budgets(tmp_path):
+    """--sizes/--quick with --quality: the timings first, then the quality check, in one
+    JSON; --speed-budget-s stops the timings only (here at once: every row skipped)."""
+    out = tmp_path / "both.json"
+    bench.main(TINY + ["--sizes", "40", "--no-checks", "--stack-k", "", "--memory-size", "", "--speed-budget-s", "0",
+                       "--quality", "--quality-crop", "40", "--quality-iterations", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["rows"] and all(r.get("skipped") == "time budget" for r in report["rows"])
+    assert {r["status"] for r in report["quality"]["runs"]} == {"complete"}
+    assert report["meta"]["args"]["budget_s"] is None  # the quality check ran under the whole run's budget
 
 
 def test_quality_summary_rules():
