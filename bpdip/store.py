@@ -16,8 +16,10 @@ inconsistent with its curve is reported and the image is trained again, never av
 The id hashes the resolved config minus :data:`BOOKKEEPING` keys (where files go, how
 runs are logged or shown, which device runs them), plus the SHA-256 of the image file and
 of the blur kernel, so renaming a folder keeps the id and editing an image changes it.
-The code version is not part of the id: point ``results_root`` (or ``BPDIP_RESULTS``)
-at a fresh folder after changing the algorithm.
+The git commit is not part of the id (a README edit must not retrain Table I); the id
+carries :data:`RESULTS_VERSION` instead, which a change to what a run computes (loss,
+network, loop, degradation, metrics) must bump, so that old records are never reused for
+new code.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ BOOKKEEPING = (
     "engine.compile", "engine.compile_mode", "engine.cuda_graphs", "engine.stack",
     "engine.channels_last", "engine.cudnn_benchmark", "engine.warmup",
 )
+# Bump when a code change alters the numbers a run produces: every id changes with it, so
+# the store retrains instead of reusing records of the old code. Speed-only changes keep it.
+RESULTS_VERSION = 1
 STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt")
 
 
@@ -80,8 +85,9 @@ def drop_keys(config: dict, keys=BOOKKEEPING) -> dict:
 
 
 def result_config(config: dict, kernel_sha256: str) -> dict:
-    """The part of a resolved config that determines a cell's results."""
-    return {**drop_keys(config), "kernel_sha256": kernel_sha256}
+    """The part of a resolved config that determines a cell's results, with the version of
+    the code's results (:data:`RESULTS_VERSION`)."""
+    return {**drop_keys(config), "kernel_sha256": kernel_sha256, "results_version": RESULTS_VERSION}
 
 
 def file_sha256(path: str | Path) -> str:

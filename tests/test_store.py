@@ -95,3 +95,14 @@ def test_store_accepts_only_consistent_records(smoke_cfg, tmp_path):
     summary_path.write_text(json.dumps(record))
     assert store.load(run_id, "face", 6, 2).entry["status"] == "failed"  # final: kept by default
     assert store.load(run_id, "face", 6, 2, accept_failed=False) is None  # retry_failed=true
+
+
+def test_a_results_version_bump_changes_every_id(ids, monkeypatch):
+    """Records made by code that computed other numbers are never reused: the id carries
+    RESULTS_VERSION (the git commit does not, so doc-only commits keep the store)."""
+    import bpdip.store as store_module
+
+    base, base_hash = ids()
+    monkeypatch.setattr(store_module, "RESULTS_VERSION", store_module.RESULTS_VERSION + 1)
+    bumped, bumped_hash = ids()
+    assert bumped_hash != base_hash and not set(bumped.values()) & set(base.values())
