@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import json
 import math
 import os
 import platform
@@ -359,9 +360,15 @@ def run_quality(args, device, report: dict, save) -> None:
                                          else ["eager-fp32", "eager-bf16"])
     losses = list(ITERATIONS)
     k = make_kernel(args.quality_kernel)
-    runs = report.setdefault("quality", {"variants": variants, "kernel": args.quality_kernel,
-                                         "noise_var": args.quality_var, "images": args.quality_images,
-                                         "runs": []})["runs"]
+    setup = {"variants": variants, "kernel": args.quality_kernel, "noise_var": args.quality_var, "net": args.net,
+             "crop": args.quality_crop, "iterations": args.quality_iterations,
+             "seed_floor": args.quality_seed_floor}
+    runs = report.setdefault("quality", {**setup, "images": args.quality_images, "runs": []})["runs"]
+    done = set()
+    if args.resume:  # finished (image, precision) pairs of an earlier run, e.g. one cut by a time limit
+        for r in resumed_quality_runs(args.resume, setup):
+            runs.append(r)
+            done.add((r["image"], r["variant"]))
     for image in args.quality_images:
         x = center_crop(load_image(SET14_DIR / f"{image}.png"), args.quality_crop)
         y = degrade(x, k, args.quality_var, derive_seed(0, image, args.quality_kernel, args.quality_var, "noise"))
@@ -377,6 +384,8 @@ def run_quality(args, device, report: dict, save) -> None:
         if args.quality_seed_floor:  # the reference again with other seeds: the gap chance alone makes
             plan.append((f"{variants[0]}:reseeded", variants[0], [s + 1 for s in seeds]))
         for label, variant, run_seeds in plan:
+            if (image, label) in done:
+                continue
             if over_budget(args):
                 runs.append(dict(image=image, variant=label, skipped="time budget"))
                 continue
@@ -404,6 +413,24 @@ def run_quality(args, device, report: dict, save) -> None:
             report["quality"]["summary"]["protocol_run"] = protocol
             report["quality"]["summary"]["passed"] &= protocol
             save()
+
+
+def resumed_quality_runs(path: str, setup: dict) -> list[dict]:
+    """The finished (image, precision) pairs of an earlier quality JSON, each with all four
+    losses complete; its settings must be this run's, else the verdict would mix checks."""
+    try:
+        earlier = json.loads(Path(path).read_text())["quality"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"--resume {path}: not a quality JSON of scripts/bench.py ({exc})") from None
+    differ = sorted(k for k, v in setup.items() if earlier.get(k) != v)
+    if differ:
+        raise SystemExit(f"--resume {path}: its quality settings differ in {differ}; use the same options")
+    pairs: dict[tuple, list] = {}
+    for r in earlier["runs"]:
+        if "loss" in r:
+            pairs.setdefault((r["image"], r["variant"]), []).append(r)
+    return [{**r, "resumed_from": str(path)} for group in pairs.values()
+            if len(group) == len(ITERATIONS) and all(r["status"] == "complete" for r in group) for r in group]
 
 
 def _mean_peaks(runs, loss, a, b):
@@ -642,10 +669,12 @@ def parse_args(argv=None):
     p.add_argument("--quality-crop", type=int, help="centre-crop the quality images (tests only)")
     p.add_argument("--quality-seed-floor", action="store_true",
                    help="also rerun the reference with other seeds, to show the gap chance alone gives")
+    p.add_argument("--resume", help="a quality JSON of an earlier run: keep its finished (image, precision) "
+                                     "pairs and run only the others")
     p.add_argument("--budget-s", type=float, help="start no new measurement after this many seconds")
     p.add_argument("--speed-budget-s", type=float,
-                   help="start no new timing after this many seconds (default with --quick: 300, or 240 when "
-                        "--quality follows); the quality check then runs until --budget-s")
+                   help="start no new timing after this many seconds (default with --quick: 300); a --quality "
+                        "check that follows runs until --budget-s")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
     args = p.parse_args(argv)
@@ -695,11 +724,11 @@ def main(argv=None) -> dict:
             raise SystemExit(f"variant {v} needs a CUDA device")
     # --quality alone runs the quality check only; with --quick or --sizes the timings come first
     speed = not args.quality or args.quick or args.sizes is not None
-    if args.quick:  # ~5 GPU minutes: start no measurement after 300 s (240 s when --quality follows)
+    if args.quick:  # ~5 GPU minutes: start no timing after 300 s
         args.sizes = args.sizes or ["512", "256", "comic", "zebra", "barbara"]
         args.stack_k = args.stack_k if args.stack_k != [4, 8, 16] else [4, 16]
         if args.speed_budget_s is None and (args.quality or args.budget_s is None):
-            args.speed_budget_s = 240.0 if args.quality else 300.0
+            args.speed_budget_s = 300.0
     plan["sizes"] = expand_sizes(args.sizes or ["512", "256", "set14"])
     plan["compile_sizes"] = args.compile_sizes or plan["sizes"][:1]
 

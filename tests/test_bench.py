@@ -131,6 +131,25 @@ def test_timings_then_quality_in_one_run_with_their_own_budgets(tmp_path):
     assert report["meta"]["args"]["budget_s"] is None  # the quality check ran under the whole run's budget
 
 
+def test_quality_check_resumes_the_finished_pairs_of_an_earlier_run(tmp_path):
+    """A quality run cut short (here: one image of three) is completed by a second one
+    with --resume: the finished (image, precision) pairs are kept as they were, only the
+    others run, and the verdict covers all three images; other settings are refused."""
+    quality = ["--quality", "--quality-crop", "40", "--quality-iterations", "2"]
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    bench.main(TINY + quality + ["--quality-images", "face", "--out", str(first)])
+    bench.main(TINY + quality + ["--resume", str(first), "--out", str(second)])
+    before = json.loads(first.read_text())["quality"]["runs"]
+    q = json.loads(second.read_text())["quality"]
+    resumed = [r for r in q["runs"] if "resumed_from" in r]
+    assert [{k: v for k, v in r.items() if k != "resumed_from"} for r in resumed] == before
+    assert {r["image"] for r in q["runs"] if "resumed_from" not in r} == {"comic", "foreman"}
+    assert len(q["runs"]) == 3 * 2 * 4 and q["summary"]["complete"]
+    with pytest.raises(SystemExit, match=r"differ in \['kernel'\]"):
+        bench.main(TINY + quality + ["--quality-kernel", "gaussian", "--resume", str(first),
+                                     "--out", str(tmp_path / "x.json")])
+
+
 def test_quality_summary_rules():
     def runs(gaps, images=("a", "b", "c")):
         return [dict(image=i, variant=v, loss=loss, peak_psnr=30.0 + (gaps[loss] if v == "bf16" else 0.0))
