@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from bpdip.physics import Blur
+from bpdip.registry import resolve
 
 
 class Fidelity:
@@ -109,7 +110,9 @@ def make_loss(
     tv_weight: float = 0.0,
     **params,
 ) -> Loss:
-    """Build a loss from config values, e.g. ``make_loss("bp", blur, y, sigma, 1e-3, eps1=0.01)``."""
-    if fidelity not in FIDELITIES:
-        raise ValueError(f"unknown fidelity '{fidelity}'; choose one of {sorted(FIDELITIES)}")
-    return Loss(FIDELITIES[fidelity](blur, y, sigma, **params), tv_weight)
+    """Build a loss from config values, e.g. ``make_loss("bp", blur, y, sigma, 1e-3, eps1=0.01)``.
+
+    ``fidelity`` is a name of :data:`FIDELITIES` or the import path of your own class,
+    called as ``cls(blur, y, sigma, **params)`` (subclass :class:`Fidelity` for the usual
+    ``||G (y - A x)||^2`` form; README "Extend it")."""
+    return Loss(resolve(FIDELITIES, fidelity, "loss.fidelity")(blur, y, sigma, **params), tv_weight)

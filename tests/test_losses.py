@@ -115,7 +115,7 @@ def test_loss_adds_weighted_tv_per_sample(rng):
 def test_bad_loss_settings():
     blur = Blur(WELL_CONDITIONED, (8, 8))
     y = torch.zeros(1, 3, 8, 8)
-    with pytest.raises(ValueError, match="unknown fidelity 'l2'"):
+    with pytest.raises(ValueError, match="unknown loss.fidelity 'l2'"):
         make_loss("l2", blur, y, 0.0)
     with pytest.raises(ValueError, match="tv_weight must be >= 0"):
         make_loss("ls", blur, y, 0.0, tv_weight=-1)

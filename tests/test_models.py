@@ -77,7 +77,7 @@ def test_too_small_image_gives_clear_error():
 
 def test_build_model_registry():
     assert isinstance(build_model("skip", **SLIM), SkipNet)
-    with pytest.raises(ValueError, match="unknown model 'unet'"):
+    with pytest.raises(ValueError, match="unknown model.name 'unet'"):
         build_model("unet")
 
 

@@ -82,11 +82,14 @@ def load_kernel(path: str | Path) -> np.ndarray:
 
 
 def make_kernel(name: str, path: str | Path | None = None, **params) -> np.ndarray:
-    """Build a kernel by name (``uniform``, ``radial``, ``gaussian``) or ``file`` with a path."""
+    """Build a kernel by name (``uniform``, ``radial``, ``gaussian``), ``file`` with a path,
+    or the import path of your own function ``f(**params) -> 2-D array`` (validated and
+    normalised like the others; README "Extend it")."""
     if name == "file":
         if not path:
             raise ValueError("kernel=file needs kernel.path=/path/to/kernel.(npy|png|txt)")
         return load_kernel(path)
-    if name not in KERNELS:
-        raise ValueError(f"unknown kernel '{name}'; choose one of {sorted(KERNELS) + ['file']}")
-    return validate_kernel(KERNELS[name](**params), source=f"kernel {name}")
+    from bpdip.registry import resolve
+
+    make = resolve({**KERNELS, "file": load_kernel}, name, "kernel.name")  # "file" only to list it
+    return validate_kernel(make(**params), source=f"kernel {name}")

@@ -19,6 +19,7 @@ from bpdip.loop import LoopSettings
 from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
 from bpdip.physics import Blur, derive_seed, make_kernel, noise_sigma
+from bpdip.registry import is_import_path
 from bpdip.store import digest, file_sha256, make_run_id, result_config
 
 # loss config keys that are not parameters of the fidelity class
@@ -116,8 +117,9 @@ def _plan(cfg) -> CellPlan:
     kernel = make_kernel(kname, path=absolute(kcfg.pop("path", None)), **kcfg)
 
     fidelity = lcfg.get("fidelity")
-    if fidelity not in FIDELITIES:
-        raise UserError(f"loss.fidelity must be one of {sorted(FIDELITIES)}, got {fidelity!r}")
+    if fidelity not in FIDELITIES and not is_import_path(fidelity):
+        raise UserError(f"loss.fidelity must be one of {sorted(FIDELITIES)} or an import path "
+                        f"(mypkg.module.Name), got {fidelity!r}")
     tv_weight = float(lcfg.get("tv_weight") or 0.0)
     loss_params = {k: v for k, v in lcfg.items() if k not in LOSS_KEYS}
     # build the loss once on a tiny problem: bad weights or unknown parameters fail now
