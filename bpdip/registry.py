@@ -9,7 +9,9 @@ importable by the job: on ``PYTHONPATH``, or installed.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 
 
@@ -39,3 +41,20 @@ def resolve(registry: Mapping[str, Callable], name: str, key: str) -> Callable:
     if not callable(obj):
         raise ValueError(f"{key}={name} is a {type(obj).__name__}, not a class or function")
     return obj
+
+
+def source_sha256(name: str) -> str | None:
+    """SHA-256 of the source file that defines the object at import path ``name``, or None
+    for a built-in name. The results store hashes it, so that editing your extension
+    retrains its runs instead of reusing records of the old code (bpdip.store)."""
+    if not is_import_path(name):
+        return None
+    obj = resolve({}, name, "import path")
+    try:
+        path = inspect.getsourcefile(obj)
+    except TypeError:  # a builtin or C extension: no source to hash
+        path = None
+    if path is None:
+        raise ValueError(f"{name}: no Python source file found to fingerprint; define it in a .py file")
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()

@@ -102,3 +102,29 @@ def test_the_readme_sweep_runs_and_reports(ext, tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     text = (tmp_path / "report" / "report.md").read_text()
     assert "power_bp" in text and "myext.motion" in text
+
+
+def test_editing_an_extension_changes_its_run_ids(ext, tmp_path, monkeypatch):
+    """The store must not reuse records of an extension's old code: its source file's
+    SHA-256 is part of the run id (built-in names keep their ids)."""
+    from hydra import compose, initialize_config_dir
+
+    from bpdip.runner.plan import plan_cell
+
+    source = tmp_path / "myext_edit.py"
+    source.write_text((ext / "myext.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def ids(kernel):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["experiment=smoke", "data.images=[face]", f"kernel.name={kernel}"])
+        plan = plan_cell(cfg)
+        return plan.tasks[0].run_id, plan.result_config.get("extension_sha256")
+
+    before, fingerprint = ids("myext_edit.motion")
+    assert set(fingerprint) == {"kernel.name"}
+    assert ids("myext_edit.motion")[0] == before  # stable
+    source.write_text(source.read_text() + "\n# an edit\n")
+    after, _ = ids("myext_edit.motion")
+    assert after != before
+    assert ids("uniform")[1] is None  # the paper's options carry no fingerprint

@@ -19,7 +19,7 @@ from bpdip.loop import LoopSettings
 from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
 from bpdip.physics import Blur, derive_seed, make_kernel, noise_sigma
-from bpdip.registry import is_import_path
+from bpdip.registry import is_import_path, source_sha256
 from bpdip.store import digest, file_sha256, make_run_id, result_config
 
 # loss config keys that are not parameters of the fidelity class
@@ -151,6 +151,11 @@ def _plan(cfg) -> CellPlan:
     cell = {"kernel": kname, "noise_var": noise_var, "loss": str(lcfg.get("name", fidelity))}
     name = cell_name(cell["kernel"], noise_var, cell["loss"])
     rcfg = result_config(config, hashlib.sha256(np.ascontiguousarray(kernel).tobytes()).hexdigest())
+    # your own code named by import path: its source is part of what a result depends on
+    sources = {key: source_sha256(name) for key, name in (("loss.fidelity", fidelity), ("kernel.name", kname),
+                                                          ("model.name", mcfg.get("name", "skip")))}
+    if any(sources.values()):
+        rcfg["extension_sha256"] = {k: v for k, v in sources.items() if v}
     chash = digest(rcfg)
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, int(config["seed"]), crop, rcfg, chash)
