@@ -16,11 +16,11 @@ inconsistent with its curve is reported and the image is trained again, never av
 The id hashes the resolved config minus :data:`BOOKKEEPING` keys (where files go, how
 runs are logged or shown, which device runs them), plus the SHA-256 of the image file and
 of the blur kernel, so renaming a folder keeps the id and editing an image changes it.
-Your own fidelity, kernel or network named by import path adds the SHA-256 of its source
-file (``bpdip.registry.source_sha256``). The git commit is not part of the id (a README edit must not retrain Table I); the id
-carries :data:`RESULTS_VERSION` instead, which a change to what a run computes (loss,
-network, loop, degradation, metrics) must bump, so that old records are never reused for
-new code.
+Your own fidelity, kernel or network named by import path adds the SHA-256 of its
+source file (``bpdip.registry.source_sha256``). The git commit is not part of the id (a
+README edit must not retrain Table I); the id carries :data:`RESULTS_VERSION` instead,
+which a change to what a run computes (loss, network, loop, degradation, metrics) must
+bump, so that old records are never reused for new code.
 """
 
 from __future__ import annotations
