@@ -9,6 +9,12 @@ in ``<results_root>/<run_id>/``:
 ``restored.png``   the final restored image (8-bit).
 ``config.json``    the result-relevant config the id was computed from (for humans).
 ``checkpoint.pt``  while training: the resumable state (removed once the record exists).
+``claim.json``     while training: which job trains the image (host, pid, SLURM job), so a
+                   second sweep over the same ids waits for that job instead of training
+                   the image twice. The holder touches it at every log (a heartbeat); a
+                   claim whose holder died (same host: its pid is gone; else no heartbeat
+                   for ``claim_timeout_min``) is taken over, and a requeued SLURM job
+                   takes back its own.
 
 A relaunched sweep reads the record and skips the image; a record that is truncated or
 inconsistent with its curve is reported and the image is trained again, never averaged.
@@ -29,6 +35,9 @@ import hashlib
 import json
 import logging
 import math
+import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +49,7 @@ log = logging.getLogger(__name__)
 # new config key is hashed by default (a wrongly reused result is worse than a redo).
 BOOKKEEPING = (
     "hydra", "logger", "results_root", "reuse", "retry_failed", "device", "threads",
-    "progress", "save_images", "checkpoint_every", "demo",
+    "progress", "save_images", "checkpoint_every", "claim_timeout_min", "demo",
     "data.name", "data.folder", "data.images",  # which files: replaced by the image hash
     "kernel.path",  # replaced by the kernel hash
     # speed-only engine switches (the engine keeps results equal across them); the
@@ -51,7 +60,8 @@ BOOKKEEPING = (
 # Bump when a code change alters the numbers a run produces: every id changes with it, so
 # the store retrains instead of reusing records of the old code. Speed-only changes keep it.
 RESULTS_VERSION = 1
-STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt")
+STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json")
+CLAIM = "claim.json"
 
 
 def canonical(value):
@@ -105,6 +115,25 @@ def make_run_id(cell_name: str, image: str, config_hash: str, image_sha256: str)
 def expected_rows(iterations: int, log_every: int) -> int:
     """The loop logs at iterations 0, log_every, ... below ``iterations``."""
     return len(range(0, iterations, log_every))
+
+
+def claimant() -> dict:
+    """Who this process is, for a claim: host and pid, and the SLURM job (array task) if
+    any, which stays the same when SLURM requeues the job on another node."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": job}
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):
+        return True  # someone else's process, or unreadable: assume alive
+    return True
 
 
 @dataclass
@@ -161,6 +190,70 @@ class Store:
         write_json(d / "summary.json", summary)
         self.checkpoint(run_id).unlink(missing_ok=True)
         return d
+
+    # ---------------------------------------------------------------- claims
+
+    def claim(self, run_id: str, timeout_s: float) -> dict | None:
+        """Claim ``run_id`` for this process: None when it is ours now, else the live
+        holder's claim (another job trains this image; wait for its record)."""
+        path = self.dir(run_id) / CLAIM
+        path.parent.mkdir(parents=True, exist_ok=True)
+        me = claimant()
+        holder = None
+        for _ in range(3):  # a claim found dead is removed, then taken (O_EXCL settles races)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder(path)
+                if holder is not None and not self._ours(holder, me) and not self._dead(path, holder, me, timeout_s):
+                    return holder
+                log.info("store: taking over the claim on %s (%s)", run_id,
+                         "ours" if holder and self._ours(holder, me) else "its holder is gone")
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({**me, "since": time.time()}, f)
+            return None
+        return holder or {"host": "?", "pid": None, "slurm_job": None}
+
+    def heartbeat(self, run_id: str) -> None:
+        """Show that the holder still trains ``run_id`` (the claim's mtime)."""
+        try:
+            os.utime(self.dir(run_id) / CLAIM)
+        except FileNotFoundError:
+            pass
+
+    def release(self, run_id: str) -> None:
+        """Drop the claim on ``run_id`` if it is this process's."""
+        path = self.dir(run_id) / CLAIM
+        holder = self._holder(path)
+        if holder is not None and self._ours(holder, claimant()):
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _holder(path: Path) -> dict | None:
+        try:
+            holder = json.loads(path.read_text())
+            return holder if isinstance(holder, dict) else {}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # being written, or garbage: judged by its age alone
+
+    @staticmethod
+    def _ours(holder: dict, me: dict) -> bool:
+        if holder.get("slurm_job") and holder.get("slurm_job") == me["slurm_job"]:
+            return True  # this SLURM job before its requeue
+        return holder.get("host") == me["host"] and holder.get("pid") == me["pid"]
+
+    @staticmethod
+    def _dead(path: Path, holder: dict, me: dict, timeout_s: float) -> bool:
+        if holder.get("host") == me["host"] and holder.get("pid") is not None and not _alive(holder["pid"]):
+            return True
+        try:
+            return time.time() - path.stat().st_mtime > timeout_s
+        except FileNotFoundError:
+            return True
 
     @staticmethod
     def _read(d: Path, run_id: str, image: str, iterations: int, log_every: int) -> StoredImage:

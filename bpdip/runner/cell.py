@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -225,10 +226,12 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
             lg.on_job_start(info)
         stack = EngineSettings.from_config(config.get("engine")).stack
         if stack == 1:
-            for index, task in enumerate(plan.tasks):
-                _one_image(plan, task, index, store, records, loggers, list(callbacks), device, out_dir)
+            deferred = [(index, task) for index, task in enumerate(plan.tasks)
+                        if not _one_image(plan, task, index, store, records, loggers, list(callbacks), device,
+                                          out_dir)]
         else:
-            _stacked_images(plan, stack, store, records, loggers, list(callbacks), device, out_dir)
+            deferred = _stacked_images(plan, stack, store, records, loggers, list(callbacks), device, out_dir)
+        _wait_for_other_jobs(deferred, plan, store, records, loggers, list(callbacks), device, out_dir)
         summary = records.finish()
         for lg in loggers:
             lg.on_job_end(summary, records.rows)
@@ -238,18 +241,71 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     return summary
 
 
-def _one_image(plan, task, index, store, records, loggers, callbacks, device, out_dir) -> None:
-    if not _take_from_store(plan, task, store, records, loggers):
-        _train([(index, task)], plan, store, records, loggers, callbacks, device, out_dir)
+def _one_image(plan, task, index, store, records, loggers, callbacks, device, out_dir) -> bool:
+    """Take the image from the store or train it; False: another job trains it now."""
+    if _take_from_store(plan, task, store, records, loggers):
+        return True
+    if not _claim(plan, task, store):
+        return False
+    _train([(index, task)], plan, store, records, loggers, callbacks, device, out_dir)
+    return True
 
 
-def _stacked_images(plan, stack, store, records, loggers, callbacks, device, out_dir) -> None:
+def _stacked_images(plan, stack, store, records, loggers, callbacks, device, out_dir) -> list:
     """engine.stack = K > 1: the images not in the store, in groups of one size and at most
-    K (see the module docstring), each group trained by one stacked run."""
+    K (see the module docstring), each group trained by one stacked run. Returns the images
+    that other jobs train now."""
     todo = [(index, task) for index, task in enumerate(plan.tasks)
             if not _take_from_store(plan, task, store, records, loggers)]
-    for group in group_by_size(todo, lambda member: member[1].shape, stack):
+    mine = [member for member in todo if _claim(plan, member[1], store)]
+    for group in group_by_size(mine, lambda member: member[1].shape, stack):
         _train(group, plan, store, records, loggers, callbacks, device, out_dir)
+    return [member for member in todo if member not in mine]
+
+
+CLAIM_POLL_S = 30.0  # how often a job looks again at images that other jobs train
+
+
+def _claim(plan, task, store) -> bool:
+    """Claim the image in the store (bpdip.store "claim.json"); False: a live job holds it."""
+    if store is None:
+        return True
+    holder = store.claim(task.run_id, 60.0 * float(plan.config.get("claim_timeout_min") or 30))
+    if holder is not None:
+        log.info("%s: job %s on %s (pid %s) trains it now; taking it when it is done", task.name,
+                 holder.get("slurm_job") or "-", holder.get("host"), holder.get("pid"))
+    return holder is None
+
+
+def _wait_for_other_jobs(deferred, plan, store, records, loggers, callbacks, device, out_dir) -> None:
+    """After its own images, a job takes those that other jobs were training from the
+    store once they are done there, or trains them itself if their job died."""
+    while deferred:
+        waiting = []
+        for index, task in deferred:
+            if _take_from_store(plan, task, store, records, loggers):
+                continue
+            if _claim(plan, task, store):
+                _train([(index, task)], plan, store, records, loggers, callbacks, device, out_dir)
+            else:
+                waiting.append((index, task))
+        deferred = waiting
+        if deferred:
+            log.info("waiting for %d image(s) that other jobs train: %s", len(deferred),
+                     ", ".join(t.name for _, t in deferred))
+            time.sleep(CLAIM_POLL_S)
+
+
+class _Heartbeat(Callback):
+    """Touches the claims of the images being trained at every log (bpdip.store)."""
+
+    def __init__(self, store, tasks):
+        self.store, self.run_ids, self.first = store, [t.run_id for t in tasks], tasks[0].name
+
+    def on_log(self, result, record):
+        if result.name == self.first:  # once per logged iteration of the group
+            for run_id in self.run_ids:
+                self.store.heartbeat(run_id)
 
 
 def _take_from_store(plan, task, store, records, loggers) -> bool:
@@ -270,8 +326,21 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
 
 
 def _train(members, plan, store, records, loggers, callbacks, device, out_dir) -> None:
-    """Train ``members`` ((index, task) pairs of one size): one alone exactly as with K = 1,
-    two or more as one stacked group; then record each image as a K = 1 job records it."""
+    """Train ``members`` ((index, task) pairs of one size, claimed by this job): one alone
+    exactly as with K = 1, two or more as one stacked group; then record each image as a
+    K = 1 job records it. The claims are dropped at the end, also on an error."""
+    tasks = [task for _, task in members]
+    if store is None:
+        return _train_claimed(members, plan, store, records, loggers, callbacks, device, out_dir)
+    try:
+        _train_claimed(members, plan, store, records, loggers, [*callbacks, _Heartbeat(store, tasks)], device,
+                       out_dir)
+    finally:
+        for task in tasks:
+            store.release(task.run_id)
+
+
+def _train_claimed(members, plan, store, records, loggers, callbacks, device, out_dir) -> None:
     s = plan.settings
     tasks = [task for _, task in members]
     for index, task in members:
