@@ -25,7 +25,7 @@ The reference loops are timed the same way over the same window (``ref-original`
 ``--original-steps`` steps, each with its metrics). JSON is rewritten after every
 measurement, so a run stopped by a time limit keeps what it measured.
 
-    python scripts/bench.py --quick --out results/bench/gpu.json     # on a GPU, ~5 min
+    python scripts/bench.py --quick --out results/bench/gpu.json     # on a GPU; no new timing after 300 s
     python scripts/bench.py --quality --out results/bench/quality.json
     python scripts/bench.py --quick --quality --budget-s 480 --out gpu.json   # both in one GPU call
     python scripts/bench.py --device cpu --net slim --sizes 48 --steps 3 --memory-size 48 --stack-size 48
@@ -69,7 +69,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quick", action="store_true",
-                   help="GPU preset (~5 min): sizes 512, 256, comic, zebra, barbara; all variants and the compile "
+                   help="GPU preset: sizes 512, 256, comic, zebra, barbara; all variants and the compile "
                         "variants at 512, the default candidates elsewhere; K = 4, 16; --speed-budget-s 300")
     p.add_argument("--sizes", help="comma list: N, HxW, Set14 names, or 'set14' (one image per distinct size)")
     p.add_argument("--variants", help=f"comma list of engine variants: {', '.join(VARIANTS)}")
