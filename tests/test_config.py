@@ -158,3 +158,12 @@ def test_a_sweep_preset_without_multirun_says_how_to_run_it(tmp_path):
     out = _run(tmp_path, "experiment=table1", "hydra.run.dir=job")
     assert out.returncode == 2
     assert "add -m" in out.stderr and "python run.py -m experiment=table1" in out.stderr
+
+
+def test_help_says_what_a_job_does_and_lists_every_group():
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("bpdip: BP-DIP")
+    for group in sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "hydra"):
+        assert f"\n{group}: " in out.stdout, group  # Hydra's list of the options of each group
+    assert "python run.py -m experiment=table1 hydra/launcher=slurm" in out.stdout
