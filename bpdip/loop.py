@@ -197,28 +197,26 @@ def restore(
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
                dynamic_ncols=True, leave=False)
-    it = start
+    done = start  # iterations run so far
     try:
         with bar, flags:
             for it in range(start, n_iter):
                 noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
                 out, per_sample = step()
                 loss_buf[it] = per_sample
+                done = it + 1
                 if it % settings.log_every == 0:
                     failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
                     _log(results, out, x_ref, loss_buf[it], failed, it, _seconds(t0, device), callbacks, bar)
                     if all(r.status == "failed" for r in results):
                         break
                 bar.update(1)
-                done = it + 1
                 if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                         and done < n_iter:
                     _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results)
                     for cb in callbacks:
                         cb.on_checkpoint(done, Path(checkpoint))
-            else:
-                it = n_iter
-            failed |= ~torch.isfinite(loss_buf[:it]).all(0)
+            failed |= ~torch.isfinite(loss_buf[:done]).all(0)
             step.close()
 
             runtime = _seconds(t0, device)
@@ -229,8 +227,8 @@ def restore(
     finally:
         step.close()
     for i, r in enumerate(results):
-        r.iterations, r.runtime_s = it, runtime
-        r.losses = loss_buf[:it, i].float().cpu().numpy()
+        r.iterations, r.runtime_s = done, runtime
+        r.losses = loss_buf[:done, i].float().cpu().numpy()
         if bool(failed[i]) or r.status == "failed":
             r.status = "failed"
             r.error = r.error or "loss became non-finite; curve kept up to the failure"

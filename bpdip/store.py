@@ -53,7 +53,8 @@ BOOKKEEPING = (
     "data.name", "data.folder", "data.images",  # which files: replaced by the image hash
     "kernel.path",  # replaced by the kernel hash
     # speed-only engine switches (the engine keeps results equal across them); the
-    # precision and the optimiser implementation stay in the id
+    # precision and the optimiser implementation stay in the id, resolved for the job's
+    # device (bpdip.runner.plan: "auto" is tf32 + fused Adam on a GPU, fp32 on a CPU)
     "engine.compile", "engine.compile_mode", "engine.cuda_graphs", "engine.stack",
     "engine.channels_last", "engine.cudnn_benchmark", "engine.warmup",
 )

@@ -87,7 +87,10 @@ def test_non_finite_loss_fails_the_image_and_keeps_the_curve(face):
     (res,) = restore(net(), NaNAfter(loss, 25), y, ["face"], settings, x_true=x, seed=1, device="cpu")
     assert res.status == "failed" and "non-finite" in res.error
     assert [r["iteration"] for r in res.curve] == [0, 10, 20]
-    assert res.image is None and res.iterations == 30
+    # the failure is seen at the log of iteration 30, after that step: 31 steps ran, the loss
+    # of each kept, non-finite from the 26th call on
+    assert res.image is None and res.iterations == 31 and len(res.losses) == 31
+    assert np.isfinite(res.losses[:25]).all() and np.isnan(res.losses[25:]).all()
 
 
 class Kill(Callback):

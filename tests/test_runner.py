@@ -85,6 +85,7 @@ def test_multirun_exactly_as_typed(tmp_path):
         _, kernel, var, loss = job.name.split("-")
         summary = check_job_dir(job, ["face", "comic"], 40, 6, 2)
         assert summary["run"]["cell"] == {"kernel": kernel, "noise_var": 0.3, "loss": loss}
+        assert summary["run"]["engine"] == "fp32"  # engine "auto" as it ran on this CPU
         resolved = (job / "config.yaml").read_text()
         assert f"tv_weight: {TV[(kernel, loss)]}" in resolved
         hashes.add(summary["run"]["config_hash"])

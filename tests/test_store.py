@@ -106,3 +106,19 @@ def test_a_results_version_bump_changes_every_id(ids, monkeypatch):
     monkeypatch.setattr(store_module, "RESULTS_VERSION", store_module.RESULTS_VERSION + 1)
     bumped, bumped_hash = ids()
     assert bumped_hash != base_hash and not set(bumped.values()) & set(base.values())
+
+
+def test_the_id_holds_the_precision_and_adam_that_actually_run(ids, monkeypatch):
+    """engine "auto" is resolved for the job's device before hashing: on a CPU it is fp32
+    with plain Adam (so it equals an explicit fp32), on a GPU tf32 with fused Adam, whose
+    records must not be taken for CPU ones."""
+    import torch
+
+    cpu, cpu_hash = ids()
+    assert ids("engine.precision=fp32", "engine.fused_adam=false")[1] == cpu_hash
+    assert ids("engine.precision=bf16")[1] != cpu_hash
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpu, gpu_hash = ids()
+    assert gpu_hash != cpu_hash and not set(gpu.values()) & set(cpu.values())
+    assert ids("engine.precision=tf32", "engine.fused_adam=true")[1] == gpu_hash
+    assert ids("device=cpu")[1] == cpu_hash  # a CPU job on a GPU machine is a CPU job

@@ -101,7 +101,8 @@ class TrainStep:
         with autocast(self.engine, self.device):
             out = self.forward(x)
         per_sample = self.losses(out)
-        # a sample whose loss went non-finite stops learning; the others go on
+        # a sample whose loss went non-finite adds no gradient (its Adam moments still move
+        # it); the loop marks it failed and never uses its later numbers; the others go on
         ok = torch.isfinite(per_sample)
         torch.where(ok, per_sample, torch.zeros_like(per_sample)).sum().backward()
         self.opt.step()

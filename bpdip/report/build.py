@@ -72,9 +72,10 @@ class Report:
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
             f"- records: {len(self.jobs)} jobs ({len(readable)} readable)",
-            f"- settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            "- settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
             f"- record git commits: {', '.join(values('git_commit')) or '–'}; devices: "
-            f"{', '.join(values('device')) or '–'}; torch: {', '.join(values('torch_version')) or '–'}",
+            f"{', '.join(values('device')) or '–'}; engines: {', '.join(values('engine')) or '–'}; "
+            f"torch: {', '.join(values('torch_version')) or '–'}",
             f"- iterations per run: {', '.join(values('iterations')) or '–'}; logged every: "
             f"{', '.join(values('log_every')) or '–'}",
         ]

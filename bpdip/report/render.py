@@ -118,11 +118,13 @@ def md_runs(cells: list[CellResult]) -> str:
         if not c.sources:
             continue
         commit = str(c.run.get("git_commit") or "–")[:10] + ("+dirty" if c.run.get("git_dirty") else "")
+        device = str(c.run.get("device") or "–") + (f", {c.run['engine']}" if c.run.get("engine") else "")
         rows.append([str(c.cell), c.config_hash or ("conflict" if c.conflict else "–"), str(len(c.sources)), commit,
-                     str(c.run.get("device") or "–"), "; ".join(c.deviations) or "none"])
+                     device, "; ".join(c.deviations) or "none"])
     if not rows:
         return "No records."
-    return md_table(["setting", "config hash", "records", "git commit", "device", "departures from the paper's protocol"],
+    return md_table(["setting", "config hash", "records", "git commit", "device, engine",
+                     "departures from the paper's protocol"],
                     rows, "llllll")
 
 

@@ -38,6 +38,7 @@ def _run_columns(c: CellResult) -> dict:
         "config_hash": c.config_hash if c.conflict is None else ";".join(c.conflict),
         "git_commit": c.run.get("git_commit"),
         "device": c.run.get("device"),
+        "engine": c.run.get("engine"),
         "sources": ";".join(c.sources),
         "deviations": "; ".join(c.deviations),
     }

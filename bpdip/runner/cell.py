@@ -212,6 +212,7 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     run = {
         "cell": plan.cell, "config_hash": plan.config_hash, "git_commit": git_commit(),
         "git_dirty": git_dirty(), "device": device_name(device), **versions(),
+        "engine": EngineSettings.from_config(config.get("engine")).resolve(device).label(),
         "iterations": plan.settings.iterations, "log_every": plan.settings.log_every, "status": "running",
         "seed": plan.seed, "cell_name": plan.cell_name,
         "results_root": str(root) if root is not None else None,

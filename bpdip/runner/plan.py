@@ -84,6 +84,17 @@ def cell_name(kernel: str, noise_var: float, loss: str) -> str:
     return f"{kernel}-{noise_var:g}-{loss}"
 
 
+def job_device_type(spec) -> str:
+    """"cuda" or "cpu": where a job with ``device=spec`` runs (as bpdip.loop.resolve_device)."""
+    spec = str(spec)
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(spec).type
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {spec!r}") from None
+
+
 def progress_flag(value) -> bool:
     if isinstance(value, str) and value.lower() == "auto":
         return sys.stderr.isatty()
@@ -127,10 +138,11 @@ def _plan(cfg) -> CellPlan:
     probe = Blur(kernel, (size, size))
     make_loss(fidelity, probe, torch.zeros(1, 3, size, size), sigma, tv_weight, **loss_params)
 
+    engine = None
     if config.get("engine") is not None:  # how runs execute (bpdip.engine): unknown keys fail now
         from bpdip.engine import EngineSettings
 
-        EngineSettings.from_config(config["engine"])
+        engine = EngineSettings.from_config(config["engine"]).resolve(job_device_type(config.get("device", "auto")))
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -151,6 +163,9 @@ def _plan(cfg) -> CellPlan:
     cell = {"kernel": kname, "noise_var": noise_var, "loss": str(lcfg.get("name", fidelity))}
     name = cell_name(cell["kernel"], noise_var, cell["loss"])
     rcfg = result_config(config, hashlib.sha256(np.ascontiguousarray(kernel).tobytes()).hexdigest())
+    if engine is not None and isinstance(rcfg.get("engine"), dict):
+        # "auto" means tf32 + fused Adam on a GPU and fp32 + plain Adam on a CPU: hash what runs
+        rcfg["engine"].update(precision=engine.precision, fused_adam=engine.fused_adam)
     # your own code named by import path: its source is part of what a result depends on
     sources = {key: source_sha256(name) for key, name in (("loss.fidelity", fidelity), ("kernel.name", kname),
                                                           ("model.name", mcfg.get("name", "skip")))}
