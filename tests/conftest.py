@@ -3,11 +3,12 @@
 import os
 
 # W&B never reaches the network in tests (ENVIRONMENT.md: WANDB_MODE avoids the exit-time
-# analytics call); its cache goes to a temporary place.
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# analytics call); its cache goes to a temporary place. Set whatever the shell says: the
+# suite is CPU-only and offline also on a GPU node or with WANDB_MODE=online exported.
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ["WANDB_ERROR_REPORTING"] = "false"
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

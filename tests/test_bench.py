@@ -31,8 +31,12 @@ def restore_threads():
 @pytest.fixture(scope="module")
 def cpu_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "cpu.json"
-    bench.main(TINY + ["--sizes", "40,64x48", "--stack-k", "2", "--stack-size", "48", "--memory-size", "40",
-                       "--out", str(out)])
+    before = torch.get_num_threads()  # --threads 1 must not outlive this module's run
+    try:
+        bench.main(TINY + ["--sizes", "40,64x48", "--stack-k", "2", "--stack-size", "48", "--memory-size", "40",
+                           "--out", str(out)])
+    finally:
+        torch.set_num_threads(before)
     return out
 
 
