@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from conftest import SLIM
+from skimage.metrics import structural_similarity
 
 from bpdip.data import SET14_DIR, center_crop, load_image
 from bpdip.losses import make_loss
@@ -147,3 +149,66 @@ def test_bad_settings_and_small_image(face):
         restore(deep, loss, y, ["face"], LoopSettings(iterations=1, progress=False), device="cpu")
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         restore(net(), loss, y, ["face"], LoopSettings(iterations=1, progress=False), device="cuda")
+
+
+def hand_written_dip(factory, model_seed, seed, x, y_loss, iterations):
+    """PROTOCOL "Network" and "Optimisation and measurement", written out step by step,
+    independently of bpdip.loop: z = 0.1 * U[0, 1) and then one N(0, 1) draw per step from
+    one generator seeded with ``seed`` (z first: the draw order bpdip.loop._Noise documents);
+    the input z + 0.03 * N(0, 1), fresh each step; Adam(lr 0.01, default betas) on the
+    weights; the logged numbers from that step's perturbed output, before its update; the
+    final image clip(f(z)) from the unperturbed z, BatchNorm in training mode throughout."""
+    gen = torch.Generator().manual_seed(seed)
+    z = 0.1 * torch.rand((1, 32, *x.shape[-2:]), generator=gen)
+    model = seeded_model(factory, model_seed).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    curve = []
+    for i in range(iterations):
+        out = model(z + 0.03 * torch.randn(z.shape, generator=gen))
+        loss = y_loss(out)
+        shown = out.detach().clamp(0.0, 1.0)  # PROTOCOL: metrics of the clipped output
+        curve.append({"iteration": i, "psnr": float(psnr(shown, x)[0]), "loss": float(loss[0].detach()),
+                      "image": shown[0].permute(1, 2, 0).numpy()})
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        final = model(z).clamp(0.0, 1.0)
+    return curve, final[0].permute(1, 2, 0).numpy()
+
+
+def test_restore_equals_a_hand_written_protocol_loop():
+    """restore() with LoopSettings' defaults (lr, input noise, z scale) is the PROTOCOL loop,
+    number for number, in float64 so that any deviation (z range, missing input noise,
+    metrics after the step, the final image from a perturbed input) shows."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        x_np = center_crop(load_image(SET14_DIR / "face.png"), (32, 28))
+        x = torch.from_numpy(x_np).permute(2, 0, 1)[None]
+        y = x.flip(-1)  # any fixed target: the loop, not the loss, is under test
+
+        def y_loss(out):  # per-sample sum of squares, a pure function of the output
+            return (out - y).square().sum(dim=(1, 2, 3))
+
+        factory = lambda: SkipNet(**SLIM)  # noqa: E731
+        n = 5
+        curve, final = hand_written_dip(factory, 11, 7, x, y_loss, n)
+        settings = LoopSettings(iterations=n, log_every=1, progress=False)
+        (res,) = restore(seeded_model(factory, 11), y_loss, y, ["face"], settings, x_true=x, seed=7, device="cpu")
+    finally:
+        torch.set_default_dtype(before)
+
+    assert res.status == "complete" and [r["iteration"] for r in res.curve] == list(range(n))
+    for got, want in zip(res.curve, curve, strict=True):
+        assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-12, rel=0)
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-12, rel=1e-14)
+        # the Table I SSIM (data range 2) against scikit-image on the same clipped output
+        ref = structural_similarity(x_np, want["image"], channel_axis=-1, data_range=2.0)
+        assert got["ssim_dr2"] == pytest.approx(ref, abs=1e-10)
+    # the loss falls within 5 Adam steps, so a loop that skipped the update would show
+    assert curve[-1]["loss"] < curve[0]["loss"]
+    # restore() hands the final image back in float32
+    np.testing.assert_allclose(res.image, final.astype(np.float32), rtol=0, atol=1e-12)
+    assert res.final["psnr"] == pytest.approx(float(psnr(torch.from_numpy(final.astype(np.float32)).permute(2, 0, 1),
+                                                         x[0])[0]), abs=1e-12)
