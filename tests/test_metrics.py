@@ -46,3 +46,18 @@ def test_batched_metrics_and_quality_clips(rng):
         float(psnr(torch.ones_like(over), torch.from_numpy(ref)[None])[0]))
     with pytest.raises(ValueError, match="at least 7x7"):
         ssim(torch.rand(3, 5, 9), torch.rand(3, 5, 9))
+
+
+def test_quality_ssim_dr2_is_skimage_with_data_range_2(rng):
+    """Table I's SSIM (PROTOCOL: the paper's old scikit-image used data_range = 2 for float
+    images) is quality()["ssim_dr2"]; scikit-image itself is the reference, and the data
+    range 1 value differs from it, so the two cannot be swapped unnoticed."""
+    from skimage.metrics import structural_similarity
+
+    for ref, x in pairs(rng):
+        q = quality(t(x), t(ref))
+        want = structural_similarity(ref, x, channel_axis=-1, data_range=2.0)
+        assert float(q["ssim_dr2"][0]) == pytest.approx(want, abs=1e-10)
+        assert float(q["ssim"][0]) == pytest.approx(structural_similarity(ref, x, channel_axis=-1, data_range=1.0),
+                                                    abs=1e-10)
+        assert abs(float(q["ssim_dr2"][0]) - float(q["ssim"][0])) > 1e-4
