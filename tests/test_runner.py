@@ -3,6 +3,7 @@ independent computations, seeds per image, failures, and the demo."""
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,15 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
+from conftest import SLIM
 from bpdip.data import SET14_DIR, center_crop, load_image
 from bpdip.loggers import format_summary
-from bpdip.loop import Callback
+from bpdip.loop import Callback, seeded_model
+from bpdip.losses import make_loss
+from bpdip.models import SkipNet
+from bpdip.physics import Blur, derive_seed, make_kernel
 from bpdip.records import CURVE_COLUMNS, read_summary
-from bpdip.runner import degraded, plan_cell, run_cell
+from bpdip.runner import degraded, plan_cell, provenance, run_cell
 from bpdip.runner.demo import loss_config, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def assert_same_curve(a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Bit-for-bit equal curves (CPU runs are deterministic); the seconds column is not compared."""
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def head_commit() -> str | None:
+    """``git rev-parse HEAD`` of this checkout, None without git or outside a checkout."""
+    if shutil.which("git") is None:
+        return None
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 TV = {("uniform", "bp"): 0.0, ("radial", "bp"): 0.0, ("gaussian", "bp"): 0.0,
       ("uniform", "bp_tv"): 1e-3, ("radial", "bp_tv"): 1e-3, ("gaussian", "bp_tv"): 1e-3}
 
@@ -43,15 +58,18 @@ def cfg_of(hydra_conf):
     return lambda *o: hydra_conf("experiment=smoke", "results_root=null", *o)
 
 
-def check_job_dir(job: Path, images: list[str], crop: int, iterations: int, log_every: int) -> dict:
-    """Validate one job directory's records against each other and against the images."""
+def check_job_dir(job: Path, images: list[str], crop: int, iterations: int, log_every: int,
+                  commits: set = frozenset()) -> dict:
+    """Validate one job directory's records against each other and against the images;
+    ``commits``: the HEADs the job may have run at (none given: not checked)."""
     summary = read_summary(job / "summary.json")
     frame = pd.read_csv(job / "metrics.csv")
     assert tuple(frame.columns) == CURVE_COLUMNS
     assert summary["run"]["status"] == "complete"
     assert summary["run"]["torch_version"] == torch.__version__
-    commit = summary["run"]["git_commit"]
-    assert commit == "unknown" or (len(commit) == 40 and int(commit, 16) >= 0)
+    if commits:
+        assert summary["run"]["git_commit"] in commits
+    assert isinstance(summary["run"]["git_dirty"], bool) or not commits
     assert list(summary["images"]) == images
     for name in images:
         curve = frame[frame.image == name]
@@ -74,8 +92,10 @@ def test_multirun_exactly_as_typed(tmp_path):
     """`python run.py -m kernel=uniform,radial,gaussian loss=bp,bp_tv` with the smoke preset."""
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "kernel=uniform,radial,gaussian", "loss=bp,bp_tv",
            "experiment=smoke", f"hydra.sweep.dir={tmp_path / 'sweep'}", f"results_root={tmp_path / 'store'}"]
+    before = head_commit()
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    commits = {c for c in (before, head_commit()) if c}  # another commit may land meanwhile
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     expected = [f"{n}-{k}-0.3-{loss}" for n, (k, loss) in enumerate(
         [(k, loss) for k in ("uniform", "radial", "gaussian") for loss in ("bp", "bp_tv")])]
@@ -83,7 +103,7 @@ def test_multirun_exactly_as_typed(tmp_path):
     hashes = set()
     for job in jobs:
         _, kernel, var, loss = job.name.split("-")
-        summary = check_job_dir(job, ["face", "comic"], 40, 6, 2)
+        summary = check_job_dir(job, ["face", "comic"], 40, 6, 2, commits)
         assert summary["run"]["cell"] == {"kernel": kernel, "noise_var": 0.3, "loss": loss}
         assert summary["run"]["engine"] == "fp32"  # engine "auto" as it ran on this CPU
         resolved = (job / "config.yaml").read_text()
@@ -177,3 +197,107 @@ def test_demo_writes_the_side_by_side_figure_and_prints_psnrs(hydra_conf, tmp_pa
         assert entry["iterations"] == 4
         assert f"{label:<14} PSNR {entry['final_psnr']:6.2f} dB" in printed
         assert out["summaries"][key]["run"]["cell"]["loss"] == key
+
+
+def test_records_name_the_checked_out_commit(cfg_of, tmp_path):
+    """summary.json's git_commit is this checkout's HEAD (not "unknown"), git_dirty a bool."""
+    before = head_commit()
+    if before is None:
+        pytest.skip("git is not installed or this is not a git checkout: the commit cannot be checked")
+    provenance.git_commit.cache_clear()  # read HEAD for this job, not when an earlier test ran
+    provenance.git_dirty.cache_clear()
+    run = run_cell(cfg_of("data.images=[face]", "loss.iterations=2"), tmp_path)["run"]
+    assert run["git_commit"] in {before, head_commit()}  # another helper may commit meanwhile
+    assert isinstance(run["git_dirty"], bool)
+    assert read_summary(tmp_path / "summary.json")["run"]["git_commit"] == run["git_commit"]
+
+
+# The smoke preset's network: conf/model/slim.yaml (8 input channels, conftest.SLIM's widths).
+SMOKE_NET = dict(in_channels=8, **SLIM)
+# PROTOCOL "Optimisation": Adam lr 0.01, z ~ U[0, 0.1), z + 0.03 N(0, 1) at each step.
+OPTIM = dict(lr=0.01, reg_noise_std=0.03, input_scale=0.1)
+# cell -> (overrides, its loss from PROTOCOL "Losses" and paper Sec. IV: kernel, noise
+# variance, fidelity, TV weight (eq. 11), fidelity parameters (BP, eq. 10: eps1, eps2))
+CELLS = {
+    "bp_tv-uniform-2": (("loss=bp_tv", "kernel=uniform", "noise.var=2"),
+                        dict(kernel=("uniform", {"size": 9}), var=2.0, fidelity="bp", tv_weight=1e-3,
+                             params={"eps1": 0.01, "eps2": 1e-3})),
+    "ls_tv-radial-0.3": (("loss=ls_tv", "kernel=radial", "noise.var=0.3"),
+                         dict(kernel=("radial", {}), var=0.3, fidelity="ls", tv_weight=1e-5, params={})),
+}
+
+
+def replay(image: str, y: np.ndarray, kernel: tuple, var: float, fidelity: str, tv_weight: float, params: dict,
+           lr: float, reg_noise_std: float, input_scale: float, iterations: int = 6, log_every: int = 2,
+           crop: int = 40, seed: int = 0) -> pd.DataFrame:
+    """The smoke run of ``image`` (degraded to ``y``) re-done by hand (paper eqs. 3 and 9):
+    the network and z seeded as bpdip.runner.cell.train_image seeds them (derive_seed(seed,
+    image, "model" / "z")), z and then each step's N(0, 1) drawn from one generator in that
+    order (bpdip.loop._Noise), plain Adam. Returns the logged iteration, loss and PSNR
+    (scikit-image) of the clipped output before each step (PROTOCOL "measurement")."""
+    x = center_crop(load_image(SET14_DIR / f"{image}.png"), crop)
+    h, w = x.shape[:2]
+    y_t = torch.from_numpy(y).permute(2, 0, 1)[None].float()
+    loss = make_loss(fidelity, Blur(make_kernel(kernel[0], **kernel[1]), (h, w)), y_t, math.sqrt(var) / 255,
+                     tv_weight, **params)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the smoke preset's job (threads=1): the same float reductions
+    try:
+        model = seeded_model(lambda: SkipNet(**SMOKE_NET), derive_seed(seed, image, "model")).train()
+        gen = torch.Generator().manual_seed(derive_seed(seed, image, "z"))
+        z = torch.rand((1, SMOKE_NET["in_channels"], h, w), generator=gen) * input_scale
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        rows = []
+        for it in range(iterations):
+            out = model(z + torch.randn(z.shape, generator=gen) * reg_noise_std)
+            value = loss(out)
+            if it % log_every == 0:
+                shown = out.detach()[0].permute(1, 2, 0).double().clamp(0, 1).numpy()
+                rows.append({"iteration": it, "loss": float(value.detach()),
+                             "psnr": peak_signal_noise_ratio(x, shown, data_range=1.0)})
+            opt.zero_grad()
+            value.sum().backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return pd.DataFrame(rows)
+
+
+def recorded(job: Path, image: str = "face") -> pd.DataFrame:
+    frame = pd.read_csv(job / "metrics.csv")
+    return frame[frame.image == image][["iteration", "loss", "psnr"]].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_the_runner_trains_the_configured_loss(cfg_of, tmp_path, cell):
+    """The recorded losses and PSNRs are those of make_loss with PROTOCOL's values for the
+    cell on an identically seeded network and input: a weight, epsilon or sigma that the
+    runner dropped or altered (e.g. tv_weight passed as 0) changes them."""
+    overrides, loss = CELLS[cell]
+    plan = plan_cell(cfg_of("data.images=[face]", *overrides))
+    run_cell(plan.config, tmp_path, plan=plan)
+    _, y = degraded(plan, plan.tasks[0])
+    ours, expected = recorded(tmp_path), replay("face", y, **loss, **OPTIM)
+    assert list(ours.iteration) == [0, 2, 4]
+    np.testing.assert_allclose(ours.loss, expected.loss, rtol=1e-7)  # bit-equal here: one ulp
+    np.testing.assert_allclose(ours.psnr, expected.psnr, rtol=1e-6)
+    # the check can fail: without its TV term the iteration-0 loss is far outside the tolerance
+    no_tv = replay("face", y, **{**loss, "tv_weight": 0.0}, **OPTIM, iterations=1)
+    assert abs(no_tv.loss[0] - ours.loss[0]) > 1000 * 1e-7 * abs(ours.loss[0])
+
+
+@pytest.mark.parametrize("key, value", [("lr", 0.02), ("reg_noise_std", 0.05), ("input_scale", 0.2)])
+def test_the_optimiser_settings_follow_the_config(cfg_of, tmp_path, key, value):
+    """optim.lr, optim.reg_noise_std and optim.input_scale reach the plan and the training:
+    the curve changes, and equals the hand-made run with the new value."""
+    overrides, loss = CELLS["bp_tv-uniform-2"]
+    base = plan_cell(cfg_of("data.images=[face]", *overrides))
+    plan = plan_cell(cfg_of("data.images=[face]", *overrides, f"optim.{key}={value}"))
+    assert {k: getattr(base.settings, k) for k in OPTIM} == OPTIM  # conf/config.yaml: PROTOCOL's values
+    assert {k: getattr(plan.settings, k) for k in OPTIM} == {**OPTIM, key: value}
+    run_cell(base.config, tmp_path / "base", plan=base)
+    run_cell(plan.config, tmp_path / "new", plan=plan)
+    before, after = recorded(tmp_path / "base"), recorded(tmp_path / "new")
+    assert not np.array_equal(before.loss, after.loss)
+    expected = replay("face", degraded(plan, plan.tasks[0])[1], **loss, **{**OPTIM, key: value})
+    np.testing.assert_allclose(after.loss, expected.loss, rtol=1e-7)
