@@ -11,6 +11,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from bpdip.data import SET14_DIR
+from bpdip.loop import Callback
+from bpdip.records import read_summary
 from bpdip.runner import plan_cell, run_cell
 from bpdip.store import Store, canonical, digest, drop_keys
 
@@ -122,3 +124,106 @@ def test_the_id_holds_the_precision_and_adam_that_actually_run(ids, monkeypatch)
     assert gpu_hash != cpu_hash and not set(gpu.values()) & set(cpu.values())
     assert ids("engine.precision=tf32", "engine.fused_adam=true")[1] == gpu_hash
     assert ids("device=cpu")[1] == cpu_hash  # a CPU job on a GPU machine is a CPU job
+
+
+def test_the_kernel_file_content_is_in_the_id(ids, tmp_path):
+    """kernel=file: the id holds the kernel's SHA-256, not its path; one edited value
+    changes every id, the same file in another folder keeps them."""
+    kernel = np.ones((5, 5))
+    kernel[2, 2] = 3.0
+    np.save(tmp_path / "k.npy", kernel)
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "k.npy", tmp_path / "copy" / "k.npy")
+    base, base_hash = ids("kernel=file", f"kernel.path={tmp_path / 'k.npy'}")
+    assert ids("kernel=file", f"kernel.path={tmp_path / 'copy' / 'k.npy'}") == (base, base_hash)
+    kernel[0, 1] = 2.0  # one value
+    np.save(tmp_path / "k.npy", kernel)
+    edited, edited_hash = ids("kernel=file", f"kernel.path={tmp_path / 'k.npy'}")
+    assert edited_hash != base_hash
+    assert set(edited) == set(base) and not set(edited.values()) & set(base.values())
+
+
+def test_bpdip_results_sets_the_default_results_root(smoke_cfg, tmp_path, monkeypatch):
+    """conf/config.yaml: results_root defaults to $BPDIP_RESULTS, else outputs/store; a
+    results_root on the command line wins."""
+    monkeypatch.delenv("BPDIP_RESULTS", raising=False)
+    assert plan_cell(smoke_cfg()).config["results_root"] == "outputs/store"
+    monkeypatch.setenv("BPDIP_RESULTS", str(tmp_path / "results"))
+    assert plan_cell(smoke_cfg()).config["results_root"] == str(tmp_path / "results")
+    assert plan_cell(smoke_cfg(f"results_root={tmp_path / 'mine'}")).config["results_root"] == str(tmp_path / "mine")
+
+
+class Trained(Callback):
+    """Which iterations each image logged in this job (what was actually trained)."""
+
+    def __init__(self):
+        self.logged = {}
+
+    def on_log(self, result, record):
+        self.logged.setdefault(result.name, []).append(record["iteration"])
+
+
+def test_reuse_false_trains_again_and_the_default_reuses(smoke_cfg, tmp_path, monkeypatch):
+    store = tmp_path / "results"
+    monkeypatch.setenv("BPDIP_RESULTS", str(store))  # the store named only by the environment
+    monkeypatch.chdir(tmp_path)  # were it ignored, outputs/store would land here, not in the checkout
+    cfg = lambda *o: smoke_cfg("data.images=[face]", *o)  # noqa: E731
+    first = run_cell(cfg(), tmp_path / "job1")["images"]["face"]
+    stored = lambda: read_summary(store / first["run_id"] / "summary.json")["images"]["face"]  # noqa: E731
+    assert first["reused"] is False and stored()["runtime_s"] == first["runtime_s"]
+
+    spy = Trained()
+    again = run_cell(cfg(), tmp_path / "job2", callbacks=[spy])["images"]["face"]
+    assert spy.logged == {}  # reuse=true (the default): nothing trained
+    assert again["reused"] is True and again["runtime_s"] == first["runtime_s"]
+
+    spy = Trained()
+    fresh = run_cell(cfg("reuse=false"), tmp_path / "job3", callbacks=[spy])["images"]["face"]
+    assert spy.logged == {"face": [0, 2, 4]}
+    assert fresh["reused"] is False and fresh["runtime_s"] != first["runtime_s"]
+    assert read_summary(tmp_path / "job3" / "summary.json")["images"]["face"]["reused"] is False
+    assert stored()["runtime_s"] == fresh["runtime_s"]  # the store now holds the new run
+    assert fresh["final_psnr"] == first["final_psnr"]  # the same computation, done again
+
+
+def nan_after(steps: int):
+    """A make_loss whose losses turn NaN after ``steps`` calls (a diverging run)."""
+    import bpdip.runner.cell as cell
+
+    real = cell.make_loss
+
+    def make(*args, **kwargs):
+        loss, calls = real(*args, **kwargs), []
+
+        def f(x):
+            calls.append(1)
+            return loss(x) * (float("nan") if len(calls) > steps else 1.0)
+        return f
+    return make
+
+
+def test_a_failed_record_is_kept_unless_retry_failed(smoke_cfg, tmp_path, monkeypatch):
+    import bpdip.runner.cell as cell
+
+    cfg = lambda *o: smoke_cfg("data.images=[face]", f"results_root={tmp_path / 'store'}", *o)  # noqa: E731
+    with monkeypatch.context() as m:
+        m.setattr(cell, "make_loss", nan_after(3))
+        failed = run_cell(cfg(), tmp_path / "job1")["images"]["face"]
+    assert failed["status"] == "failed" and "non-finite" in failed["error"]
+    record = tmp_path / "store" / failed["run_id"] / "summary.json"
+    assert read_summary(record)["images"]["face"]["status"] == "failed"
+
+    spy = Trained()
+    kept = run_cell(cfg(), tmp_path / "job2", callbacks=[spy])["images"]["face"]
+    assert spy.logged == {}  # retry_failed=false (the default): a failure is a final result
+    assert kept["status"] == "failed" and kept["reused"] is True
+
+    spy = Trained()
+    retried = run_cell(cfg("retry_failed=true"), tmp_path / "job3", callbacks=[spy])["images"]["face"]
+    assert spy.logged == {"face": [0, 2, 4]}
+    assert retried["status"] == "complete" and retried["reused"] is False
+    assert read_summary(record)["images"]["face"]["status"] == "complete"
+
+    spy = Trained()
+    done = run_cell(cfg("retry_failed=true"), tmp_path / "job4", callbacks=[spy])["images"]["face"]
+    assert spy.logged == {} and done["reused"] is True  # complete records are still reused
