@@ -58,7 +58,8 @@ def test_readme_python_example_runs(capsys):
     # and the restored image (float32, hence the tolerance)
     blurred = peak_signal_noise_ratio(x, np.clip(y, 0, 1), data_range=1.0)
     assert final == pytest.approx(peak_signal_noise_ratio(x, res.image.astype(np.float64), data_range=1.0), abs=1e-3)
-    # stated margin: 100 BP-TV steps restore at least 1 dB over the blurred input
-    assert final > blurred + 1.0
+    # stated margin: 100 BP-TV steps restore at least 1 dB over the blurred input, and the
+    # best logged output (every 25 steps) already beats it
+    assert final > blurred + 1.0 and peak > blurred
     # the logged curve climbs well above the untrained network's output
     assert res.curve[0]["iteration"] == 0 and peak > res.curve[0]["psnr"] + 5.0
