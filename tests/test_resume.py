@@ -155,36 +155,48 @@ def test_a_truncated_checkpoint_is_detected_and_the_image_restarts(cfg_of, refer
 
 
 def test_sigterm_mid_run_then_relaunch_resumes_in_a_new_process(tmp_path):
-    """A real kill (SIGTERM, as SLURM sends) of a real process, then a relaunch."""
+    """A real kill (SIGTERM, as SLURM sends) of a real process, then a relaunch.
+
+    The signal goes out as soon as the first checkpoint (iteration 10) exists; the run
+    has 590 iterations (seconds, even with a second job on the cores) still to go then,
+    so it cannot end before the signal arrives. The processes are killed and reaped
+    whatever happens, so a failed assertion leaves none running."""
     args = [sys.executable, str(ROOT / "run.py"), "experiment=smoke", "data.images=[face]",
-            "loss.iterations=120", "log_every=10", "checkpoint_every=10", "hydra.run.dir=job"]
+            "loss.iterations=600", "log_every=20", "checkpoint_every=10", "hydra.run.dir=job", "results_root=store"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    running = []
 
     def launch(where: Path):
         where.mkdir()
-        return subprocess.Popen([*args, "results_root=store"], cwd=where, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        running.append(subprocess.Popen(args, cwd=where, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        return running[-1]
 
-    uninterrupted = launch(tmp_path / "b")  # alongside (one thread each, as in the smoke preset)
-    killed = launch(tmp_path / "a")
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "a" / "store").glob("*/checkpoint.pt")):
-        assert killed.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGTERM)
-    killed.wait(timeout=60)
-    [run_dir] = list((tmp_path / "a" / "store").iterdir())
-    assert not (run_dir / "summary.json").exists(), "the run finished before the kill"
-    import torch
+    try:
+        uninterrupted = launch(tmp_path / "b")  # alongside (one thread each, as in the smoke preset)
+        killed = launch(tmp_path / "a")
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "a" / "store").glob("*/checkpoint.pt")):
+            assert killed.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.02)
+        killed.send_signal(signal.SIGTERM)
+        assert killed.wait(timeout=60) != 0  # ended by the signal, not by finishing
+        [run_dir] = list((tmp_path / "a" / "store").iterdir())
+        assert not (run_dir / "summary.json").exists(), "the run finished before the kill"
+        import torch
 
-    resumed_from = torch.load(run_dir / "checkpoint.pt", weights_only=False)["iteration"]
-    assert 0 < resumed_from < 120
+        resumed_from = torch.load(run_dir / "checkpoint.pt", weights_only=False)["iteration"]
+        assert 0 < resumed_from < 600
 
-    (tmp_path / "a" / "job").rename(tmp_path / "a" / "job-killed")
-    relaunch = subprocess.run([*args, "results_root=store"], cwd=tmp_path / "a", env=env, capture_output=True,
-                              text=True, timeout=300)
-    assert relaunch.returncode == 0, relaunch.stderr[-2000:]
-    assert uninterrupted.wait(timeout=300) == 0
+        (tmp_path / "a" / "job").rename(tmp_path / "a" / "job-killed")
+        relaunch = subprocess.run(args, cwd=tmp_path / "a", env=env, capture_output=True, text=True, timeout=300)
+        assert relaunch.returncode == 0, relaunch.stderr[-2000:]
+        assert uninterrupted.wait(timeout=300) == 0
+    finally:
+        for proc in running:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
     assert_same_curve(curve(tmp_path / "a" / "job", "face"), curve(tmp_path / "b" / "job", "face"))
     resumed = read_summary(tmp_path / "a" / "job" / "summary.json")["images"]["face"]
     assert resumed["final_psnr"] == read_summary(tmp_path / "b" / "job" / "summary.json")["images"]["face"]["final_psnr"]
