@@ -119,24 +119,34 @@ class FakeRun:
         self.finished = True
 
 
-@pytest.mark.parametrize("env, configured, expected", [(None, "offline", "offline"),
-                                                      ("disabled", "online", "disabled")])
-def test_mode_is_offline_by_default_and_wandb_mode_overrides(cfg_of, tmp_path, monkeypatch, env, configured, expected):
+@pytest.mark.parametrize("env, overrides, expected", [
+    (None, (), "offline"),  # nothing set: conf/logger/wandb.yaml's default
+    (None, ("logger.mode=online",), "online"),  # the config's mode reaches wandb.init
+    ("online", (), "online"),  # WANDB_MODE overrides the config
+    ("disabled", ("logger.mode=online",), "disabled"),
+], ids=["default", "config-online", "env-online", "env-over-config"])
+def test_the_mode_is_offline_by_default_else_as_configured(cfg_of, tmp_path, monkeypatch, env, overrides, expected):
+    """What the logger passes to wandb.init (no network: init is replaced by a recorder)."""
+    import os
+
     import wandb
 
     seen = {}
 
     def fake_init(**kwargs):
-        seen.update(kwargs)
+        seen.update(kwargs, env_mode=os.environ.get("WANDB_MODE"))
         return FakeRun()
 
     monkeypatch.setattr(wandb, "init", fake_init)
     if env is None:
-        monkeypatch.delenv("WANDB_MODE", raising=False)
+        monkeypatch.delenv("WANDB_MODE", raising=False)  # restored after the test, also if the logger sets it
     else:
         monkeypatch.setenv("WANDB_MODE", env)
-    run_cell(cfg_of(f"logger.mode={configured}", "kernel=radial", "noise.var=2", "loss=ls_tv"), tmp_path)
+    run_cell(cfg_of(*overrides, "kernel=radial", "noise.var=2", "loss=ls_tv", "data.images=[face]"), tmp_path)
     assert seen["mode"] == expected
+    # offline also through the environment (ENVIRONMENT.md: else wandb calls an analytics
+    # host at exit); any other mode leaves the environment as it was
+    assert seen["env_mode"] == ("offline" if expected == "offline" else env)
     assert (seen["group"], seen["name"]) == ("radial-2", "ls_tv")
 
 
