@@ -96,7 +96,7 @@ def test_multirun_exactly_as_typed(tmp_path):
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     commits = {c for c in (before, head_commit()) if c}  # another commit may land meanwhile
-    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name != "report")
     expected = [f"{n}-{k}-0.3-{loss}" for n, (k, loss) in enumerate(
         [(k, loss) for k in ("uniform", "radial", "gaussian") for loss in ("bp", "bp_tv")])]
     assert sorted(j.name for j in jobs) == sorted(expected)
@@ -112,6 +112,25 @@ def test_multirun_exactly_as_typed(tmp_path):
         assert "summary of" in out.stderr + out.stdout  # the end-of-job table
     assert len(hashes) == 6  # every cell has its own config hash
     assert len(list((tmp_path / "store").iterdir())) == 12  # one store record per (cell, image)
+    # the sweep ended with its report (hydra.callbacks.report): the six cells, each from its job
+    table = pd.read_csv(tmp_path / "sweep" / "report" / "table1.csv")
+    done = table[table["status"] == "complete"]
+    assert len(done) == 6 and set(done["loss"]) == {"bp", "bp_tv"}
+    for _, cell in done.iterrows():
+        job = next(j for j in jobs if j.name.endswith(f"-{cell['kernel']}-0.3-{cell['loss']}"))
+        curve = pd.read_csv(job / "metrics.csv").groupby("iteration").psnr.mean()
+        assert cell["peak_psnr"] == pytest.approx(curve.max(), abs=1e-6)  # the peak of the mean curve
+    assert (tmp_path / "sweep" / "report" / "fig1.png").stat().st_size > 0
+
+
+def test_a_failing_sweep_report_only_warns(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from bpdip.runner.sweep_report import ReportAtSweepEnd
+
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "no-such-sweep")}}})
+    ReportAtSweepEnd().on_multirun_end(config)  # no exception: the jobs' records stand
+    assert "build it with: python -m bpdip.report" in caplog.text
 
 
 def test_an_image_alone_gives_the_same_curve_as_in_a_set(cfg_of, tmp_path):
