@@ -22,7 +22,9 @@ def run_py(cwd, *args, env=None, timeout=300):
 
 
 def check_sweep(sweep: Path, store: Path, jobs: list[str]):
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == jobs
+    # the jobs' folders, and the sweep's report written on the launching side once they returned
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == [*jobs, "report"]
+    assert (sweep / "report" / "table1.csv").read_text().count(",complete,") == len(jobs)
     for job in jobs:
         summary = read_summary(sweep / job / "summary.json")
         assert summary["run"]["status"] == "complete"
