@@ -193,7 +193,8 @@ def restore(
         failed = torch.tensor([r.status == "failed" for r in results], device=device)
 
     flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
-    step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device)
+    step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device,
+                     graph_fallback=engine is not None and EngineSettings.from_config(engine).cuda_graphs == "auto")
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
                dynamic_ncols=True, leave=False)

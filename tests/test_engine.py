@@ -405,6 +405,46 @@ def test_graphed_step_plumbing_equals_eager(problem, monkeypatch):
     np.testing.assert_array_equal(graphed.image, eager.image)
 
 
+def test_a_failed_capture_falls_back_to_eager_steps_with_a_warning(problem, monkeypatch):
+    """engine.cuda_graphs=auto must not crash a run when a capture fails on some GPU or
+    torch version: the warm-up is rewound, the run goes on eagerly and its curve equals the
+    eager run's exactly (emulated on the CPU: the "capture" raises). An explicit
+    cuda_graphs=true lets the error through."""
+    import contextlib
+
+    import bpdip.loop as loop_module
+
+    class CaptureFails(TrainStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.graphed = True
+
+    @contextlib.contextmanager
+    def failing_graph(*args, **kwargs):
+        yield
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _ReplayGraph)
+    monkeypatch.setattr(torch.cuda, "graph", failing_graph)
+    _, xs, ys = problem
+    loss = losses_for(problem, torch.float32)[0]
+    settings = LoopSettings(iterations=9, log_every=2, progress=False)
+    run = lambda: restore(seeded_model(factory, 6), loss, tensors(ys[:1]), ["f"], settings,  # noqa: E731
+                          x_true=tensors(xs[:1]), seed=6, device="cpu", engine={"cuda_graphs": "auto"})[0]
+    eager = run()
+    monkeypatch.setattr(loop_module, "TrainStep", CaptureFails)
+    with pytest.warns(UserWarning, match="CUDA-graph capture failed"):
+        fell_back = run()
+    assert [(r["psnr"], r["loss"]) for r in fell_back.curve] == [(r["psnr"], r["loss"]) for r in eager.curve]
+    np.testing.assert_array_equal(fell_back.image, eager.image)
+
+    model = seeded_model(factory, 6)
+    step = CaptureFails(model, loss, torch.rand(1, 32, *SIZE), 0.03, torch.optim.Adam(model.parameters()),
+                        EngineSettings(precision="fp32", cuda_graphs=False), "cpu", graph_fallback=False)
+    with pytest.raises(RuntimeError, match="stream is capturing"):
+        step()
+
+
 def test_resume_into_channels_last_keeps_the_optimiser_state(problem, tmp_path):
     """A checkpoint written by an NCHW run resumes under engine.channels_last: the Adam
     moments take the parameters' new strides and keep their values (same curve, up to the

@@ -32,6 +32,7 @@ class EngineSettings:
     compile       torch.compile the network (forward and backward)
     compile_mode  torch.compile mode; its own CUDA graphs are off, ours capture the whole step
     cuda_graphs   capture forward + loss + backward + Adam of one step in one CUDA graph
+                  (auto: a failed capture warns and the run continues eagerly; true: it fails)
     stack         K runs of one image size trained together as one grouped network
     channels_last NHWC memory layout for the network
     cudnn_benchmark  let cuDNN time its algorithms once per shape

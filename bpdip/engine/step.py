@@ -18,6 +18,7 @@ pure tensor functions of the output (no Python state that changes between calls)
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
@@ -74,8 +75,11 @@ class TrainStep:
     """
 
     def __init__(self, model, losses, z: torch.Tensor, reg_noise_std: float, opt: torch.optim.Optimizer,
-                 engine: EngineSettings, device: torch.device):
+                 engine: EngineSettings, device: torch.device, graph_fallback: bool = False):
         self.model, self.losses, self.z, self.opt = model, losses, z, opt
+        # engine.cuda_graphs=auto: a capture that fails warns and runs eager (same results);
+        # an explicit true lets the error through
+        self.graph_fallback = graph_fallback
         self.std = reg_noise_std
         self.engine, self.device = engine, torch.device(device)
         self.noise = torch.zeros_like(z)
@@ -113,7 +117,17 @@ class TrainStep:
             self.opt.zero_grad(set_to_none=True)
             return self._body()
         if self.graph is None:
-            self._capture()
+            try:
+                self._capture()
+            except Exception as exc:
+                if not self.graph_fallback:
+                    raise
+                warnings.warn(f"CUDA-graph capture failed ({type(exc).__name__}: {exc}); running eager steps, "
+                              "which compute the same; set engine.cuda_graphs=false to skip the attempt")
+                self.close()
+                self.graphed = False
+                self.opt.zero_grad(set_to_none=True)
+                return self._body()
         self.graph.replay()
         return self.static_out, self.static_loss
 
@@ -137,10 +151,12 @@ class TrainStep:
                 self._body()
         if cuda:
             torch.cuda.current_stream(self.device).wait_stream(stream)
-        if capture is not None:
-            capture(stream)
-        rewind(self.model, self.opt, snap)
-        self.noise.copy_(noise)
+        try:
+            if capture is not None:
+                capture(stream)
+        finally:  # also after a failed capture: the run goes on from where it was
+            rewind(self.model, self.opt, snap)
+            self.noise.copy_(noise)
 
     def _capture(self) -> None:
         def capture(stream):
