@@ -50,10 +50,11 @@ import torch  # noqa: E402
 
 from bpdip.bench.checks import curve_agreement, run_checks  # noqa: E402
 from bpdip.bench.config import (  # noqa: E402
-    DEFAULT_COMPILE, DEFAULT_VARIANTS, ITERATIONS, MEMORY_LIMIT_GB, NETS, OTHER_VARIANTS, REFERENCES,
-    STACK_VARIANTS, TABLE1_ITERS_PER_IMAGE, VARIANTS, engine_settings, over_budget,
+    DEFAULT_COMPILE, DEFAULT_VARIANTS, ITERATIONS, MEMORY_LIMIT_GB, NETS, OTHER_VARIANTS, PROFILE_VARIANTS,
+    REFERENCES, STACK_VARIANTS, TABLE1_ITERS_PER_IMAGE, VARIANTS, engine_settings, over_budget,
 )
 from bpdip.bench.measure import expand_sizes, make_problem, measure_engine, measure_reference, set14_sizes  # noqa
+from bpdip.bench.profile import profile_step  # noqa: E402
 from bpdip.bench.quality import quality_summary, run_quality  # noqa: E402
 from bpdip.bench.summary import device_info, fit_time, print_table, project_table1, ratios  # noqa: E402
 from bpdip.data import SET14  # noqa: E402
@@ -84,6 +85,9 @@ def parse_args(argv=None):
                    help="metric cadence (PROTOCOL: 100; default 100, or --steps when fewer, or gcd(--steps, 100))")
     p.add_argument("--original-steps", type=int, default=20, help="timed steps of ref-original")
     p.add_argument("--net", choices=sorted(NETS), default="paper")
+    p.add_argument("--profile", help="comma list of variants (without CUDA graphs) whose step is broken down "
+                                      "by torch.profiler at the first size ('' for none; GPU default: eager-bf16, "
+                                      "compile-bf16-cl)")
     p.add_argument("--stack-k", default="4,8,16", help="K values of the stacking check ('' to skip)")
     p.add_argument("--stack-size", default="256")
     p.add_argument("--stack-variants", help="engine variants of the stacking check (the first also runs the "
@@ -124,13 +128,16 @@ def parse_args(argv=None):
                          "from one logged iteration to another)")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else []  # noqa: E731
     for name in ("sizes", "variants", "other_variants", "compile_variants", "compile_sizes", "quality_images",
-                 "quality_variants", "stack_variants"):
+                 "quality_variants", "stack_variants", "profile"):
         setattr(args, name, split(getattr(args, name)) if getattr(args, name) is not None else None)
     args.stack_k = [int(v) for v in split(args.stack_k)]
     for v in (args.variants or []) + (args.other_variants or []) + (args.compile_variants or []) + \
-            (args.quality_variants or []) + (args.stack_variants or []):
+            (args.quality_variants or []) + (args.stack_variants or []) + (args.profile or []):
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
+    for v in args.profile or []:
+        if VARIANTS[v].get("cuda_graphs"):
+            raise SystemExit(f"--profile {v}: choose a variant without CUDA graphs (a replay is one opaque launch)")
     unknown = [i for i in args.quality_images if i not in SET14]
     if unknown:
         raise SystemExit(f"--quality-images: not Set14 names: {unknown}")
@@ -152,7 +159,8 @@ def main(argv=None) -> dict:
                 other_variants=args.other_variants or (OTHER_VARIANTS[kind] if args.quick and not args.variants
                                                        else args.variants or DEFAULT_VARIANTS[kind]),
                 compile_variants=args.compile_variants if args.compile_variants is not None else DEFAULT_COMPILE[kind],
-                stack_variants=args.stack_variants or STACK_VARIANTS[kind])
+                stack_variants=args.stack_variants or STACK_VARIANTS[kind],
+                profile_variants=args.profile if args.profile is not None else PROFILE_VARIANTS[kind])
     for v in sum(plan.values(), []):
         if VARIANTS[v].get("cuda") and device.type != "cuda":
             raise SystemExit(f"variant {v} needs a CUDA device")
@@ -274,6 +282,21 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
                                       peak_memory_gb=r.get("peak_memory_gb"), error=r.get("error"),
                                       fits=None if r.get("peak_memory_gb") is None
                                       else r["peak_memory_gb"] <= MEMORY_LIMIT_GB)
+        del prob
+
+    if plan["profile_variants"]:  # where a step's time goes, at the first size
+        prob = make_problem(sizes[0], device)
+        for v in plan["profile_variants"]:
+            if over_budget(args):
+                report.setdefault("profile", []).append(dict(variant=v, size=prob.label, skipped="time budget"))
+                continue
+            try:
+                report.setdefault("profile", []).append(profile_step(v, prob, args, device))
+            except Exception as exc:
+                traceback.print_exc()
+                report.setdefault("profile", []).append(dict(variant=v, size=prob.label,
+                                                             error=f"{type(exc).__name__}: {exc}"))
+            save()
         del prob
 
     for spec in sizes[1:]:

@@ -85,6 +85,43 @@ def test_curve_agreement_recomputed_from_the_rows(cpu_run):
     assert report["agreement"]["40x40"]["max_psnr_gap_db"]["eager-bf16"] > 0  # bf16 does round differently
 
 
+def test_profile_breaks_a_step_down(tmp_path):
+    """--profile: per-kernel (GPU) or per-operator (CPU) time of one step, summed into
+    PROTOCOL's categories; the shares add up, the top list is sorted and the real
+    operators of the step are there."""
+    out = tmp_path / "p.json"
+    bench.main(TINY + ["--sizes", "40", "--variants", "eager-fp32", "--no-references", "--no-checks",
+                       "--stack-k", "", "--memory-size", "", "--profile", "eager-fp32", "--out", str(out)])
+    (prof,) = json.loads(out.read_text())["profile"]
+    assert prof["variant"] == "eager-fp32" and prof["size"] == "40x40" and prof["ms_per_step"] > 0
+    assert sum(c["share"] for c in prof["categories"].values()) == pytest.approx(1.0)
+    assert sum(c["ms"] for c in prof["categories"].values()) == pytest.approx(prof["ms_per_step"])
+    ms = [t["ms"] for t in prof["top"]]
+    assert ms == sorted(ms, reverse=True)
+    assert {"convolution", "batchnorm", "padding", "upsampling", "adam"} <= set(prof["categories"])
+
+
+def test_profile_categories_of_gpu_kernel_names():
+    from bpdip.bench.profile import category
+
+    names = {
+        "void cudnn::bn_fw_tr_1C11_kernel_NCHW<float, float, int, 512, true, 1>": "batchnorm",
+        "void at::native::batch_norm_backward_kernel<float>": "batchnorm",
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
+        "void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>": "layout",
+        "void at::native::reflection_pad2d_out_kernel<float>": "padding",
+        "void at::native::upsample_bilinear2d_out_frame<float, float>": "upsampling",
+        "void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdam>": "adam",
+        "regular_fft_factor_8x8": "fft",
+        "triton_per_fused__native_batch_norm_legit_functional_leaky_relu_0": "batchnorm",
+        "triton_poi_fused_add_mul_1": "fused (triton)",
+        "void at::native::vectorized_elementwise_kernel<4, LeakyReLU>": "other",
+    }
+    assert {n: category(n) for n in names} == names
+    with pytest.raises(SystemExit, match="without CUDA graphs"):
+        bench.parse_args(["--profile", "graphs-tf32"])
+
+
 def test_printed_table(cpu_run, capsys):
     bench.print_table(json.loads(cpu_run.read_text()))
     out = capsys.readouterr().out

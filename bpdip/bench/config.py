@@ -25,6 +25,7 @@ VARIANTS = {
     "graphs-bf16": dict(precision="bf16", cuda_graphs=True, cuda=True),
     "graphs-bf16-cl": dict(precision="bf16", cuda_graphs=True, channels_last=True, cuda=True),
     "compile-fp32": dict(precision="fp32", compile=True, cuda_graphs=False),
+    "compile-bf16-cl": dict(precision="bf16", compile=True, cuda_graphs=False, channels_last=True, cuda=True),
     "compile-graphs-tf32": dict(precision="tf32", compile=True, cuda_graphs=True, cuda=True),
     "compile-graphs-bf16": dict(precision="bf16", compile=True, cuda_graphs=True, cuda=True),
     "compile-graphs-tf32-cl": dict(precision="tf32", compile=True, cuda_graphs=True, channels_last=True, cuda=True),
@@ -42,6 +43,9 @@ OTHER_VARIANTS = {"cuda": ["graphs-tf32", "graphs-bf16", "eager-tf32"], "cpu": [
 # fusion of BatchNorm + LeakyReLU + padding (PROTOCOL: ~40 % of a step is BatchNorm) comes from inductor
 DEFAULT_COMPILE = {"cuda": ["compile-graphs-bf16-cl", "compile-graphs-tf32"], "cpu": []}
 STACK_VARIANTS = {"cuda": ["graphs-tf32", "graphs-bf16"], "cpu": ["eager-fp32"]}
+# kernel breakdown at the first size (bpdip.bench.profile): PROTOCOL's plain bf16 step, and
+# the same step compiled (which BatchNorm / padding / layout passes did inductor fuse?)
+PROFILE_VARIANTS = {"cuda": ["eager-bf16", "compile-bf16-cl"], "cpu": []}
 
 # PROTOCOL "Optimisation": iterations per loss (bpdip.paper holds them, and the TV weights)
 ITERATIONS = paper.ITERATIONS

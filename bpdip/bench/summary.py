@@ -130,6 +130,12 @@ def print_table(report: dict) -> None:
     for c in report.get("checks", []):
         print(f"check: {c['check']} at {c['size']}: max |dPSNR| {c['max_psnr_gap_db']:.2e} dB, "
               f"max rel dloss {c['max_loss_rel_gap']:.2e} -> {'ok' if c['passed'] else 'FAILED'}")
+    for p in report.get("profile", []):
+        if "categories" not in p:
+            print(f"profile {p['variant']} at {p['size']}: {p.get('error') or 'skipped: ' + p.get('skipped', '')}")
+            continue
+        shares = ", ".join(f"{k} {v['share'] * 100:.0f}%" for k, v in list(p["categories"].items())[:7])
+        print(f"profile {p['variant']} at {p['size']} ({p['clock']}): {p['ms_per_step']:.2f} ms/step; {shares}")
     for name, p in report.get("projection", {}).items():
         print(f"Table I projected ({name}): {p['hours']:.2f} h ({p['set14_sizes_measured']} of 14 image sizes "
               f"measured, the rest from a fit over {p['sizes_measured']} sizes)")
