@@ -168,7 +168,8 @@ def restore(
         raise ValueError(f"{len(names)} names for a batch of {b}")
     if hasattr(model, "check_size"):
         model.check_size(h, w)
-    eng = EngineSettings.from_config(engine).resolve(device) if engine is not None else None
+    requested = EngineSettings.from_config(engine) if engine is not None else None
+    eng = requested.resolve(device) if requested is not None else None
     model = model.to(device).train()  # BatchNorm stays in training mode (PROTOCOL)
     x_ref = x_true.to(device) if x_true is not None else None
     noise = _Noise(seed, b, device)
@@ -194,7 +195,7 @@ def restore(
 
     flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
     step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device,
-                     graph_fallback=engine is not None and EngineSettings.from_config(engine).cuda_graphs == "auto")
+                     graph_fallback=requested is not None and requested.cuda_graphs == "auto")
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
                dynamic_ncols=True, leave=False)

@@ -123,6 +123,8 @@ def test_kernel_file(cfg_of, tmp_path):
     ("data.images=[face,nosuch]", "image 'nosuch' not found"),
     ("loss.tv_weight=-0.1", "tv_weight must be >= 0"),
     ("data.crop=8", "too small"),
+    ("device=cuda", "device=cuda: .*no CUDA GPU is visible"),  # the suite hides GPUs (conftest)
+    ("device=tpu9", "device=tpu9: "),
 ])
 def test_bad_values_fail_with_one_clear_line(cfg_of, override, message):
     with pytest.raises(UserError, match=message) as info:

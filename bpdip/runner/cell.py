@@ -209,10 +209,11 @@ def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, pla
 
 
 def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict:
+    engine = EngineSettings.from_config(config.get("engine"))
     run = {
         "cell": plan.cell, "config_hash": plan.config_hash, "git_commit": git_commit(),
         "git_dirty": git_dirty(), "device": device_name(device), **versions(),
-        "engine": EngineSettings.from_config(config.get("engine")).resolve(device).label(),
+        "engine": engine.resolve(device).label(),
         "iterations": plan.settings.iterations, "log_every": plan.settings.log_every, "status": "running",
         "seed": plan.seed, "cell_name": plan.cell_name,
         "results_root": str(root) if root is not None else None,
@@ -225,13 +226,12 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     try:
         for lg in loggers:
             lg.on_job_start(info)
-        stack = EngineSettings.from_config(config.get("engine")).stack
-        if stack == 1:
+        if engine.stack == 1:
             deferred = [(index, task) for index, task in enumerate(plan.tasks)
                         if not _one_image(plan, task, index, store, records, loggers, list(callbacks), device,
                                           out_dir)]
         else:
-            deferred = _stacked_images(plan, stack, store, records, loggers, list(callbacks), device, out_dir)
+            deferred = _stacked_images(plan, engine.stack, store, records, loggers, list(callbacks), device, out_dir)
         _wait_for_other_jobs(deferred, plan, store, records, loggers, list(callbacks), device, out_dir)
         summary = records.finish()
         for lg in loggers:
@@ -258,10 +258,12 @@ def _stacked_images(plan, stack, store, records, loggers, callbacks, device, out
     that other jobs train now."""
     todo = [(index, task) for index, task in enumerate(plan.tasks)
             if not _take_from_store(plan, task, store, records, loggers)]
-    mine = [member for member in todo if _claim(plan, member[1], store)]
+    mine, others = [], []
+    for member in todo:
+        (mine if _claim(plan, member[1], store) else others).append(member)
     for group in group_by_size(mine, lambda member: member[1].shape, stack):
         _train(group, plan, store, records, loggers, callbacks, device, out_dir)
-    return [member for member in todo if member not in mine]
+    return others
 
 
 CLAIM_POLL_S = 30.0  # how often a job looks again at images that other jobs train
@@ -331,13 +333,11 @@ def _train(members, plan, store, records, loggers, callbacks, device, out_dir) -
     exactly as with K = 1, two or more as one stacked group; then record each image as a
     K = 1 job records it. The claims are dropped at the end, also on an error."""
     tasks = [task for _, task in members]
-    if store is None:
-        return _train_claimed(members, plan, store, records, loggers, callbacks, device, out_dir)
+    heartbeat = [] if store is None else [_Heartbeat(store, tasks)]
     try:
-        _train_claimed(members, plan, store, records, loggers, [*callbacks, _Heartbeat(store, tasks)], device,
-                       out_dir)
+        _train_claimed(members, plan, store, records, loggers, [*callbacks, *heartbeat], device, out_dir)
     finally:
-        for task in tasks:
+        for task in tasks if store is not None else ():
             store.release(task.run_id)
 
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bpdip.data import center_crop, load_image, resolve_images
-from bpdip.loop import LoopSettings
+from bpdip.loop import LoopSettings, resolve_device
 from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
 from bpdip.physics import Blur, derive_seed, make_kernel, noise_sigma
@@ -85,14 +85,11 @@ def cell_name(kernel: str, noise_var: float, loss: str) -> str:
 
 
 def job_device_type(spec) -> str:
-    """"cuda" or "cpu": where a job with ``device=spec`` runs (as bpdip.loop.resolve_device)."""
-    spec = str(spec)
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    """"cuda" or "cpu": where a job with ``device=spec`` runs (bpdip.loop.resolve_device)."""
     try:
-        return torch.device(spec).type
-    except RuntimeError:
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {spec!r}") from None
+        return resolve_device(str(spec)).type
+    except RuntimeError as exc:  # an unknown device string, or cuda on a machine without one
+        raise ValueError(f"device={spec}: {str(exc).splitlines()[0]}") from None
 
 
 def progress_flag(value) -> bool:
