@@ -68,11 +68,7 @@ def expand_sizes(specs: list[str]) -> list[str]:
     for s in specs:
         if s == "set14":
             seen = set()
-            for name in SET14:
-                from PIL import Image
-
-                with Image.open(SET14_DIR / f"{name}.png") as im:
-                    size = im.size
+            for name, size in set14_sizes().items():  # in Set14's order
                 if size not in seen:
                     seen.add(size)
                     out.append(name)
@@ -82,6 +78,7 @@ def expand_sizes(specs: list[str]) -> list[str]:
 
 
 def set14_sizes() -> dict[str, tuple[int, int]]:
+    """(H, W) of each Set14 image, read from the PNG headers."""
     from PIL import Image
 
     sizes = {}
