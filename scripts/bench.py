@@ -208,21 +208,24 @@ def main(argv=None) -> dict:
 
 def run_speed(args, device, report: dict, save, plan: dict) -> None:
     """The timings: equivalence checks, engine variants and reference loops per size,
-    torch.compile, K-run stacking, barbara's memory; then ratios and the projections."""
+    torch.compile, K-run stacking, barbara's memory, the profiles; then ratios and the
+    projections."""
 
-    def attempt(what: dict, fn):
-        """Run one measurement; an error or the time budget is recorded, not raised."""
+    def attempt(what: dict, fn, into: list | None = None):
+        """Run one measurement into ``into`` (default: the rows); an error or the time
+        budget is recorded, not raised."""
+        rows = report["rows"] if into is None else into
         if over_budget(args):
-            report["rows"].append({**what, "skipped": "time budget"})
+            rows.append({**what, "skipped": "time budget"})
         else:
             try:
-                report["rows"].append(fn())
+                rows.append(fn())
             except Exception as exc:  # a failing variant must not stop the others
                 traceback.print_exc()
-                report["rows"].append({**what, "error": f"{type(exc).__name__}: {exc}"})
+                rows.append({**what, "error": f"{type(exc).__name__}: {exc}"})
         save()
-        last = report["rows"][-1]
-        if "ms_per_step" in last:
+        last = rows[-1]
+        if into is None and "ms_per_step" in last:
             print(f"{last['variant']:22} {last['size']:>9} K={last['k']:<3} {last['ms_per_step']:9.2f} ms/step "
                   f"({time.perf_counter() - args.start:.0f} s)", flush=True)
 
@@ -238,7 +241,7 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
     # order = priority, so a time limit cuts the least telling parts: the first size (512:
     # the per-step targets) with torch.compile there (PROTOCOL: the step is memory-bound,
     # so the fused kernels are the likeliest way to 4x), K-run stacking, barbara's memory,
-    # then the other sizes (for the Table I projection)
+    # the profiles, then the other sizes (for the Table I projection)
     measured = set()
 
     def size_block(spec: str, names: list[str]) -> None:
@@ -286,17 +289,9 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
 
     if plan["profile_variants"]:  # where a step's time goes, at the first size
         prob = make_problem(sizes[0], device)
+        profiles = report.setdefault("profile", [])
         for v in plan["profile_variants"]:
-            if over_budget(args):
-                report.setdefault("profile", []).append(dict(variant=v, size=prob.label, skipped="time budget"))
-                continue
-            try:
-                report.setdefault("profile", []).append(profile_step(v, prob, args, device))
-            except Exception as exc:
-                traceback.print_exc()
-                report.setdefault("profile", []).append(dict(variant=v, size=prob.label,
-                                                             error=f"{type(exc).__name__}: {exc}"))
-            save()
+            attempt(dict(variant=v, size=prob.label), lambda: profile_step(v, prob, args, device), into=profiles)
         del prob
 
     for spec in sizes[1:]:
