@@ -10,9 +10,12 @@ os.environ["WANDB_SILENT"] = "true"
 os.environ["WANDB_ERROR_REPORTING"] = "false"
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -27,6 +30,14 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(cache / "wandb"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(cache / "wandb-cache"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(cache / "wandb-config"))
+
+
+@pytest.fixture(scope="module")
+def compose_config():
+    """conf/config.yaml composed with overrides, as run.py composes it (Hydra's compose API);
+    test modules wrap it with their presets."""
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        yield lambda *overrides, **kw: compose("config", overrides=list(overrides), **kw)
 
 
 @pytest.fixture

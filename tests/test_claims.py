@@ -12,20 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 import bpdip.runner.cell as cell_module
 from bpdip.loop import Callback
 from bpdip.runner import plan_cell, run_cell
 from bpdip.store import CLAIM, Store, claimant
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def smoke_cfg():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda *o: compose("config", overrides=["experiment=smoke", *o])
+def smoke_cfg(compose_config):
+    return lambda *o: compose_config("experiment=smoke", *o)
 
 
 def other_job(host="node-7", pid=4242, slurm_job="991_3") -> dict:

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from bpdip.data import SET14
 from bpdip.models import build_model, count_parameters
 from bpdip.runner import UserError, plan_cell
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = str(ROOT / "conf")
 
 # PROTOCOL "Losses" and "Optimisation", written out independently of conf/.
 ITERATIONS = {"ls": 10000, "ls_tv": 10000, "bp": 7000, "bp_tv": 7000}
@@ -37,9 +35,8 @@ def _kernel(name):
 
 
 @pytest.fixture(scope="module")
-def cfg_of():
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        yield lambda *overrides, **kw: compose("config", overrides=list(overrides), **kw)
+def cfg_of(compose_config):
+    return compose_config
 
 
 def table1_overrides(cfg_of, preset="table1"):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from bpdip.loop import Callback
 from bpdip.records import read_summary
@@ -30,9 +29,8 @@ SMALL = ("experiment=smoke", "loss.iterations=12", "checkpoint_every=4")
 
 
 @pytest.fixture(scope="module")
-def cfg_of():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda root, *o: compose("config", overrides=[*SMALL, f"results_root={root}", *o])
+def cfg_of(compose_config):
+    return lambda root, *o: compose_config(*SMALL, f"results_root={root}", *o)
 
 
 class Killed(Exception):

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
@@ -48,9 +47,8 @@ TV = {("uniform", "bp"): 0.0, ("radial", "bp"): 0.0, ("gaussian", "bp"): 0.0,
 
 
 @pytest.fixture(scope="module")
-def hydra_conf():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda *o: compose("config", overrides=list(o))
+def hydra_conf(compose_config):
+    return compose_config
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 import bpdip.runner.cell as cell
@@ -25,7 +24,6 @@ from bpdip.records import CURVE_COLUMNS, read_summary, write_png
 from bpdip.runner import plan_cell, run_cell
 from bpdip.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ["face", "comic", "zebra"]  # 40x40 crops: with stack=2, [face, comic] stacked, zebra alone
 # 12 iterations logged every 2, checkpointed every 4: a kill at 8 resumes from 8
 SMALL = ("experiment=smoke", "loss.iterations=12", "checkpoint_every=4")
@@ -33,9 +31,8 @@ METRICS = ["psnr", "ssim", "ssim_dr2", "loss"]
 
 
 @pytest.fixture(scope="module")
-def cfg_of():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda root, *o: compose("config", overrides=[*SMALL, f"results_root={root}", *o])
+def cfg_of(compose_config):
+    return lambda root, *o: compose_config(*SMALL, f"results_root={root}", *o)
 
 
 class StackSpy:

@@ -3,11 +3,9 @@ same store folder, bookkeeping never changes it, anything result-relevant does."
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from bpdip.data import SET14_DIR
@@ -16,13 +14,10 @@ from bpdip.records import read_summary
 from bpdip.runner import plan_cell, run_cell
 from bpdip.store import Store, canonical, digest, drop_keys
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def smoke_cfg():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda *o: compose("config", overrides=["experiment=smoke", *o])
+def smoke_cfg(compose_config):
+    return lambda *o: compose_config("experiment=smoke", *o)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from bpdip.records import read_summary
 from bpdip.runner import run_cell
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def cfg_of():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        yield lambda *o: compose("config", overrides=["experiment=smoke", "results_root=null", "logger=wandb", *o])
+def cfg_of(compose_config):
+    return lambda *o: compose_config("experiment=smoke", "results_root=null", "logger=wandb", *o)
 
 
 def wandb_records(path: Path) -> list:
