@@ -14,27 +14,29 @@ from __future__ import annotations
 
 import torch
 
-from bpdip.physics import Blur
+from bpdip.physics import Operator
 from bpdip.registry import resolve
 
 
 class Fidelity:
-    """(H*W/2) * mean |G (y - A x)|^2 for a fixed real, even spectral filter G.
+    """(h*w/2) * mean |G (y - A x)|^2 for a fixed real, even filter G on the measurement grid.
 
-    ``G y`` and ``G H`` are precomputed, so one call costs one rfft2 and one irfft2.
+    ``op`` is any :class:`bpdip.physics.Operator` (``Blur``, ``SuperResolution``...); ``filt``
+    is G's half-spectrum on the measurement grid (None: G = I). (h, w) is the measurement
+    grid, so for deblurring the scale is PROTOCOL's H*W/2. The operator evaluates
+    ``G (y - A x)`` (``op.filtered_residual``; one FFT pair per call for a blur).
     """
 
     name = "fidelity"
 
-    def __init__(self, blur: Blur, y: torch.Tensor, filt: torch.Tensor | None = None):
-        self.blur = blur
-        self.scale = blur.shape[0] * blur.shape[1] / 2.0
-        self.spectrum = blur.H if filt is None else blur.H * filt
-        self.target = y.float() if filt is None else blur.apply_spectrum(y, filt.to(blur.H.dtype))
+    def __init__(self, op: Operator, y: torch.Tensor, filt: torch.Tensor | None = None):
+        self.op = op
+        self.scale = op.out_shape[0] * op.out_shape[1] / 2.0
+        self.residual = op.filtered_residual(y, filt)  # x -> G (y - A x), in pixel space
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """G (y - A x), in pixel space."""
-        return self.target - self.blur.apply_spectrum(x, self.spectrum)
+    @property
+    def blur(self) -> Operator:  # the name of bpdip <= 0.1 for the operator
+        return self.op
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * self.residual(x).square().mean(dim=(-3, -2, -1))
@@ -45,15 +47,18 @@ class LS(Fidelity):
 
     name = "ls"
 
-    def __init__(self, blur: Blur, y: torch.Tensor, sigma: float = 0.0):
-        super().__init__(blur, y, None)
+    def __init__(self, op: Operator, y: torch.Tensor, sigma: float = 0.0):
+        super().__init__(op, y, None)
 
 
 class BP(Fidelity):
     """Back-projection, paper eq. (10): ||W (FFT(y) - H FFT(x))||^2 with
 
-    W = 1 / sqrt(|H|^2 + eps1 * sigma^2 + eps2)   (sigma on the [0, 1] scale).
+    W = 1 / sqrt(|H|^2 + eps1 * sigma^2 + eps2)   (sigma on the [0, 1] scale),
 
+    for any operator: W = (g + eps1 sigma^2 + eps2)^(-1/2) with g the spectrum of A A^T
+    (``op.gram_spectrum()``; |H|^2 for a blur), i.e. the fidelity is
+    ||(A A^T + eps I)^(-1/2) (y - A x)||^2 with eps = eps1 sigma^2 + eps2 (eq. 8).
     With eps1 = eps2 = 0 this is ||(A A^T)^(-1/2) (y - A x)||^2 = ||A^+ (y - A x)||^2
     (eqs. 7-9), up to the constant normalisation 1 / (2 C) of PROTOCOL "Losses".
     Defaults eps1 = 0.01, eps2 = 1e-3 are the paper's (Sec. IV).
@@ -61,14 +66,14 @@ class BP(Fidelity):
 
     name = "bp"
 
-    def __init__(self, blur: Blur, y: torch.Tensor, sigma: float, eps1: float = 0.01, eps2: float = 1e-3):
+    def __init__(self, op: Operator, y: torch.Tensor, sigma: float, eps1: float = 0.01, eps2: float = 1e-3):
         if eps1 < 0 or eps2 < 0:
             raise ValueError(f"loss.eps1 and loss.eps2 must be >= 0, got {eps1}, {eps2}")
         self.eps1, self.eps2 = eps1, eps2
-        power = blur.H.abs().square().to(torch.float64) + eps1 * sigma**2 + eps2
+        power = op.gram_spectrum().to(torch.float64) + eps1 * sigma**2 + eps2
         if bool((power <= 0).any()):
             raise ValueError("BP weight is infinite: the kernel's OTF has zeros; set loss.eps2 > 0")
-        super().__init__(blur, y, power.rsqrt().to(torch.float32))
+        super().__init__(op, y, power.rsqrt().to(torch.float32))
 
 
 FIDELITIES = {"ls": LS, "bp": BP}
@@ -104,7 +109,7 @@ class Loss:
 
 def make_loss(
     fidelity: str,
-    blur: Blur,
+    op: Operator,
     y: torch.Tensor,
     sigma: float,
     tv_weight: float = 0.0,
@@ -112,7 +117,8 @@ def make_loss(
 ) -> Loss:
     """Build a loss from config values, e.g. ``make_loss("bp", blur, y, sigma, 1e-3, eps1=0.01)``.
 
-    ``fidelity`` is a name of :data:`FIDELITIES` or the import path of your own class,
-    called as ``cls(blur, y, sigma, **params)`` (subclass :class:`Fidelity` for the usual
+    ``op`` is the degradation (:class:`bpdip.physics.Operator`). ``fidelity`` is a name of
+    :data:`FIDELITIES` or the import path of your own class, called as
+    ``cls(op, y, sigma, **params)`` (subclass :class:`Fidelity` for the usual
     ``||G (y - A x)||^2`` form; README "Extend it")."""
-    return Loss(resolve(FIDELITIES, fidelity, "loss.fidelity")(blur, y, sigma, **params), tv_weight)
+    return Loss(resolve(FIDELITIES, fidelity, "loss.fidelity")(op, y, sigma, **params), tv_weight)

@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+from bpdip.physics.operator import Operator
+
 
 def otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Full complex OTF of ``kernel`` for an image of ``shape`` (PROTOCOL "Degradation")."""
@@ -27,16 +29,19 @@ def otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.fft.fft2(padded)
 
 
-class Blur:
-    """Circular convolution with a kernel on images of one size, batched as (B, C, H, W).
+class Blur(Operator):
+    """Circular convolution with a kernel on images of one size, batched as (B, C, H, W):
+    the first :class:`~bpdip.physics.operator.Operator`, with ``in_shape == out_shape``.
 
-    ``A(x) = irfft2(H * rfft2(x))``; ``A_adjoint(x) = irfft2(conj(H) * rfft2(x))``.
+    ``A(x) = irfft2(H * rfft2(x))``; ``A_adjoint(x) = irfft2(conj(H) * rfft2(x))``;
+    ``A A^T = F^-1 diag(|H|^2) F``, so ``gram_spectrum() = |H|^2``.
     The half-spectrum (``rfft2``) is exact for real images and halves the cost.
     """
 
     def __init__(self, kernel: np.ndarray, shape: tuple[int, int], device="cpu"):
         self.kernel = np.asarray(kernel, dtype=np.float64)
         self.shape = tuple(shape)
+        self.in_shape = self.out_shape = self.shape
         self.H_full = otf(self.kernel, self.shape)  # float64/complex128, numpy, for reference work
         half = self.H_full[:, : self.shape[1] // 2 + 1]
         self.H = torch.from_numpy(half).to(device=device, dtype=torch.complex64)
@@ -59,6 +64,20 @@ class Blur:
 
     def A_adjoint(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply_spectrum(x, self.H.conj())
+
+    def gram_spectrum(self) -> torch.Tensor:
+        return self.H.abs().square()
+
+    def apply_filter(self, r: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
+        return self.apply_spectrum(r, filt.to(self.H.dtype))
+
+    def filtered_residual(self, y: torch.Tensor, filt: torch.Tensor | None = None):
+        """``x -> G (y - A x)`` fused: ``G y`` once, then one FFT pair per call with ``G H``."""
+        if filt is None:
+            target = y.float()
+            return lambda x: target - self.apply_spectrum(x, self.H)
+        target, spectrum = self.apply_filter(y, filt), self.H * filt
+        return lambda x: target - self.apply_spectrum(x, spectrum)
 
 
 def noise_sigma(var: float) -> float:
