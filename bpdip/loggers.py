@@ -19,7 +19,12 @@ from bpdip.loop import Callback
 
 log = logging.getLogger("bpdip")
 
-CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss")
+CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss", "wmv_var", "emv", "residual", "psnr_y")
+
+
+def _value(rec: dict, key: str) -> float:
+    v = rec.get(key)
+    return float(v) if isinstance(v, (int, float)) and v is not None else math.nan
 
 
 class JobLogger(Callback):
@@ -53,12 +58,13 @@ def mean_curve(rows: list[dict], images: list[str]) -> list[dict]:
     for it in sorted(by_it):
         recs = by_it[it]
         if len(recs) == len(images):
-            out.append({"iteration": it, **{k: float(np.mean([recs[n][k] for n in images])) for k in CURVE_KEYS}})
+            out.append({"iteration": it, **{k: float(np.mean([_value(recs[n], k) for n in images]))
+                                            for k in CURVE_KEYS}})
     return out
 
 
 def peak_of(curve: list[dict]) -> dict | None:
-    finite = [r for r in curve if math.isfinite(r["psnr"])]
+    finite = [r for r in curve if math.isfinite(_value(r, "psnr"))]
     return max(finite, key=lambda r: r["psnr"]) if finite else None
 
 
@@ -90,20 +96,37 @@ class ConsoleLogger(JobLogger):
         every = 10 * info["log_every"]
         if it and it % every == 0 and it > self.first[0]:
             rate = (seconds - self.first[1]) / (it - self.first[0])
-            log.info("%s: iteration %d/%d, PSNR %.2f dB, %.0f s, about %.0f s left", result.name, it,
-                     info["iterations"], record["psnr"], seconds, rate * (info["iterations"] - it))
+            quality = f", PSNR {record['psnr']:.2f} dB" if record.get("psnr") is not None else ""
+            log.info("%s: iteration %d/%d%s, %.0f s, about %.0f s left", result.name, it,
+                     info["iterations"], quality, seconds, rate * (info["iterations"] - it))
 
     def on_image_done(self, name, entry, rows, image, reused):
         how = "reused from the store" if reused else f"{_fmt(entry.get('runtime_s'), '.0f')} s"
         if entry["status"] == "complete":
-            log.info("%s: peak PSNR %s dB (SSIM %s) at iteration %s, final PSNR %s dB; %s", name,
-                     _fmt(entry["peak_psnr"]), _fmt(entry["peak_ssim_dr2"], ".3f"), entry["peak_iteration"],
-                     _fmt(entry["final_psnr"]), how)
+            if entry.get("peak_psnr") is not None:
+                log.info("%s: peak PSNR %s dB (SSIM %s) at iteration %s, final PSNR %s dB; %s", name,
+                         _fmt(entry["peak_psnr"]), _fmt(entry["peak_ssim_dr2"], ".3f"), entry["peak_iteration"],
+                         _fmt(entry["final_psnr"]), how)
+            else:
+                log.info("%s: restored (no ground truth: no PSNR); %s", name, how)
+            if entry.get("stopping"):
+                log.info("%s: stopping rules: %s", name, format_choices(entry))
         else:
             log.warning("%s: %s (%s); %s", name, entry["status"].upper(), entry.get("error"), how)
 
     def on_job_end(self, summary, rows):
         log.info("%s", format_summary(summary, rows, self.info.get("out_dir")))
+
+
+def format_choices(entry: dict) -> str:
+    """Each rule's chosen iteration (and PSNR with ground truth), e.g. 'wmv @410 (stopped) 26.1 dB'."""
+    parts = []
+    for rule, c in entry["stopping"].items():
+        psnr = f" {c['psnr']:.2f} dB" if c.get("psnr") is not None else ""
+        parts.append(f"{rule} @{c['iteration']}{' (stopped)' if c.get('stopped') else ''}{psnr}")
+    restored = entry.get("restored_from")
+    tail = f"; restored image: {restored['rule']} @{restored['iteration']}" if restored else ""
+    return ", ".join(parts) + tail
 
 
 def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
@@ -119,7 +142,7 @@ def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
                      f"{_fmt(e.get('peak_ssim_dr2'), '.3f'):>8} {_fmt(e.get('final_psnr')):>10} "
                      f"{_fmt(e.get('runtime_s'), '.0f'):>7}  {'store' if e.get('reused') else 'trained'}")
     done = [n for n, e in images.items() if e["status"] == "complete"]
-    if done:
+    if done and all(images[n].get("final_psnr") is not None for n in done):
         final = float(np.mean([images[n]["final_psnr"] for n in done]))
         peak = peak_of(mean_curve(rows, done))
         lines.append(f"mean over {len(done)}/{len(images)} complete image(s): final PSNR {final:.2f} dB; "
@@ -189,7 +212,8 @@ class WandbLogger(JobLogger):
         r.define_metric("running/*", step_metric="images_done")
 
     def _log_record(self, name, rec):
-        self.run.log({"iteration": rec["iteration"], **{f"curve/{name}/{k}": rec[k] for k in CURVE_KEYS}})
+        values = {f"curve/{name}/{k}": _value(rec, k) for k in CURVE_KEYS if rec.get(k) is not None}
+        self.run.log({"iteration": rec["iteration"], **{k: v for k, v in values.items() if math.isfinite(v)}})
 
     def on_log(self, result, record):
         self._guard("logging", self._log_record, result.name, record)
@@ -207,9 +231,10 @@ class WandbLogger(JobLogger):
         if entry["status"] == "complete":
             self.done.append(name)
         data = {"images_done": len(self.entries)}
-        if self.done:  # running mean over the images finished so far
+        with_truth = [n for n in self.done if self.entries[n].get("final_psnr") is not None]
+        if with_truth:  # running mean over the images finished so far
             for key in ("peak_psnr", "final_psnr", "final_ssim_dr2"):
-                data[f"running/mean_{key}"] = float(np.mean([self.entries[n][key] for n in self.done]))
+                data[f"running/mean_{key}"] = float(np.mean([self.entries[n][key] for n in with_truth]))
         if image is not None and self.settings.get("log_images", True):
             data[f"restored/{name}"] = wandb.Image(np.clip(image, 0, 1), caption=f"{name}: final PSNR "
                                                     f"{_fmt(entry.get('final_psnr'))} dB")
@@ -221,14 +246,20 @@ class WandbLogger(JobLogger):
     def _job_end(self, summary, rows):
         curve = mean_curve(rows, self.done)
         for rec in curve:
-            self.run.log({"iteration": rec["iteration"], **{f"mean/{k}": rec[k] for k in CURVE_KEYS}})
+            self.run.log({"iteration": rec["iteration"],
+                          **{f"mean/{k}": rec[k] for k in CURVE_KEYS if math.isfinite(rec[k])}})
         peak = peak_of(curve)
         s = {"status": summary["run"]["status"], "images_complete": len(self.done),
              "images_total": len(summary["images"]), "config_hash": summary["run"]["config_hash"]}
         if peak:
             s.update({"table1/psnr": peak["psnr"], "table1/ssim_dr2": peak["ssim_dr2"],
                       "table1/ssim": peak["ssim"], "table1/iteration": peak["iteration"]})
-        for name, e in summary["images"].items():
+        # the report's "stopping" table for this cell (bpdip.stopping.summary)
+        from bpdip.stopping.summary import rule_statistics
+
+        for rule, stats in rule_statistics([summary["images"][n] for n in self.done]).items():
+            s.update({f"stopping/{rule}/{k}": v for k, v in stats.items() if math.isfinite(v)})
+        for name, e in summary["images"].items():  # "stopping": a nested dict, as in summary.json
             s.update({f"image/{name}/{k}": v for k, v in e.items() if v is not None})
         self.run.summary.update(s)
 

@@ -28,7 +28,7 @@ import contextlib
 import math
 import os
 import time
-import warnings
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,8 @@ from bpdip.engine.precision import autocast, backend_flags
 from bpdip.engine.settings import EngineSettings
 from bpdip.engine.step import TrainStep, make_optimizer
 from bpdip.metrics import quality
+
+log = logging.getLogger("bpdip")
 
 
 # engine=None: the plain eager step, no autocast, torch's backend flags left as they are
@@ -74,12 +76,18 @@ class Result:
     name: str
     status: str = "running"  # running | complete | failed
     curve: list[dict] = field(default_factory=list)
-    final: dict = field(default_factory=dict)  # psnr, ssim, ssim_dr2 of the final image
-    image: np.ndarray | None = None  # (H, W, 3) float32 in [0, 1]
+    final: dict = field(default_factory=dict)  # psnr, ssim, ssim_dr2 of the restored image
+    last: dict = field(default_factory=dict)  # the same for the last iterate (== final unless stop.early)
+    image: np.ndarray | None = None  # (H, W, 3) float32 in [0, 1]: the restored image
     iterations: int = 0
     runtime_s: float = 0.0
     losses: np.ndarray | None = None  # the loss of every iteration run, float32
     error: str | None = None
+    # every stopping rule's choice (bpdip.stopping): iteration, stopped, stop_iteration and,
+    # with ground truth, psnr/ssim/ssim_dr2 of the image it chose
+    stopping: dict = field(default_factory=dict)
+    restored_from: dict | None = None  # {"rule", "iteration"} when stop.early returned a candidate
+    stopped_early: bool = False  # training ended at the rule's stop, before settings.iterations
 
     @property
     def seconds_per_iteration(self) -> float | None:
@@ -88,7 +96,7 @@ class Result:
     @property
     def peak(self) -> dict | None:
         """The logged record with the highest PSNR (ground-truth early stopping)."""
-        finite = [r for r in self.curve if math.isfinite(r["psnr"])]
+        finite = [r for r in self.curve if math.isfinite(r.get("psnr", math.nan))]
         return max(finite, key=lambda r: r["psnr"]) if finite else None
 
 
@@ -129,15 +137,116 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class UnfitCheckpoint(ValueError):
+    """A checkpoint that cannot be resumed from (the run then starts from iteration 0)."""
+
+
 def load_checkpoint(path: Path | None) -> dict | None:
-    """The checkpoint at ``path``, or None if absent or unreadable (then we start over)."""
+    """The checkpoint at ``path`` as plain data, or None if absent.
+
+    Loaded with ``weights_only=True``: tensors, dicts, lists, strings and numbers only, so a
+    file planted in a shared results store can never run code (README, "Trust"). Raises
+    :class:`UnfitCheckpoint` when the file is unreadable or refused by the safe loader.
+    """
     if path is None or not Path(path).is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated or corrupt: redo from scratch rather than fail
-        warnings.warn(f"ignoring unreadable checkpoint {path}: {exc}")
-        return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt, or refused (pickled objects): start over
+        raise UnfitCheckpoint(f"unreadable or refused by the safe loader: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
+    if not isinstance(state, dict):
+        raise UnfitCheckpoint(f"not a checkpoint of the training loop (a {type(state).__name__})")
+    return state
+
+
+def set_aside(path: Path, reason: str) -> None:
+    """Move an unfit checkpoint out of the way (``<name>.rejected``) with one warning line."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".rejected")
+    try:
+        os.replace(path, aside)
+        where = f"moved to {aside.name}"
+    except OSError:
+        where = "left in place"
+    log.warning("ignoring checkpoint %s (%s; %s); training from iteration 0", path, reason, where)
+
+
+CHECKPOINT_KEYS = {"iteration", "elapsed", "model", "optimizer", "z", "generator", "losses", "curves", "status"}
+
+
+def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping) -> tuple[int, float, torch.Tensor]:
+    """Apply a checkpoint's state, or raise :class:`UnfitCheckpoint` having changed nothing.
+
+    Checks everything first (keys, the iteration within 0..iterations, shapes of z, losses,
+    model and optimiser state, the generators, curves and the stopping rules' state), then
+    loads; a failure while loading puts model, optimiser, generators and rules back."""
+    b = len(results)
+    missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())) - set(state))
+    if missing:
+        raise UnfitCheckpoint(f"wrong keys: {missing} missing")
+    it = state["iteration"]
+    if not isinstance(it, int) or isinstance(it, bool) or not 0 <= it <= n_iter:
+        raise UnfitCheckpoint(f"iteration {it!r} is outside 0..{n_iter}")
+    if not isinstance(state["z"], torch.Tensor) or tuple(state["z"].shape) != tuple(z.shape):
+        raise UnfitCheckpoint(f"wrong shapes: z {tuple(getattr(state['z'], 'shape', ()))}, expected {tuple(z.shape)}")
+    losses = state["losses"]
+    if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (it, b):
+        raise UnfitCheckpoint(f"wrong shapes: losses {tuple(getattr(losses, 'shape', ()))}, expected {(it, b)}")
+    mine = model.state_dict()
+    theirs = state["model"]
+    if not isinstance(theirs, dict) or set(theirs) != set(mine):
+        raise UnfitCheckpoint("wrong keys: the network's parameters differ")
+    bad = [k for k, v in theirs.items() if not isinstance(v, torch.Tensor) or v.shape != mine[k].shape]
+    if bad:
+        raise UnfitCheckpoint(f"wrong shapes: network parameter {bad[0]}")
+    params = list(model.parameters())
+    opt_state = state["optimizer"]
+    if not (isinstance(opt_state, dict) and isinstance(opt_state.get("state"), dict)
+            and isinstance(opt_state.get("param_groups"), list)):
+        raise UnfitCheckpoint("wrong keys: not an optimiser state")
+    for idx, entry in opt_state["state"].items():
+        if not (isinstance(idx, int) and 0 <= idx < len(params) and isinstance(entry, dict)):
+            raise UnfitCheckpoint("wrong keys: the optimiser state names other parameters")
+        for name, value in entry.items():
+            if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != params[idx].shape):
+                raise UnfitCheckpoint(f"wrong shapes: optimiser state {name} of parameter {idx}")
+    curves, status = state["curves"], state["status"]
+    if not (isinstance(curves, list) and len(curves) == b and all(isinstance(c, list) for c in curves)
+            and isinstance(status, list) and len(status) == b and set(status) <= {"running", "complete", "failed"}):
+        raise UnfitCheckpoint(f"curves or status not for {b} run(s)")
+    if not isinstance(state["elapsed"], (int, float)):
+        raise UnfitCheckpoint("elapsed time is not a number")
+    if not all(isinstance(rec, dict) and isinstance(rec.get("iteration"), int) and 0 <= rec["iteration"] < max(it, 1)
+               for curve in curves for rec in curve):
+        raise UnfitCheckpoint("curves hold records that are not logged iterations of this run")
+    try:
+        noise.check_state(state["generator"])
+        if stopping is not None:
+            stopping.check_state(state["stopping"])
+            stopping_before = stopping.state_dict()
+    except ValueError as exc:
+        raise UnfitCheckpoint(str(exc)) from None
+    model_before = {k: v.clone() for k, v in mine.items()}
+    opt_before = opt.state_dict()
+    generators_before = noise.get_state()
+    try:
+        model.load_state_dict(theirs)
+        opt.load_state_dict(state["optimizer"])
+        noise.set_state(state["generator"])
+        if stopping is not None:
+            stopping.load_state_dict(state["stopping"])
+    except Exception as exc:
+        model.load_state_dict(model_before)
+        opt.load_state_dict(opt_before)
+        noise.set_state(generators_before)
+        if stopping is not None:
+            stopping.load_state_dict(stopping_before)
+        raise UnfitCheckpoint(f"does not load into this run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") \
+            from None
+    for r, curve, st in zip(results, curves, status):
+        r.curve, r.status = curve, st
+    return it, float(state["elapsed"]), state["z"]
 
 
 def restore(
@@ -153,19 +262,32 @@ def restore(
     callbacks: list[Callback] = (),
     checkpoint: str | Path | None = None,
     engine: EngineSettings | Mapping | None = None,
+    stopping=None,
+    stop_early: str | None = None,
+    image_shape: tuple[int, int] | None = None,
 ) -> list[Result]:
     """Train ``model`` so that each sample of f(z) explains its y; return one Result each.
 
-    ``losses`` maps a (B, 3, H, W) output to B loss values; ``y`` and ``x_true`` are
-    (B, 3, H, W). ``seed`` fixes z and the perturbations: one int for the batch, or one
-    per sample (see the module docstring); the model is seeded by its builder, see
-    :func:`seeded_model`. A run with ``checkpoint`` set saves there every
-    ``settings.checkpoint_every`` iterations and continues from it when restarted.
+    ``losses`` maps a (B, 3, H, W) output to B loss values; ``y`` is (B, 3, h, w) and
+    ``x_true`` (B, 3, H, W); the network input z has the image size ``image_shape`` (H, W),
+    by default y's (deblurring; super-resolution measures a smaller y). ``seed`` fixes z and
+    the perturbations: one int for the batch, or one per sample (see the module docstring);
+    the model is seeded by its builder, see :func:`seeded_model`. A run with ``checkpoint``
+    set saves there every ``settings.checkpoint_every`` iterations and continues from it when
+    restarted; a checkpoint that does not fit this run is set aside with one warning line and
+    the run starts from iteration 0.
+
+    ``stopping`` (a :class:`bpdip.stopping.Stopping` on ``device``) evaluates the online
+    stopping rules at every iteration; ``stop_early`` names the rule whose stop ends
+    training (checked at logged iterations), whose candidate is then the restored image.
     """
     device = resolve_device(device)
-    b, _, h, w = y.shape
+    b = y.shape[0]
+    h, w = image_shape or tuple(y.shape[-2:])
     if len(names) != b:
         raise ValueError(f"{len(names)} names for a batch of {b}")
+    if stop_early is not None and (stopping is None or stop_early not in stopping.rules):
+        raise ValueError(f"stop_early={stop_early!r} needs a Stopping with that rule")
     if hasattr(model, "check_size"):
         model.check_size(h, w)
     requested = EngineSettings.from_config(engine) if engine is not None else None
@@ -178,28 +300,29 @@ def restore(
     results = [Result(n) for n in names]
     n_iter = settings.iterations
     loss_buf = torch.zeros(n_iter, b, device=device)
-    failed = torch.zeros(b, dtype=torch.bool, device=device)
     start, elapsed0 = 0, 0.0
 
-    state = load_checkpoint(checkpoint)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        z = state["z"].to(device)
-        noise.set_state(state["generator"])
-        start, elapsed0 = state["iteration"], state["elapsed"]
-        loss_buf[:start] = state["losses"].to(device)
-        for r, curve, st in zip(results, state["curves"], state["status"]):
-            r.curve, r.status = curve, st
-        failed = torch.tensor([r.status == "failed" for r in results], device=device)
+    try:
+        state = load_checkpoint(checkpoint)
+        if state is not None:
+            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping)
+            z = z_saved.to(device=device, dtype=z.dtype)
+            loss_buf[:start] = state["losses"].to(device)
+    except UnfitCheckpoint as exc:
+        set_aside(Path(checkpoint), str(exc))
+        for r in results:
+            r.curve, r.status = [], "running"
+    failed = torch.tensor([r.status == "failed" for r in results], device=device)
 
     flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
     step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device,
-                     graph_fallback=requested is not None and requested.cuda_graphs == "auto")
+                     graph_fallback=requested is not None and requested.cuda_graphs == "auto",
+                     after=stopping.update if stopping is not None else None)
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
                dynamic_ncols=True, leave=False)
     done = start  # iterations run so far
+    stopped_early = False
     try:
         with bar, flags:
             for it in range(start, n_iter):
@@ -209,13 +332,17 @@ def restore(
                 done = it + 1
                 if it % settings.log_every == 0:
                     failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
-                    _log(results, out, x_ref, loss_buf[it], failed, it, _seconds(t0, device), callbacks, bar)
+                    stats = stopping.statistics() if stopping is not None else {}
+                    _log(results, out, x_ref, loss_buf[it], stats, failed, it, _seconds(t0, device), callbacks, bar)
                     if all(r.status == "failed" for r in results):
+                        break
+                    if stop_early is not None and stopping.all_stopped(stop_early):
+                        stopped_early = done < n_iter
                         break
                 bar.update(1)
                 if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                         and done < n_iter:
-                    _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results)
+                    _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results, stopping)
                     for cb in callbacks:
                         cb.on_checkpoint(done, Path(checkpoint))
             failed |= ~torch.isfinite(loss_buf[:done]).all(0)
@@ -224,8 +351,17 @@ def restore(
             runtime = _seconds(t0, device)
             with torch.no_grad(), autocast(step.engine, device):
                 # the uncompiled module: a no-grad forward would make torch.compile recompile
-                final = model(z).float().clamp(0.0, 1.0)
-            metrics = quality(final, x_ref) if x_ref is not None else None
+                last = model(z).float().clamp(0.0, 1.0)
+            choices = stopping.choices(done) if stopping is not None else {}
+            final = last
+            if stop_early is not None:
+                use = torch.tensor([c["candidate"] for c in choices[stop_early]], device=device)
+                final = torch.where(use[:, None, None, None], stopping.rules[stop_early].candidate.clamp(0, 1), last)
+            with torch.no_grad():
+                metrics = quality(final, x_ref) if x_ref is not None else None
+                last_metrics = quality(last, x_ref) if x_ref is not None else None
+                rule_metrics = {name: quality(stopping.rules[name].candidate, x_ref) if x_ref is not None else None
+                                for name in choices}
     finally:
         step.close()
     for i, r in enumerate(results):
@@ -237,11 +373,43 @@ def restore(
         else:
             r.status = "complete"
             r.image = final[i].permute(1, 2, 0).float().cpu().numpy()
+            r.stopped_early = stopped_early
             if metrics is not None:
                 r.final = {k: float(v[i]) for k, v in metrics.items()}
+                r.last = {k: float(v[i]) for k, v in last_metrics.items()}
+            if stop_early is not None and choices[stop_early][i]["candidate"]:
+                r.restored_from = {"rule": stop_early, "iteration": choices[stop_early][i]["iteration"]}
+            r.stopping = _rule_choices(r, i, choices, rule_metrics)
         for cb in callbacks:
             cb.on_end(r)
     return results
+
+
+def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> dict:
+    """Every rule's choice for sample ``i``, in ``bpdip.stopping.RULES`` order; an online
+    rule without a candidate chose the last iterate (its metrics are the last iterate's)."""
+    from bpdip.stopping import POST, RULES
+
+    out = {}
+    for name in RULES:
+        if name in POST:
+            choice = POST[name].choose(result)
+        elif name in choices:
+            c = dict(choices[name][i])
+            metrics = rule_metrics[name]
+            if metrics is None:
+                values = {}
+            elif c.pop("candidate"):
+                values = {k: float(v[i]) for k, v in metrics.items()}
+            else:
+                values = {k: result.last.get(k) for k in ("psnr", "ssim", "ssim_dr2")}
+            c.pop("candidate", None)
+            choice = {**c, **values}
+        else:
+            continue
+        if choice is not None:
+            out[name] = choice
+    return out
 
 
 def _seconds(t0: float, device: torch.device) -> float:
@@ -282,19 +450,30 @@ class _Noise:
         states = [g.get_state() for g in self.gens]
         return states if self.per_sample else states[0]
 
-    def set_state(self, state) -> None:
+    def check_state(self, state) -> None:
+        """Raise ValueError unless ``state`` is a generator state of this run (count, type, size)."""
         states = state if isinstance(state, (list, tuple)) else [state]
         if len(states) != len(self.gens) or isinstance(state, (list, tuple)) != self.per_sample:
-            raise ValueError("the checkpoint's random-generator state does not match this run's seeds "
-                             "(one seed vs one per sample); delete the checkpoint or use the same seeds")
+            raise ValueError("wrong generator state: it does not match this run's seeds (one seed vs one per "
+                             "sample); delete the checkpoint or use the same seeds")
+        for g, s in zip(self.gens, states):
+            ref = g.get_state()
+            if not isinstance(s, torch.Tensor) or s.dtype != ref.dtype or s.shape != ref.shape:
+                raise ValueError(f"wrong generator state: {getattr(s, 'dtype', type(s).__name__)} "
+                                 f"{tuple(getattr(s, 'shape', ()))}, expected {ref.dtype} {tuple(ref.shape)}")
+
+    def set_state(self, state) -> None:
+        self.check_state(state)
+        states = state if isinstance(state, (list, tuple)) else [state]
         for g, s in zip(self.gens, states):
             g.set_state(s)
 
 
-def _log(results, out, x_ref, losses, failed, it, seconds, callbacks, bar) -> None:
+def _log(results, out, x_ref, losses, stats, failed, it, seconds, callbacks, bar) -> None:
     with torch.no_grad():
         metrics = quality(out.detach(), x_ref) if x_ref is not None else {}
         values = {k: v.cpu().tolist() for k, v in metrics.items()}
+        values.update({k: v.cpu().tolist() for k, v in stats.items()})  # the stopping rules' statistics
     loss_values = losses.cpu().tolist()
     failed = failed.cpu().tolist()
     for i, r in enumerate(results):
@@ -312,19 +491,18 @@ def _log(results, out, x_ref, losses, failed, it, seconds, callbacks, bar) -> No
         bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
 
 
-def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results) -> None:
-    atomic_save(
-        {
-            "iteration": iteration,
-            "elapsed": elapsed,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "z": z.cpu(),
-            "generator": noise.get_state(),
-            "losses": loss_buf[:iteration].cpu(),
-            "curves": [r.curve for r in results],
-            "status": [r.status for r in results],
-        },
-        Path(path),
-    )
-
+def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None) -> None:
+    state = {
+        "iteration": iteration,
+        "elapsed": elapsed,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "z": z.cpu(),
+        "generator": noise.get_state(),
+        "losses": loss_buf[:iteration].cpu(),
+        "curves": [r.curve for r in results],
+        "status": [r.status for r in results],
+    }
+    if stopping is not None:
+        state["stopping"] = stopping.state_dict()
+    atomic_save(state, Path(path))

@@ -1,18 +1,27 @@
 """Run records on disk: the files that let anyone rebuild Table I without W&B.
 
-A job's output directory holds (schema version 1):
+A job's output directory holds (schema version 2; version 1 records are still read):
 
 ``metrics.csv``
     One row per logged iteration and image, columns ``CURVE_COLUMNS``:
     image, iteration, psnr, ssim (data range 1), ssim_dr2 (data range 2, the paper's
-    old scikit-image default), loss, seconds (wall time since the image's start).
+    old scikit-image default), loss, seconds (wall time since the image's start), then
+    the statistics the stopping rules watch (``bpdip.stopping``): wmv_var (ES-WMV's window
+    variance), emv (ES-EMV's moving variance), residual (||y - A x||^2 per measurement),
+    and psnr_y (Y-channel PSNR, super-resolution only). Metrics without ground truth
+    (``data=observed``) and statistics not yet defined are empty.
 ``summary.json``
     ``{"schema": 1, "run": {...}, "images": {name: {...}}}`` where ``run`` holds
     ``cell`` (kernel, noise_var, loss), ``config_hash``, ``git_commit``, ``device``,
     ``torch_version``, ``iterations``, ``log_every``, ``status``; each image holds
     ``status`` (complete | failed | running), ``peak_psnr``, ``peak_iteration``,
     ``peak_ssim``, ``peak_ssim_dr2``, ``final_psnr``, ``final_ssim``, ``final_ssim_dr2``,
-    ``runtime_s``, ``seconds_per_iteration``, ``iterations``, ``error``; the runner adds ``run_id`` (the image's
+    ``runtime_s``, ``seconds_per_iteration``, ``iterations``, ``error``, and (schema 2)
+    ``stopping`` (per rule: ``iteration``, ``stopped``, ``stop_iteration``, and with ground
+    truth ``psnr``, ``ssim``, ``ssim_dr2`` of the image it chose), ``stopped_early`` (training
+    ended at ``stop.early``'s rule) and ``restored_from`` (that rule and iteration, when the
+    restored image is its candidate; the ``final_*`` values then describe that image and
+    ``last_*`` the last iterate); the runner adds ``run_id`` (the image's
     stable id in the results store, see :mod:`bpdip.store`) and ``reused`` (true when the
     record was taken from the store instead of trained in this job).
 
@@ -29,8 +38,11 @@ import math
 import os
 from pathlib import Path
 
-SCHEMA = 1
-CURVE_COLUMNS = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
+SCHEMA = 2
+SCHEMAS = (1, 2)  # readable
+CURVE_COLUMNS_V1 = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
+STAT_COLUMNS = ("wmv_var", "emv", "residual", "psnr_y")
+CURVE_COLUMNS = (*CURVE_COLUMNS_V1, *STAT_COLUMNS)
 
 
 class CorruptRecord(ValueError):
@@ -92,15 +104,16 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            if tuple(reader.fieldnames or ()) != CURVE_COLUMNS:
+            if tuple(reader.fieldnames or ()) not in (CURVE_COLUMNS, CURVE_COLUMNS_V1):
                 raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)}")
             rows = []
             for row in reader:
                 if None in row.values() or None in row:
                     raise CorruptRecord(f"{path}: truncated row {row}")
                 parsed = {"image": row["image"], "iteration": int(row["iteration"])}
-                for key in CURVE_COLUMNS[2:]:
-                    parsed[key] = float(row[key]) if row[key] not in ("", "None") else math.nan
+                for key in CURVE_COLUMNS[2:]:  # a version-1 file lacks the statistics: NaN
+                    value = row.get(key, "")
+                    parsed[key] = float(value) if value not in ("", "None") else math.nan
                 rows.append(parsed)
             return rows
     except (OSError, ValueError) as exc:
@@ -123,8 +136,14 @@ def image_summary(result) -> dict:
         "final_ssim_dr2": result.final.get("ssim_dr2"),
         "runtime_s": result.runtime_s,
         "seconds_per_iteration": result.seconds_per_iteration,
+        "last_psnr": result.last.get("psnr"),
+        "last_ssim": result.last.get("ssim"),
+        "last_ssim_dr2": result.last.get("ssim_dr2"),
         "iterations": result.iterations,
         "error": result.error,
+        "stopping": result.stopping,
+        "stopped_early": result.stopped_early,
+        "restored_from": result.restored_from,
     }
 
 
@@ -135,15 +154,15 @@ IMAGE_STATUSES = ("running", "complete", "failed")
 
 
 def new_summary(run: dict) -> dict:
-    """An empty schema-1 summary with the given ``run`` block."""
+    """An empty summary (schema :data:`SCHEMA`) with the given ``run`` block."""
     return {"schema": SCHEMA, "run": dict(run), "images": {}}
 
 
 def validate_summary(obj, path: str | Path = "summary.json") -> dict:
-    """Check the layout of a parsed summary.json; raise CorruptRecord if it is not schema 1."""
-    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+    """Check the layout of a parsed summary.json; raise CorruptRecord if it is not schema 1 or 2."""
+    if not isinstance(obj, dict) or obj.get("schema") not in SCHEMAS:
         got = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
-        raise CorruptRecord(f"{path}: schema {got!r}, expected {SCHEMA}")
+        raise CorruptRecord(f"{path}: schema {got!r}, expected one of {list(SCHEMAS)}")
     run, images = obj.get("run"), obj.get("images")
     if not isinstance(run, dict) or not isinstance(images, dict):
         raise CorruptRecord(f"{path}: lacks the 'run' or 'images' object")

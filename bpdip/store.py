@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 BOOKKEEPING = (
     "hydra", "logger", "results_root", "reuse", "retry_failed", "device", "threads",
     "progress", "save_images", "checkpoint_every", "claim_timeout_min", "demo",
-    "data.name", "data.folder", "data.images",  # which files: replaced by the image hash
+    "data.name", "data.folder", "data.images", "data.path",  # which files: replaced by the image hash
     "kernel.path",  # replaced by the kernel hash
     # speed-only engine switches (the engine keeps results equal across them); the
     # precision and the optimiser implementation stay in the id, resolved for the job's
@@ -60,7 +60,9 @@ BOOKKEEPING = (
 )
 # Bump when a code change alters the numbers a run produces: every id changes with it, so
 # the store retrains instead of reusing records of the old code. Speed-only changes keep it.
-RESULTS_VERSION = 1
+# 2: records carry every stopping rule's choice and statistics (bpdip.stopping; version-1
+#    records lack them, so they are not reused), and the config gained the stop block.
+RESULTS_VERSION = 2
 STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json")
 CLAIM = "claim.json"
 
@@ -271,13 +273,20 @@ class Store:
             raise CorruptRecord("metrics.csv holds rows of another image")
         n = expected_rows(iterations, log_every)
         if entry["status"] == "complete":
-            if len(rows) != n or entry.get("iterations") != iterations:
-                raise CorruptRecord(f"{len(rows)} curve rows and {entry.get('iterations')} iterations, "
+            ran = entry.get("iterations")
+            if entry.get("stopped_early") is True:  # stop.early ended it at a logged iteration
+                if not (isinstance(ran, int) and 0 < ran <= iterations and len(rows) == expected_rows(ran, log_every)):
+                    raise CorruptRecord(f"{len(rows)} curve rows and {ran} iterations do not fit a run stopped "
+                                        f"early within {iterations} iterations")
+            elif len(rows) != n or ran != iterations:
+                raise CorruptRecord(f"{len(rows)} curve rows and {ran} iterations, "
                                     f"expected {n} rows and {iterations} iterations")
             peak = max((r["psnr"] for r in rows if math.isfinite(r["psnr"])), default=None)
-            if peak is None or entry.get("peak_psnr") is None or not math.isclose(peak, entry["peak_psnr"]):
+            if peak is None and all(entry.get(k) is None for k in ("peak_psnr", "final_psnr")):
+                pass  # no ground truth (data=observed): no PSNR anywhere
+            elif peak is None or entry.get("peak_psnr") is None or not math.isclose(peak, entry["peak_psnr"]):
                 raise CorruptRecord(f"peak_psnr {entry.get('peak_psnr')} does not match the curve's {peak}")
-            if entry.get("final_psnr") is None:
+            elif entry.get("final_psnr") is None:
                 raise CorruptRecord("a complete record without final_psnr")
         elif len(rows) > n:
             raise CorruptRecord(f"{len(rows)} curve rows, at most {n} expected")

@@ -51,7 +51,8 @@ import torch  # noqa: E402
 from bpdip.bench.checks import curve_agreement, run_checks  # noqa: E402
 from bpdip.bench.config import (  # noqa: E402
     DEFAULT_COMPILE, DEFAULT_VARIANTS, ITERATIONS, MEMORY_LIMIT_GB, NETS, OTHER_VARIANTS, PROFILE_VARIANTS,
-    REFERENCES, STACK_VARIANTS, TABLE1_ITERS_PER_IMAGE, VARIANTS, engine_settings, over_budget,
+    REFERENCES, STACK_VARIANTS, STOPPING_OVERHEAD_LIMIT, STOPPING_VARIANT, TABLE1_ITERS_PER_IMAGE, VARIANTS,
+    engine_settings, over_budget,
 )
 from bpdip.bench.measure import expand_sizes, make_problem, measure_engine, measure_reference, set14_sizes  # noqa
 from bpdip.bench.profile import profile_step  # noqa: E402
@@ -79,6 +80,8 @@ def parse_args(argv=None):
     p.add_argument("--compile-variants", help="torch.compile variants (timed at --compile-sizes only)")
     p.add_argument("--compile-sizes", help="sizes for the compile variants (default: the first size)")
     p.add_argument("--no-references", action="store_true", help="skip ref-plain and ref-original")
+    p.add_argument("--no-stopping", action="store_true",
+                   help="skip the stopping rules' overhead row (the default variant with and without them)")
     p.add_argument("--steps", type=int, default=200, help="timed steps per engine/plain measurement")
     p.add_argument("--warmup-steps", type=int, help="untimed steps before the timed window (default: --log-every)")
     p.add_argument("--log-every", type=int,
@@ -257,6 +260,20 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
 
     sizes = plan["sizes"]
     size_block(sizes[0], plan["variants"])
+
+    if not args.no_stopping:  # issue 10: the stopping rules' cost, same variant with and without
+        prob = make_problem(sizes[0], device)
+        v = STOPPING_VARIANT[device.type]
+        pair = []
+        for with_rules in (False, True):
+            attempt(dict(variant=v + ("+stop" if with_rules else ""), size=prob.label, k=1),
+                    lambda: measure_engine(v, prob, 1, args, device, stopping=with_rules))
+            pair.append(report["rows"][-1].get("ms_per_step"))
+        report["stopping_overhead"] = dict(
+            variant=v, size=prob.label, ms_without=pair[0], ms_with=pair[1], limit=STOPPING_OVERHEAD_LIMIT,
+            overhead=None if None in pair else pair[1] / pair[0] - 1,
+            passed=None if None in pair else pair[1] / pair[0] - 1 <= STOPPING_OVERHEAD_LIMIT)
+        del prob
 
     for spec in plan["compile_sizes"]:
         prob = make_problem(spec, device)

@@ -47,8 +47,9 @@ def test_cpu_benchmark_measures_every_loop(cpu_run):
     assert not errors, errors
     assert report["meta"]["label"].startswith("CPU benchmark")
     wanted = {"ref-plain", "ref-original", "eager-fp32", "eager-bf16", "eager-bf16-cl"}
-    for size in ("40x40", "64x48"):
-        assert {r["variant"] for r in rows if r["size"] == size and r["k"] == 1} == wanted
+    for size in ("40x40", "64x48"):  # at the first size also the stopping rules' row
+        extra = {"eager-fp32+stop"} if size == "40x40" else set()
+        assert {r["variant"] for r in rows if r["size"] == size and r["k"] == 1} == wanted | extra
     for r in rows:
         assert r["ms_per_step"] > 0 and r["steps_per_s"] == pytest.approx(1e3 / r["ms_per_step"])
         h, w = (int(v) for v in r["size"].split("x"))
@@ -57,7 +58,7 @@ def test_cpu_benchmark_measures_every_loop(cpu_run):
         assert r["peak_memory_gb"] is None  # no per-measurement peak on the CPU: reported as n/a
     # the engine runs trained: PSNR recorded at each log, and the final image is finite
     eng = [r for r in rows if r["variant"] == "eager-fp32" and r["k"] == 1]
-    assert all(len(r["psnr_curve"]) == 4 and np.isfinite(r["final_psnr"]) for r in eng)
+    assert len(eng) == 4 and all(len(r["psnr_curve"]) == 4 and np.isfinite(r["final_psnr"]) for r in eng)
     # K-run stacking: ratio = K * single / stacked, from the rows themselves
     (stack,) = [s for s in report["stack"] if s["size"] == "48x48"]
     single = next(r["ms_per_step"] for r in eng if r["size"] == "48x48")  # measured for the stack check
@@ -230,3 +231,14 @@ def test_time_budget_skips_but_still_writes(tmp_path):
                        "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r.get("skipped") == "time budget" for r in rows)
+
+
+def test_stopping_rules_have_their_overhead_row(cpu_run):
+    """Issue 10: the default variant timed with and without the online stopping rules."""
+    report = json.loads(cpu_run.read_text())
+    o = report["stopping_overhead"]
+    rows = {r["variant"]: r for r in report["rows"] if r.get("size") == o["size"] and r.get("k") == 1}
+    assert o["variant"] == "eager-fp32" and {"eager-fp32", "eager-fp32+stop"} <= set(rows)
+    assert o["ms_with"] == rows["eager-fp32+stop"]["ms_per_step"] and o["ms_without"] > 0
+    assert o["overhead"] == pytest.approx(o["ms_with"] / o["ms_without"] - 1) and o["limit"] == 0.05
+    assert o["passed"] == (o["overhead"] <= 0.05)

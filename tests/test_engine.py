@@ -148,7 +148,7 @@ class Kill(Callback):
             raise KeyboardInterrupt
 
 
-def test_per_sample_seeds_checkpoint_and_resume(problem, tmp_path):
+def test_per_sample_seeds_checkpoint_and_resume(problem, tmp_path, caplog):
     """Per-sample generator states go into the checkpoint; a resumed stacked run equals an
     uninterrupted one exactly (CPU)."""
     _, xs, ys = problem
@@ -161,7 +161,7 @@ def test_per_sample_seeds_checkpoint_and_resume(problem, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         restore(build_stacked(factory, [1, 2]), losses, y, ["a", "b"], settings, checkpoint=ckpt, callbacks=[Kill()],
                 **kw)
-    assert isinstance(torch.load(ckpt, weights_only=False)["generator"], list)
+    assert isinstance(torch.load(ckpt, weights_only=True)["generator"], list)
     resumed = restore(build_stacked(factory, [1, 2]), losses, y, ["a", "b"], settings, checkpoint=ckpt, **kw)
     for a, b in zip(ref, resumed):
         assert [{k: v for k, v in r.items() if k != "seconds"} for r in a.curve] == \
@@ -169,9 +169,11 @@ def test_per_sample_seeds_checkpoint_and_resume(problem, tmp_path):
         np.testing.assert_array_equal(a.image, b.image)
     with pytest.raises(ValueError, match="3 seeds for a batch of 2"):
         restore(build_stacked(factory, [1, 2]), losses, y, ["a", "b"], settings, seed=[1, 2, 3], device="cpu")
-    with pytest.raises(ValueError, match="random-generator state does not match"):
-        restore(build_stacked(factory, [1, 2]), losses, y, ["a", "b"], settings, checkpoint=ckpt, seed=1,
-                device="cpu")
+    # a checkpoint of per-sample seeds does not fit a one-seed run: set aside, trained from 0
+    [a, b] = restore(build_stacked(factory, [1, 2]), losses, y, ["a", "b"], settings, checkpoint=ckpt, seed=1,
+                     device="cpu")
+    assert f"ignoring checkpoint {ckpt} (wrong generator state" in caplog.text
+    assert a.iterations == settings.iterations and [r["iteration"] for r in a.curve] == list(range(0, 14, 2))
 
 
 def test_seed_list_of_one_equals_single_seed(problem):

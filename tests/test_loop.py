@@ -121,13 +121,15 @@ def test_checkpoint_resume_reproduces_uninterrupted_curve(face, tmp_path):
     np.testing.assert_array_equal(resumed.image, ref.image)
 
 
-def test_corrupt_checkpoint_is_ignored(face, tmp_path):
+def test_corrupt_checkpoint_is_ignored(face, tmp_path, caplog):
     x, y, loss = face
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"truncated")
     settings = LoopSettings(iterations=10, log_every=5, checkpoint_every=5, progress=False)
-    with pytest.warns(UserWarning, match="ignoring unreadable checkpoint"):
-        (res,) = restore(net(), loss, y, ["face"], settings, x_true=x, checkpoint=ckpt, device="cpu")
+    (res,) = restore(net(), loss, y, ["face"], settings, x_true=x, checkpoint=ckpt, device="cpu")
+    [line] = [r.getMessage() for r in caplog.records if "ignoring checkpoint" in r.getMessage()]
+    assert str(ckpt) in line and "unreadable" in line and "\n" not in line
+    assert (tmp_path / "ckpt.pt.rejected").read_bytes() == b"truncated"  # set aside, not deleted
     assert res.status == "complete" and [r["iteration"] for r in res.curve] == [0, 5]
 
 

@@ -411,7 +411,7 @@ def test_wandb_conversion_reads_what_the_runner_logs(tmp_path, monkeypatch):
     (rec,) = made
     remote = job_from_wandb(FakeRun(rec.config, rec.summary), rec.rows)
     assert remote.error is None and sorted(remote.images) == ["comic", "face"]
-    assert all(i.status == "complete" for i in remote.images.values())
+    assert all(i.status == "complete" for i in remote.images.values()), [i.reason for i in remote.images.values()]
     a = build_report([remote]).cell("bp", "uniform", 0.3)
     b = build_report(load_local([str(tmp_path / "job")])).cell("bp", "uniform", 0.3)
     assert a.flags == b.flags == [] and a.config_hash == b.config_hash

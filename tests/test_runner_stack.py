@@ -159,10 +159,10 @@ def test_killed_stacked_job_resumes_from_its_group_checkpoint(cfg_of, tmp_path):
     assert not list(store.rglob("*.pt*"))  # the group checkpoint is gone once both records exist
 
 
-def test_regrouped_images_start_afresh_and_never_load_another_groups_checkpoint(cfg_of, tmp_path):
+def test_regrouped_images_start_afresh_and_never_load_another_groups_checkpoint(cfg_of, tmp_path, caplog):
     """A group of three is killed; one of its images is then finished by a K = 1 job; the
     relaunch stacks the other two: their group is new, so it starts at 0, even when a
-    checkpoint of the old group sits at the new group's path (it is refused and removed)."""
+    checkpoint of the old group sits at the new group's path (it is refused and set aside)."""
     store = tmp_path / "store"
     all3 = f"data.images=[{','.join(IMAGES)}]"
     with pytest.raises(KeyboardInterrupt):
@@ -176,11 +176,12 @@ def test_regrouped_images_start_afresh_and_never_load_another_groups_checkpoint(
     shutil.copyfile(old, new)  # a K = 3 state where the K = 2 group looks: must not be loaded
 
     spy = Trained()
-    with pytest.warns(UserWarning, match="ignoring group checkpoint .*not written by this group of 2 runs"):
-        summary = run_cell(cfg_of(store, all3, "engine.stack=3"), tmp_path / "job3", callbacks=[spy])
+    summary = run_cell(cfg_of(store, all3, "engine.stack=3"), tmp_path / "job3", callbacks=[spy])
+    assert f"ignoring checkpoint {new} (wrong shapes: z (3, " in caplog.text
     assert spy.logged == {"face": [0, 2, 4, 6, 8, 10], "zebra": [0, 2, 4, 6, 8, 10]}
     assert [summary["images"][n]["reused"] for n in IMAGES] == [False, True, False]
-    assert not list(store.rglob("*.pt*"))  # the old group's checkpoint and the copy are gone
+    # the old group's checkpoint is gone; only the refused copy is left, set aside
+    assert list(store.rglob("*.pt*")) == [new.with_name(new.name + ".rejected")]
     ref = run_cell(cfg_of(tmp_path / "ref-store", "data.images=[face,zebra]", "engine.stack=2"), tmp_path / "ref")
     for name in ("face", "zebra"):
         pd.testing.assert_frame_equal(curve(tmp_path / "job3", name), curve(tmp_path / "ref", name),

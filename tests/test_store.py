@@ -222,3 +222,36 @@ def test_a_failed_record_is_kept_unless_retry_failed(smoke_cfg, tmp_path, monkey
     spy = Trained()
     done = run_cell(cfg("retry_failed=true"), tmp_path / "job4", callbacks=[spy])["images"]["face"]
     assert spy.logged == {} and done["reused"] is True  # complete records are still reused
+
+
+# Run ids pinned as literals: a code change that keeps what runs compute must keep them (the
+# store then reuses every record). If this test fails, either the change alters results, and
+# RESULTS_VERSION is bumped on purpose (update these literals and say why in the commit), or
+# an id changed by accident. Version 2: the stopping rules' records and the stop/task blocks.
+PINNED_IDS = {
+    ("data.images=[face]",): ["uniform-0.3-bp-face-7f48b2361689"],
+    ("kernel=radial", "noise.var=2", "loss=ls_tv", "data.images=[comic]"): ["radial-2-ls_tv-comic-8798027ea636"],
+    ("experiment=smoke",): ["uniform-0.3-bp-face-6704a51cace1", "uniform-0.3-bp-comic-c921dd20a34d"],
+    # speed-only engine switches, the logger and the named rule (without stop.early) keep the id
+    ("experiment=smoke", "engine.stack=4", "stop=wmv", "logger=wandb"):
+        ["uniform-0.3-bp-face-6704a51cace1", "uniform-0.3-bp-comic-c921dd20a34d"],
+    ("experiment=cpu_grid", "seed=2", "kernel=gaussian", "noise.var=4", "loss=bp_tv"):
+        ["gaussian-4-bp_tv-face-4ed755bc1efe", "gaussian-4-bp_tv-zebra-a2ab020788b3"],
+}
+
+
+def test_run_ids_are_pinned(compose_config):
+    from bpdip.store import RESULTS_VERSION
+
+    assert RESULTS_VERSION == 2
+    for overrides, ids in PINNED_IDS.items():
+        assert [t.run_id for t in plan_cell(compose_config(*overrides)).tasks] == ids, overrides
+
+
+def test_stop_early_and_the_seed_change_the_id_but_seeds_share_the_protocol_hash(compose_config):
+    base = plan_cell(compose_config("experiment=smoke"))
+    early = plan_cell(compose_config("experiment=smoke", "stop=wmv", "stop.early=true"))
+    other_rule = plan_cell(compose_config("experiment=smoke", "stop=emv", "stop.early=true"))
+    seed = plan_cell(compose_config("experiment=smoke", "seed=1"))
+    assert len({base.config_hash, early.config_hash, other_rule.config_hash, seed.config_hash}) == 4
+    assert seed.protocol_hash == base.protocol_hash != early.protocol_hash

@@ -53,6 +53,9 @@ SETTINGS_PER_LOSS = len(paper.KERNELS) * len(paper.NOISE_VARS)  # Table I: 3 ker
 TABLE1_ITERS_PER_IMAGE = SETTINGS_PER_LOSS * sum(ITERATIONS.values())  # 306,000; x 14 images = 4.28M
 QUALITY_TOLERANCE_DB = 0.1  # issue 6: bf16 peak PSNR within 0.1 dB of TF32, Set14 average
 MEMORY_LIMIT_GB = 40.0  # issue 6: barbara with K = 4 fits in 40 GB
+STOPPING_OVERHEAD_LIMIT = 0.05  # issue 10: the online stopping rules add at most 5 % to a step
+# the variant whose step the stopping rules are timed on (the GPU default, the CPU default)
+STOPPING_VARIANT = {"cuda": "graphs-tf32", "cpu": "eager-fp32"}
 
 
 def tv_weight(loss: str, kernel: str) -> float:

@@ -120,7 +120,10 @@ class Times(Callback):
             self.psnr[record["iteration"]] = record.get("psnr")
 
 
-def measure_engine(variant: str, prob: Problem, k: int, args, device) -> dict:
+def measure_engine(variant: str, prob: Problem, k: int, args, device, stopping: bool = False) -> dict:
+    """ms per step of an engine variant through ``restore``; with ``stopping`` the online
+    stopping rules run too (issue 10: they may add at most 5 %), at ES-WMV's reference
+    window and patience (W = 100, P = 1000), not the values scaled for this short run."""
     engine = engine_settings(variant, k)
     net = NETS[args.net]
     model = build_stacked(lambda: SkipNet(**net), list(range(1, k + 1)))
@@ -129,15 +132,22 @@ def measure_engine(variant: str, prob: Problem, k: int, args, device) -> dict:
     warm, steps, every = args.warmup_steps, args.steps, args.log_every
     settings = LoopSettings(iterations=warm + steps + 1, log_every=every, progress=False)
     reset_memory(device)
+    rules = None
+    if stopping:
+        from bpdip.stopping import StopSettings, Stopping
+
+        rules = Stopping(StopSettings(reference_iterations=1), settings.iterations, prob.loss.fidelity.op,
+                         prob.y.expand(k, -1, -1, -1), noise_sigma(2.0), device)
     t0 = time.perf_counter()
     results = restore(model, StackedLoss([prob.loss] * k), prob.y.expand(k, -1, -1, -1), names, settings,
                       x_true=prob.x.expand(k, -1, -1, -1), seed=list(range(1, k + 1)), device=device,
-                      engine=engine, callbacks=[times])
+                      engine=engine, callbacks=[times], stopping=rules)
     total = time.perf_counter() - t0
     if results[0].status != "complete":
         raise RuntimeError(f"run failed: {results[0].error}")
     ms = (times.seconds[warm + steps] - times.seconds[warm]) / steps * 1e3
-    return row(variant, engine.resolve(device).label(), prob, k, ms, args, device, steps=steps,
+    return row(variant + ("+stop" if stopping else ""), engine.resolve(device).label(), prob, k, ms, args, device,
+               steps=steps,
                setup_s=times.seconds[0], total_s=total, psnr_curve=times.psnr,
                final_psnr=results[0].final.get("psnr"))
 

@@ -75,8 +75,11 @@ class TrainStep:
     """
 
     def __init__(self, model, losses, z: torch.Tensor, reg_noise_std: float, opt: torch.optim.Optimizer,
-                 engine: EngineSettings, device: torch.device, graph_fallback: bool = False):
+                 engine: EngineSettings, device: torch.device, graph_fallback: bool = False, after=None):
         self.model, self.losses, self.z, self.opt = model, losses, z, opt
+        # after(out): per-step work on the output (the stopping rules), pure tensor ops, part
+        # of the step and of its CUDA graph; not run on the warm-up steps, which are undone
+        self.after, self._warming = after, False
         # engine.cuda_graphs=auto: a capture that fails warns and runs eager (same results);
         # an explicit true lets the error through
         self.graph_fallback = graph_fallback
@@ -110,6 +113,8 @@ class TrainStep:
         ok = torch.isfinite(per_sample)
         torch.where(ok, per_sample, torch.zeros_like(per_sample)).sum().backward()
         self.opt.step()
+        if self.after is not None and not self._warming:
+            self.after(out.detach())
         return out.detach(), per_sample.detach()
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,10 +150,14 @@ class TrainStep:
         if cuda:
             stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            for _ in range(self.engine.warmup):
-                self.noise.normal_(generator=gen)
-                self.opt.zero_grad(set_to_none=True)
-                self._body()
+            self._warming = True
+            try:
+                for _ in range(self.engine.warmup):
+                    self.noise.normal_(generator=gen)
+                    self.opt.zero_grad(set_to_none=True)
+                    self._body()
+            finally:
+                self._warming = False
         if cuda:
             torch.cuda.current_stream(self.device).wait_stream(stream)
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bpdip.paper import canonical_noise
-from bpdip.records import CURVE_COLUMNS, SCHEMA, CorruptRecord, read_json, read_metrics_csv
+from bpdip.records import CURVE_COLUMNS, SCHEMAS, CorruptRecord, read_json, read_metrics_csv
 
 STATUSES = ("complete", "failed", "running")  # image statuses a summary may hold
 METRIC_COLUMNS = list(CURVE_COLUMNS[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds
@@ -135,9 +135,10 @@ def job_from_records(source: str, summary: dict, rows: list[dict] | None, metric
     ``rows`` is None with ``metrics_error`` set when metrics.csv could not be read: every
     image of the job is then corrupt (its curve is unknown).
     """
-    if not isinstance(summary, dict) or summary.get("schema") != SCHEMA:
+    if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
         got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
-        return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected {SCHEMA}", mtime=mtime)
+        return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",
+                   mtime=mtime)
     run = summary.get("run")
     images = summary.get("images")
     if not isinstance(run, dict) or not isinstance(images, dict):

@@ -13,9 +13,10 @@ stacked image are its group's wall time (the K images share one clock).
 
 A group checkpoints to ``<results_root>/<first image's run_id>/group-<hash>.pt`` (in the
 job's ``checkpoints/`` without a store), the hash of the group's run ids in order, so a
-relaunch with the same group resumes it. A group checkpoint that no longer matches (the
-group was regrouped because some of its images finished, or the file does not fit the
-group) is never loaded: it is removed and the group starts from iteration 0.
+relaunch with the same group resumes it. Group checkpoints of groups that no longer occur
+(some of their images finished) are removed; a checkpoint that does not fit its run (one
+image or a group) is set aside by the loop with one warning line, and the run starts from
+iteration 0 (``bpdip.loop.restore``: one rule for both).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 from bpdip.data import center_crop, load_image
 from bpdip.engine import EngineSettings, StackedLoss, build_stacked, group_by_size
 from bpdip.loggers import JobLogger, make_loggers
-from bpdip.loop import Callback, Result, load_checkpoint, restore, seeded_model
+from bpdip.loop import Callback, Result, restore, seeded_model
 from bpdip.losses import make_loss
 from bpdip.models import build_model
 from bpdip.physics import Blur, degrade
@@ -43,38 +43,48 @@ from bpdip.records import (
 from bpdip.runner.devices import device_name, job_device
 from bpdip.runner.plan import CellPlan, ImageTask, absolute, plan_cell
 from bpdip.runner.provenance import git_commit, git_dirty, versions
+from bpdip.stopping import Stopping
 from bpdip.store import Store, digest
 
 log = logging.getLogger("bpdip")
 
 
-def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of one image: y = h * x + e with the image's own noise seed (paper eq. 1)."""
-    x = center_crop(load_image(task.path), plan.crop)
-    return x, degrade(x, plan.kernel, plan.noise_var, plan.seeds(task.name)["noise"])
+def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray | None, np.ndarray]:
+    """(x, y) of one image: y = h * x + e with the image's own noise seed (paper eq. 1); for
+    ``data=observed`` the file is y itself and there is no x (None)."""
+    image = center_crop(load_image(task.path), plan.crop)
+    if plan.observed:
+        return None, image
+    return image, degrade(image, plan.kernel, plan.noise_var, plan.seeds(task.name)["noise"])
 
 
-def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor, torch.Tensor]:
+def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(y, x) of one image as (1, 3, H, W) tensors: y float32 (what the loss sees), x float64
-    (metrics run in float64 against the exact ground truth)."""
+    (metrics run in float64 against the exact ground truth; None without ground truth)."""
     x, y = degraded(plan, task)
 
     def to_tensor(a, dtype):
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device=device, dtype=dtype)
 
-    return to_tensor(y, torch.float32), to_tensor(x, torch.float64)
+    return to_tensor(y, torch.float32), None if x is None else to_tensor(x, torch.float64)
+
+
+def stopping_for(plan: CellPlan, op, y: torch.Tensor, device) -> Stopping:
+    """Every online stopping rule of ``plan``'s runs on ``device`` (bpdip.stopping)."""
+    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device)
 
 
 def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None) -> Result:
     """Train one network on one image (paper eqs. 3 and 9) and return its Result."""
     y_t, x_t = image_tensors(plan, task, device)
     seeds = plan.seeds(task.name)
-    blur = Blur(plan.kernel, task.shape, device=device)
-    loss = make_loss(plan.fidelity, blur, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
+    op = Blur(plan.kernel, task.shape, device=device)
+    loss = make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
-                       engine=plan.config.get("engine"))
+                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device),
+                       stop_early=plan.stop.early_rule, image_shape=op.in_shape)
     return result
 
 
@@ -86,39 +96,18 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
         raise ValueError(f"a stacked group needs one image size, got {[t.shape for t in tasks]}")
     pairs = [image_tensors(plan, t, device) for t in tasks]
     seeds = [plan.seeds(t.name) for t in tasks]
-    blur = Blur(plan.kernel, tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
-    loss = StackedLoss([make_loss(plan.fidelity, blur, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
+    op = Blur(plan.kernel, tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
+    loss = StackedLoss([make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
                         for y_t, _ in pairs])
     # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
     model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds])
-    if checkpoint is not None:
-        _drop_unfit_checkpoint(Path(checkpoint), model, len(tasks), plan.settings.input_depth, tasks[0].shape)
-    return restore(model, loss, torch.cat([y for y, _ in pairs]), [t.name for t in tasks], plan.settings,
-                   x_true=torch.cat([x for _, x in pairs]), seed=[s["z"] for s in seeds], device=device,
-                   callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"))
-
-
-def _drop_unfit_checkpoint(path: Path, model: torch.nn.Module, k: int, depth: int, shape: tuple) -> None:
-    """Remove a group checkpoint that is unreadable or was not written by this group's
-    stacked run (K, z size, per-run generator states, weight shapes), so that the group
-    starts afresh instead of failing or loading another group's state."""
-    if not path.is_file():
-        return
-    state = load_checkpoint(path)  # warns when unreadable
-    problem = "unreadable" if state is None else None
-    if state is not None:
-        try:
-            fits_model = {n: tuple(v.shape) for n, v in state["model"].items()} == \
-                {n: tuple(v.shape) for n, v in model.state_dict().items()}
-            if not (isinstance(state["generator"], list) and len(state["generator"]) == k
-                    and tuple(state["z"].shape) == (k, depth, *shape) and len(state["curves"]) == k and fits_model):
-                problem = f"not written by this group of {k} runs"
-        except (KeyError, TypeError, AttributeError):
-            problem = "not a checkpoint of the training loop"
-    if problem is not None:
-        if state is not None:
-            warnings.warn(f"ignoring group checkpoint {path} ({problem}); the group starts from iteration 0")
-        path.unlink(missing_ok=True)
+    y = torch.cat([y for y, _ in pairs])
+    x_true = None if plan.observed else torch.cat([x for _, x in pairs])
+    return restore(model, loss, y, [t.name for t in tasks], plan.settings,
+                   x_true=x_true, seed=[s["z"] for s in seeds], device=device,
+                   callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
+                   stopping=stopping_for(plan, op, y, device), stop_early=plan.stop.early_rule,
+                   image_shape=op.in_shape)
 
 
 def group_checkpoint(tasks: list[ImageTask], store: Store | None, out_dir: Path) -> Path:
@@ -211,7 +200,8 @@ def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, pla
 def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict:
     engine = EngineSettings.from_config(config.get("engine"))
     run = {
-        "cell": plan.cell, "config_hash": plan.config_hash, "git_commit": git_commit(),
+        "cell": plan.cell, "config_hash": plan.config_hash, "protocol_hash": plan.protocol_hash,
+        "stop": plan.stop.name, "stop_early": plan.stop.early, "git_commit": git_commit(),
         "git_dirty": git_dirty(), "device": device_name(device), **versions(),
         "engine": engine.resolve(device).label(),
         "iterations": plan.settings.iterations, "log_every": plan.settings.log_every, "status": "running",

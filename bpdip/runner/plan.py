@@ -20,6 +20,7 @@ from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
 from bpdip.physics import Blur, derive_seed, make_kernel, noise_sigma
 from bpdip.registry import is_import_path, source_sha256
+from bpdip.stopping import StopSettings
 from bpdip.store import digest, file_sha256, make_run_id, result_config
 
 # loss config keys that are not parameters of the fidelity class
@@ -56,6 +57,9 @@ class CellPlan:
     crop: int | list | None
     result_config: dict
     config_hash: str
+    stop: StopSettings = field(default_factory=StopSettings)
+    observed: bool = False  # data=observed: the images are the measurements y; no ground truth
+    protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
 
     def seeds(self, image: str) -> dict:
@@ -140,6 +144,10 @@ def _plan(cfg) -> CellPlan:
         from bpdip.engine import EngineSettings
 
         engine = EngineSettings.from_config(config["engine"]).resolve(job_device_type(config.get("device", "auto")))
+    stop = StopSettings.from_config(config.get("stop"))
+    task = dict(config.get("task") or {"name": "deblur"})
+    if task.get("name") != "deblur":
+        raise UserError(f"task={task.get('name')} is not known; use task=deblur")
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -149,10 +157,21 @@ def _plan(cfg) -> CellPlan:
         checkpoint_every=int(config.get("checkpoint_every") or 0), progress=progress_flag(config.get("progress")),
     )
 
-    images = dcfg.get("images") or []
-    if isinstance(images, str):  # data.images=face: one image (e.g. one job per image in a sweep)
-        images = [images]
-    refs = resolve_images([str(i) for i in images], absolute(dcfg.get("folder")), original_cwd())
+    observed = dcfg.get("name") == "observed"
+    if observed:  # a real blurred image without ground truth (conf/data/observed.yaml)
+        paths = dcfg.get("path")
+        paths = [paths] if isinstance(paths, str) else list(paths or [])
+        if not paths:
+            raise UserError("data=observed needs data.path=/path/to/blurred.png (or a list of paths)")
+        missing = [str(absolute(p)) for p in paths if not absolute(p).is_file()]
+        if missing:
+            raise UserError(f"data.path: image not found: {missing[0]} (give the path of the blurred image)")
+        refs = resolve_images([str(absolute(p)) for p in paths], None, original_cwd())
+    else:
+        images = dcfg.get("images") or []
+        if isinstance(images, str):  # data.images=face: one image (e.g. one job per image in a sweep)
+            images = [images]
+        refs = resolve_images([str(i) for i in images], absolute(dcfg.get("folder")), original_cwd())
     crop = dcfg.get("crop")
     if isinstance(crop, list):
         crop = tuple(crop)
@@ -168,9 +187,16 @@ def _plan(cfg) -> CellPlan:
                                                           ("model.name", mcfg.get("name", "skip")))}
     if any(sources.values()):
         rcfg["extension_sha256"] = {k: v for k, v in sources.items() if v}
+    if observed:  # data.name is bookkeeping, but a file read as y is not the same run as read as x
+        rcfg["observed"] = True
+    if not stop.early and isinstance(rcfg.get("stop"), dict):
+        # every run evaluates every rule: without stop.early the named rule changes nothing
+        rcfg["stop"].pop("name", None)
     chash = digest(rcfg)
+    protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
-                    model_params, settings, int(config["seed"]), crop, rcfg, chash)
+                    model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
+                    protocol_hash=protocol, observed=observed)
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         x = center_crop(load_image(ref.path), crop)
         h, w = x.shape[:2]

@@ -1,0 +1,237 @@
+"""Stopping rules (bpdip/stopping/) against hand-made sequences with known answers, and on
+real tiny runs: with and without stop.early, resumed from a checkpoint, in the records."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bpdip.loop import Callback, LoopSettings, restore, seeded_model
+from bpdip.losses import make_loss
+from bpdip.models import SkipNet
+from bpdip.physics import Blur, make_kernel
+from bpdip.stopping import RULES, StopSettings, Stopping, scaled
+from bpdip.stopping.discrepancy import Discrepancy
+from bpdip.stopping.emv import EMV
+from bpdip.stopping.wmv import WMV
+
+SHAPE = (1, 2, 2)  # (C, H, W) of the hand-made "images"
+
+
+def images(values, b=1):
+    """Constant images x_t = v_t (B=1) or one sequence per sample (B, T)."""
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    return [torch.tensor(v[:, t], dtype=torch.float32)[:, None, None, None].expand(v.shape[0], *SHAPE).clone()
+            for t in range(v.shape[1])]
+
+
+def feed(rule, xs, view=None):
+    values = []
+    for t, x in enumerate(xs):
+        rule.update(torch.tensor(t), x, view)
+        values.append(rule.value.clone())
+    return torch.stack(values)
+
+
+def test_scaled_window_and_patience_follow_the_config_rule():
+    assert scaled(100, 1500, 5000) == 30 and scaled(1000, 1500, 5000) == 300
+    assert scaled(100, 7000, 5000) == 100  # longer runs keep the reference values
+    assert scaled(100, 10, 5000) == 1  # never below 1
+    eff = StopSettings().effective(1500)
+    assert eff["wmv"] == {"window": 30, "patience": 300} and eff["emv"]["start"] == 30
+
+
+def test_wmv_variance_minimum_and_patience_on_a_hand_made_sequence():
+    # W = 3: windows (t = 2..) of 1,2,4 | 2,4,4 | 4,4,4.2 | 4,4.2,4.1 | 4.2,4.1,9 | 4.1,9,1 | ...
+    seq = [1, 2, 4, 4, 4.2, 4.1, 9, 1, 9, 1, 9, 9, 9]
+    rule = WMV(1, SHAPE, "cpu", window=3, patience=4)
+    xs = images(seq)
+    values = feed(rule, xs)[:, 0].numpy()
+    f32 = np.float32(seq).astype(np.float64)  # the outputs are float32 images
+    expect = [math.nan, math.nan] + [np.var(f32[t - 2 : t + 1]) for t in range(2, len(seq))]
+    np.testing.assert_allclose(values, expect, rtol=1e-9, atol=1e-12)
+    # minima: t=2 (1.56), 3 (0.89), 4 (0.0089); t=5 is 0.0067 < 0.0089: new minimum; then
+    # t=6.. larger; wait counts 1, 2, 3, 4 at t = 6, 7, 8, 9: stops at 9; t=12 (var 0) comes too late
+    assert int(rule.best_it) == 5 and bool(rule.stopped) and int(rule.stop_it) == 9
+    torch.testing.assert_close(rule.candidate, xs[5])
+    assert rule.choice(13) == [{"iteration": 5, "stopped": True, "stop_iteration": 9, "candidate": True}]
+
+
+def test_wmv_keeps_samples_apart_and_freezes_after_its_stop():
+    a = [1, 2, 4, 4, 4.2, 4.1, 9, 1, 9, 1, 9, 9, 9]
+    b = [0, 1, 2, 4, 7, 11, 16, 22, 29, 37, 37, 37, 37]  # growing variance: t=2 best; var 0 at t=12 is too late
+    rule = WMV(2, SHAPE, "cpu", window=3, patience=4)
+    feed(rule, images([a, b], b=2))
+    assert rule.best_it.tolist() == [5, 2] and rule.stop_it.tolist() == [9, 6]
+    assert rule.stopped.tolist() == [True, True]
+
+
+def test_emv_recursion_and_patience_against_numpy():
+    seq = [0.2, 0.5, 0.55, 0.56, 0.7, 0.9, 0.2, 0.1, 0.9, 0.3]
+    alpha, start = 0.1, 2
+    rule = EMV(1, SHAPE, "cpu", alpha=alpha, patience=3, start=start)
+    values = feed(rule, images(seq))[:, 0].numpy()
+    seq = np.float32(seq).astype(np.float64).tolist()  # the outputs are float32 images
+    ema, emv, want = seq[0], 0.0, [math.nan]
+    for t in range(1, len(seq)):
+        d = seq[t] - ema
+        ema = min(max(ema + alpha * d, 0.0), 1.0)
+        emv = (1 - alpha) * (emv + alpha * d * d)  # per element: all elements equal here
+        want.append(emv if t >= start else math.nan)
+    np.testing.assert_allclose(values, want, rtol=1e-6)
+    # the rule: the running minimum of emv from `start`, stop after 3 iterations without one
+    best, wait, stop = None, 0, None
+    low = math.inf
+    for t in range(start, len(seq)):
+        if want[t] < low:
+            low, best, wait = want[t], t, 0
+        else:
+            wait += 1
+            if wait >= 3 and stop is None:
+                stop = t
+                break
+    assert int(rule.best_it) == best
+    assert (int(rule.stop_it) if bool(rule.stopped) else None) == stop
+
+
+def test_discrepancy_stops_at_the_first_crossing_of_tau_m_sigma2():
+    op = Blur(np.ones((1, 1)), SHAPE[1:])  # A = I
+    y = torch.zeros(1, *SHAPE)
+    sigma, tau = 0.1, 1.5  # threshold per measurement: 0.015, i.e. |x| <= 0.1225
+    seq = [0.5, 0.3, 0.2, 0.12, 0.05, 0.3, 0.01]
+    stopping = Stopping(StopSettings(discrepancy={"tau": tau}), 10, op, y, sigma, "cpu")
+    for x in images(seq):
+        stopping.update(x)
+    rule = stopping.rules["discrepancy"]
+    assert int(rule.stop_it) == 3 and int(rule.best_it) == 3  # 0.12^2 = 0.0144 <= 0.015; 0.2^2 > 0.015
+    torch.testing.assert_close(rule.candidate, images(seq)[3])
+    assert float(rule.value) == pytest.approx(0.01**2)  # the last step's mean squared residual
+    assert int(stopping.it) == len(seq)
+
+
+def test_discrepancy_never_stops_without_noise():
+    op = Blur(np.ones((1, 1)), SHAPE[1:])
+    stopping = Stopping(StopSettings(), 10, op, torch.zeros(1, *SHAPE), 0.0, "cpu")
+    for x in images([0.1, 1e-4]):
+        stopping.update(x)
+    assert not bool(stopping.rules["discrepancy"].stopped)
+    assert stopping.choices(2)["discrepancy"] == [{"iteration": 2, "stopped": False, "stop_iteration": None,
+                                                  "candidate": False}]
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"name": "nosuch"}, "not a stopping rule"),
+    ({"name": "oracle", "early": True}, "cannot stop a run early"),
+    ({"name": "wmv", "windw": 3}, "unknown stop.* keys"),
+])
+def test_bad_stop_config_is_one_clear_line(cfg, message):
+    with pytest.raises(ValueError, match=message) as err:
+        StopSettings.from_config(cfg)
+    assert "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------- real tiny runs (restore)
+
+def tiny(face_crop):
+    x = face_crop
+    k = make_kernel("gaussian", size=5, std=1.0)
+    op = Blur(k, x.shape[-2:])
+    g = torch.Generator().manual_seed(5)
+    y = op.A(x.float()) + 0.02 * torch.randn(x.shape, generator=g)
+    return x, y, op, make_loss("bp", op, y, 0.02)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    from bpdip.data import SET14_DIR, center_crop, load_image
+
+    x = center_crop(load_image(SET14_DIR / "face.png"), 24)
+    return tiny(torch.from_numpy(x).permute(2, 0, 1)[None])
+
+
+def net():
+    return seeded_model(lambda: SkipNet(in_channels=4, channels_down=(4, 4), channels_up=(4, 4),
+                                        channels_skip=(2, 2)), 3)
+
+
+RULES_SMALL = StopSettings(name="wmv", reference_iterations=40, wmv={"window": 3, "patience": 4},
+                           emv={"alpha": 0.1, "patience": 4, "start": 2}, discrepancy={"tau": 1.0})
+
+
+def run(problem, settings=RULES_SMALL, early=None, iterations=40, **kw):
+    x, y, op, loss = problem
+    stopping = Stopping(settings, iterations, op, y, 0.02, "cpu")
+    s = LoopSettings(iterations=iterations, log_every=2, progress=False, input_depth=4, **kw.pop("loop", {}))
+    [r] = restore(net(), loss, y, ["face"], s, x_true=x, device="cpu", stopping=stopping, stop_early=early, **kw)
+    return r, stopping
+
+
+def test_the_rules_change_nothing_the_run_computes(problem):
+    x, y, op, loss = problem
+    s = LoopSettings(iterations=12, log_every=2, progress=False, input_depth=4)
+    [plain] = restore(net(), loss, y, ["face"], s, x_true=x, device="cpu")
+    with_rules, _ = run(problem, iterations=12)
+    np.testing.assert_array_equal(plain.losses, with_rules.losses)
+    np.testing.assert_array_equal(plain.image, with_rules.image)
+    assert [r["psnr"] for r in plain.curve] == [r["psnr"] for r in with_rules.curve]
+    assert {"wmv_var", "emv", "residual"} <= set(with_rules.curve[-1])
+
+
+def test_every_rule_is_recorded_with_its_psnr(problem):
+    r, stopping = run(problem)
+    assert list(r.stopping) == list(RULES)
+    assert r.stopping["oracle"]["psnr"] == r.peak["psnr"] and r.stopping["fixed"]["psnr"] == r.last["psnr"]
+    wmv = r.stopping["wmv"]
+    assert wmv["stopped"], "the small window and patience must stop inside the run for the next tests"
+    # the rule's PSNR is the PSNR of its own candidate (the output of that iteration)
+    from bpdip.metrics import psnr
+
+    assert wmv["psnr"] == pytest.approx(float(psnr(stopping.rules["wmv"].candidate.clamp(0, 1), problem[0])))
+    # the logged statistic is ES-WMV's variance at that iteration
+    logged = {rec["iteration"]: rec["wmv_var"] for rec in r.curve}
+    assert math.isnan(logged[0]) and logged[4] > 0
+
+
+def test_stop_early_ends_training_and_returns_the_rules_candidate(problem):
+    full, _ = run(problem)
+    early, stopping = run(problem, early="wmv")
+    choice = full.stopping["wmv"]
+    assert early.stopping["wmv"] == choice  # the same iteration, stop and PSNR
+    assert early.stopped_early and early.iterations < full.iterations
+    stop = choice["stop_iteration"]
+    assert early.iterations == -(-stop // 2) * 2 + 1  # ends after the first logged iteration (every 2) >= the stop
+    assert early.restored_from == {"rule": "wmv", "iteration": choice["iteration"]}
+    assert early.final["psnr"] == pytest.approx(choice["psnr"])
+    np.testing.assert_allclose(early.image, stopping.rules["wmv"].candidate[0].clamp(0, 1).permute(1, 2, 0).numpy())
+    assert [r["psnr"] for r in early.curve] == [r["psnr"] for r in full.curve][: len(early.curve)]
+
+
+class Kill(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_checkpoint(self, iteration, path):
+        if iteration == self.at:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_picks_the_same_iterations_as_an_uninterrupted_one(problem, tmp_path):
+    full, _ = run(problem, iterations=40)
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(problem, loop={"checkpoint_every": 6}, checkpoint=ckpt, callbacks=[Kill(6)])  # inside WMV's patience
+    state = torch.load(ckpt, weights_only=True)
+    assert int(state["stopping"]["it"]) == 6 and state["stopping"]["wmv"]["buffer"].shape[0] == 3
+    resumed, _ = run(problem, loop={"checkpoint_every": 6}, checkpoint=ckpt)
+    assert resumed.stopping == full.stopping
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_every_stop_option_composes_and_plans(compose_config, rule):
+    from bpdip.runner import plan_cell
+
+    plan = plan_cell(compose_config("experiment=smoke", f"stop={rule}"))
+    assert plan.stop.name == rule and not plan.stop.early
+    assert plan.stop.effective(6)["wmv"] == {"window": 1, "patience": 1}  # 6 / 5000 of the reference
