@@ -12,7 +12,6 @@ from bpdip.losses import make_loss
 from bpdip.models import SkipNet
 from bpdip.physics import Blur, make_kernel
 from bpdip.stopping import RULES, StopSettings, Stopping, scaled
-from bpdip.stopping.discrepancy import Discrepancy
 from bpdip.stopping.emv import EMV
 from bpdip.stopping.wmv import WMV
 
