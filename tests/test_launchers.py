@@ -67,12 +67,28 @@ def test_slurm_launcher_writes_the_sbatch_array_for_table1(tmp_path):
                  "hydra.launcher.array_parallelism=8", "hydra.sweep.dir=sweep",
                  env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=120)
     assert out.returncode != 0  # the stub refused the submission
-    # 36 jobs (experiment=table1), at most 8 at once, one GPU each, our time limit and accounts
+    # 36 jobs (experiment=table1), at most 8 at once, one GPU each, our time limit and accounts,
+    # requeueable (submitit's requeue on USR2 needs it where a site sets JobRequeue=0)
     text = (tmp_path / "submitted.sh").read_text()
     for line in ("#SBATCH --array=0-35%8", "#SBATCH --gpus-per-node=1", "#SBATCH --partition=gpu",
                  "#SBATCH --account=my_account", "#SBATCH --time=90", "#SBATCH --cpus-per-task=8",
-                 "#SBATCH --mem=32GB", "#SBATCH --signal=USR2@120"):
+                 "#SBATCH --mem=16GB", "#SBATCH --signal=USR2@120", "#SBATCH --requeue"):
         assert line in text, line
+
+
+def test_a_failed_slurm_job_is_told_by_one_line_of_its_log():
+    """What the SLURM launcher reports for a job that ended without a result
+    (tests/test_slurm.py checks bpdip's error line on a real cluster)."""
+    from hydra_plugins.bpdip_slurm.launcher import one_line_error
+
+    config_error = "error: image 'nosuch' not found\nsrun: error: vm: task 0: Exited with exit code 2\n"
+    assert one_line_error(config_error) == "error: image 'nosuch' not found"
+    crash = ("Traceback (most recent call last):\n  File \"x.py\", line 1\ntorch.OutOfMemoryError: CUDA out of"
+             " memory.\nsrun: error: vm: task 0: Exited with exit code 1\n")
+    assert one_line_error(crash) == "torch.OutOfMemoryError: CUDA out of memory."
+    killed = "slurmstepd: error: *** JOB 7 ON vm CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME LIMIT ***\n"
+    assert one_line_error(killed) == killed.strip()
+    assert one_line_error("") is None and one_line_error(None) is None
 
 
 def test_parallel_jobs_claim_different_gpus_and_wait_when_all_are_taken(tmp_path):

@@ -9,10 +9,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def ci_lines() -> list[str]:
+    return [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip()]
+
+
 def ci_commands() -> list[str]:
-    lines = (ROOT / ".ci" / "run").read_text().splitlines()
-    return [ln.strip() for ln in lines
-            if ln.strip() and not ln.lstrip().startswith(("#", "set ", "cd ", "export "))]
+    """The README's commands in .ci/run: not its shell settings, nor the system packages
+    it installs first (apt-get lines)."""
+    return [ln for ln in ci_lines() if not ln.startswith(("#", "set ", "cd ", "export ", "apt-get "))]
 
 
 def test_ci_runs_the_readme_commands():
@@ -21,6 +25,13 @@ def test_ci_runs_the_readme_commands():
     assert len(commands) == 2, commands  # install + main job, then the tests
     for cmd in commands:
         assert f"\n{cmd}\n" in readme, f"README lacks the CI command: {cmd}"
+
+
+def test_ci_installs_the_slurm_packages_the_readme_names():
+    [line] = [ln for ln in ci_lines() if ln.startswith("apt-get ") and "slurm" in ln]
+    install = line[line.index("apt-get install"):]
+    assert install == "apt-get install -y slurm-wlm slurmdbd mariadb-server"
+    assert f"`{install}`" in (ROOT / "README.md").read_text()
 
 
 # the entry points and data the README's commands use: each must be named there and exist
