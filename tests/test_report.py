@@ -245,22 +245,30 @@ def test_missing_image_marks_the_cell_in_markdown_csv_latex(tmp_path):
     assert any(i["kind"] == "fewer_images" and i["loss"] == "ls" and i["image"] == "comic" for i in issues)
 
     md = (out / "report.md").read_text()
-    table = md.split("## Table I")[1].split("## Final")[0]
+    first = lambda row: row.split(" | ")[1]  # noqa: E731 (the Uniform sqrt(0.3) column)
+    # Table I: the value, then the escaped marker (not emphasis); n is in the iterations table
+    table = md.split("## Table I")[1].split("## The paper's")[0]
     ls_row = next(line for line in table.splitlines() if line.startswith("| LS |"))
     bp_row = next(line for line in table.splitlines() if line.startswith("| BP |"))
-    first = lambda row: row.split(" | ")[1]  # noqa: E731 (the Uniform sqrt(0.3) column)
-    assert "\\" + marker in first(ls_row) and "n=1/2" in first(ls_row)  # escaped: not emphasis
-    assert marker not in first(bp_row) and "n=2/2" in first(bp_row)
+    ls_peak = report.cell("ls", "uniform", 0.3).peak
+    assert first(ls_row) == f"{ls_peak['psnr']:.2f} / {ls_peak['ssim_dr2']:.3f} \\{marker}"
+    bp_peak = report.cell("bp", "uniform", 0.3).peak  # the column's best: bold, no marker
+    assert first(bp_row) == f"**{bp_peak['psnr']:.2f} / {bp_peak['ssim_dr2']:.3f}**"
+    table = md.split("## Iterations, SSIM₁ and images")[1].split("## Seeds")[0]
+    ls_row = next(line for line in table.splitlines() if line.startswith("| LS |"))
+    bp_row = next(line for line in table.splitlines() if line.startswith("| BP |"))
+    assert "\\" + marker in first(ls_row) and "n=1/2" in first(ls_row)
+    assert "\\" + marker not in first(bp_row) and "n=2/2" in first(bp_row)
     tail = md.split("## Incomplete data")[1]
     assert "ls / uniform / var 0.3 image `comic`" in tail and "missing settings (34)" in tail
 
     tex = (out / "table1.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex and "\\cmidrule" in tex
-    ls_line = next(line for line in tex.splitlines() if line.startswith("LS & ours"))
-    bp_line = next(line for line in tex.splitlines() if line.startswith("BP & ours"))
-    assert ls_line.split(" & ")[2].endswith("$^{*}$") and not bp_line.split(" & ")[2].endswith("$^{*}$")
+    ls_line = next(line for line in tex.splitlines() if line.startswith("LS & "))  # the first table: ours
+    bp_line = next(line for line in tex.splitlines() if line.startswith("BP & "))
+    assert ls_line.split(" & ")[1].endswith("$^{*}$") and not bp_line.split(" & ")[1].endswith("$^{*}$")
     assert "comic" in tex.split("\\end{tabular}")[1]  # listed in the notes under the table
-    for name in ("table1.tex", "table1_final.tex", "per_image.tex"):
+    for name in ("table1.tex", "table1_final.tex", "per_image.tex", "seeds.tex", "report.tex"):
         assert (out / name).read_text().isascii(), name  # pdflatex-safe: markers as math symbols
 
 

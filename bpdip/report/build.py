@@ -1,11 +1,19 @@
-"""Assemble a report from jobs and write all its files into one directory."""
+"""Assemble a report from jobs and write all its files into one directory.
+
+What is written is listed here, in order: :data:`SECTIONS` (the parts of report.md and of
+the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report (say a
+stopping-rules table) is a render function per output language in :mod:`render` and one
+:class:`Section` line below; a new CSV is one line in ``CSV_TABLES``.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import subprocess
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -13,11 +21,74 @@ from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
 from bpdip.report import render
 from bpdip.report.cells import CellResult, Issue, build_cells
-from bpdip.report.sources import Cell, Job
-from bpdip.report.tables import final_table, issues_table, peak_table, per_image_table
+from bpdip.report.sources import Cell, Job, seed_label
+from bpdip.report.stats import column_comparisons
+from bpdip.report.tables import (final_table, image_spread_table, issues_table, peak_table, per_image_table,
+                                 seed_table)
 
-OUTPUT_FILES = ("report.md", "table1.csv", "table1_final.csv", "per_image.csv", "issues.csv", "mean_curves.csv",
-                "table1.tex", "table1_final.tex", "per_image.tex", "fig1.png", "fig1.pdf")
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report: its Markdown (a function of the report; "" leaves it out)
+    and, optionally, its LaTeX and the .tex file that holds it."""
+
+    name: str
+    markdown: Callable
+    tex: Callable | None = None
+    tex_file: str | None = None
+
+
+SECTIONS = [
+    Section("intro", render.md_intro),
+    Section("table1", render.md_table1, render.tex_table1, "table1.tex"),
+    Section("paper", render.md_paper, render.tex_paper, "table1.tex"),
+    Section("differences", render.md_differences, render.tex_differences, "table1.tex"),
+    Section("iterations", render.md_iterations, render.tex_iterations, "table1.tex"),
+    Section("seeds", render.md_seeds, render.tex_seeds, "seeds.tex"),
+    Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
+    Section("final", render.md_final, render.tex_final, "table1_final.tex"),
+    Section("other", render.md_other),
+    Section("runs", render.md_runs),
+    Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
+    Section("issues", render.md_issues),
+]
+
+# file name -> the report's DataFrame it holds
+CSV_TABLES: dict[str, Callable] = {
+    "table1.csv": lambda r: r.peak,
+    "table1_final.csv": lambda r: r.final,
+    "per_image.csv": lambda r: r.per_image,
+    "image_spread.csv": lambda r: r.image_spread,
+    "seeds.csv": lambda r: r.seeds,
+    "comparisons.csv": lambda r: r.comparisons,
+    "issues.csv": lambda r: issues_table(r.issues),
+    "mean_curves.csv": lambda r: r.mean_curves(),
+}
+
+
+def _fig1(report, stem):
+    from bpdip.report.figure import save_figure1
+
+    return save_figure1(report.cells, stem, title="Average PSNR vs iteration (cf. the paper's Fig. 1)")
+
+
+def _heatmap(report, stem):
+    from bpdip.report.figure import save_heatmap
+
+    return save_heatmap(report.cells, stem, title="Table I: ours − paper, PSNR [dB] (blue: ours higher)")
+
+
+FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap}  # stem -> writer (PNG and PDF)
+
+TEX_DOCUMENT = "report.tex"  # a standalone document that inputs every .tex table
+
+
+def tex_files() -> list[str]:
+    return list(dict.fromkeys(s.tex_file for s in SECTIONS if s.tex_file))
+
+
+OUTPUT_FILES = ("report.md", *CSV_TABLES, *tex_files(), TEX_DOCUMENT,
+                *(f"{stem}.{ext}" for stem in FIGURES for ext in ("png", "pdf")))
 
 
 @dataclass
@@ -37,29 +108,46 @@ class Report:
                 return c
         raise KeyError(f"no setting {key} in this report")
 
-    @property
+    @cached_property
     def peak(self) -> pd.DataFrame:
         return peak_table(self.cells)
 
-    @property
+    @cached_property
     def final(self) -> pd.DataFrame:
         return final_table(self.cells)
 
-    @property
+    @cached_property
     def per_image(self) -> pd.DataFrame:
         return per_image_table(self.cells)
 
+    @cached_property
+    def image_spread(self) -> pd.DataFrame:
+        return image_spread_table(self.per_image)
+
+    @cached_property
+    def seeds(self) -> pd.DataFrame:
+        return seed_table(self.cells)
+
+    @cached_property
+    def comparisons(self) -> pd.DataFrame:
+        grid, _ = render.grid_cells(self.cells)
+        return column_comparisons(grid, render.COLUMNS)
+
     def mean_curves(self) -> pd.DataFrame:
+        """Each seed's mean curve, one row per (setting, seed, iteration)."""
         frames = []
         for c in self.cells:
-            if c.mean_curve is not None and len(c.mean_curve):
-                f = c.mean_curve.copy()
-                f.insert(0, "n_images", len(c.used))
+            for r in c.seeds.values():
+                if r.mean_curve is None or not len(r.mean_curve):
+                    continue
+                f = r.mean_curve.copy()
+                f.insert(0, "n_images", len(r.used))
                 for i, (k, v) in enumerate([("loss", c.cell.loss), ("kernel", c.cell.kernel),
                                             ("noise_var", c.cell.noise_var)]):
                     f.insert(i, k, v)
+                f["seed"] = seed_label(r.seed)
                 frames.append(f)
-        cols = ["loss", "kernel", "noise_var", "n_images", "iteration", "psnr", "ssim", "ssim_dr2"]
+        cols = ["loss", "kernel", "noise_var", "n_images", "iteration", "psnr", "ssim", "ssim_dr2", "seed"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
     def header_lines(self) -> list[str]:
@@ -67,6 +155,7 @@ class Report:
             return sorted({str(j.run.get(key)) for j in self.jobs if j.run.get(key) is not None})
 
         readable = [j for j in self.jobs if j.error is None]
+        seeds = list(dict.fromkeys(s for c in self.cells for s in c.expected_seeds))
         counts = render.group_counts([c for c in self.cells])
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
@@ -78,6 +167,7 @@ class Report:
             f"torch: {', '.join(values('torch_version')) or '–'}",
             f"- iterations per run: {', '.join(values('iterations')) or '–'}; logged every: "
             f"{', '.join(values('log_every')) or '–'}",
+            f"- seeds: {', '.join(seed_label(s) for s in seeds) or '–'}",
         ]
 
 
@@ -105,31 +195,55 @@ def _csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
+def markdown(report: Report) -> str:
+    parts = [f"# {report.title}", "", *report.header_lines(), ""]
+    for section in SECTIONS:
+        text = section.markdown(report)
+        if text:
+            parts += [text, ""]
+    return "\n".join(parts)
+
+
+def tex_texts(report: Report) -> dict[str, str]:
+    """.tex file name -> its text: the file's sections in SECTIONS order."""
+    texts: dict[str, list[str]] = {}
+    for section in SECTIONS:
+        if section.tex is not None:
+            text = section.tex(report)
+            if text:
+                texts.setdefault(section.tex_file, []).append(text)
+    return {name: "\n".join(parts) for name, parts in texts.items()}
+
+
+def tex_document(names: list[str]) -> str:
+    """A standalone LaTeX document with every table (``pdflatex report.tex``)."""
+    inputs = [f"\\input{{{Path(n).stem}}}" for n in names]
+    return "\n".join([
+        "% generated by bpdip.report: pdflatex report.tex (needs booktabs, longtable, geometry)",
+        "\\documentclass{article}", "\\usepackage[a4paper,landscape,margin=1.5cm]{geometry}",
+        "\\usepackage{booktabs}", "\\usepackage{longtable}", "\\usepackage{graphicx}",
+        "\\begin{document}", *inputs, "\\clearpage", "\\end{document}", ""])
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    # full precision (shortest repr): the CSV numbers equal those in the records
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
 def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     """Write every output file of the report into ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    texts = {
-        "report.md": render.markdown(report),
-        "table1.csv": _csv(report.peak),
-        "table1_final.csv": _csv(report.final),
-        "per_image.csv": _csv(report.per_image),
-        "issues.csv": _csv(issues_table(report.issues)),
-        "mean_curves.csv": _csv(report.mean_curves()),
-        "table1.tex": render.tex_grid(report, "peak", "Deblurring results (PSNR [dB] / SSIM averaged over the "
-                                      "images) at the peak of the average PSNR curve, beside the paper's Table I.",
-                                      "tab:table1"),
-        "table1_final.tex": render.tex_grid(report, "final", "Final-iteration results (PSNR [dB] / SSIM "
-                                            "averaged over the images), beside the paper's Table I.",
-                                            "tab:table1-final"),
-        "per_image.tex": render.tex_per_image(report.per_image),
-    }
+    texts = {"report.md": markdown(report)}
+    texts.update({name: _csv(table(report)) for name, table in CSV_TABLES.items()})
+    tex = tex_texts(report)
+    texts.update(tex)
+    texts[TEX_DOCUMENT] = tex_document(list(tex))
     paths = []
     for name, text in texts.items():
         atomic_write_text(out / name, text)
         paths.append(out / name)
     if figure:
-        from bpdip.report.figure import save_figure1
-
-        paths += save_figure1(report.cells, out / "fig1", title="Average PSNR vs iteration (cf. the paper's Fig. 1)")
+        for stem, writer in FIGURES.items():
+            paths += writer(report, out / stem)
     return paths

@@ -1,4 +1,4 @@
-"""From jobs to Table I cells: merge sweeps, average curves, find the peak, flag gaps.
+"""From jobs to Table I cells: merge sweeps and seeds, average curves, find the peak, flag gaps.
 
 PROTOCOL "Optimisation and measurement": "average each setting's PSNR curve over the 14
 images; a Table I cell is the PEAK of that average curve (the best common iteration,
@@ -7,12 +7,24 @@ final-iteration values." The SSIM of a cell is the mean SSIM at that same iterat
 paper's is the data_range = 2 variant (``ssim_dr2``), the data_range = 1 one is reported
 beside it.
 
+Seeds (``run.seed``): each seed of a setting is its own :class:`SeedResult` with its own
+mean curve and peak, i.e. that seed's Table I value. The setting's value is the mean of
+those per-seed peaks, with their sample standard deviation (ddof = 1) and the number of
+seeds; with one seed it is that seed's peak and the spread is unknown.
+
 Rules that keep incomplete data visible:
 - only images whose status is ``complete`` enter a mean; failed, running and corrupt
   images are left out and the cell is flagged;
 - the mean curve uses only the iterations that every averaged image logged;
-- a cell averaged over fewer images than expected is flagged with the missing names;
-- records of the same cell with different config hashes are a conflict: not averaged.
+- a cell averaged over fewer images than expected (in any seed) is flagged with the
+  missing names and the seed;
+- a cell with fewer seeds than the report holds (seeds seen in any record) is flagged;
+- records that may not be merged are a conflict, and the cell is not averaged:
+  two records whose ``protocol_hash`` (the result-relevant config without the seed)
+  differs, or two records of the SAME seed whose ``config_hash`` differs. Records
+  without ``protocol_hash`` (older runners) are only checked by the second rule: records
+  of different seeds are taken as seeds of one setting, and the issue list says that
+  this was not checked.
 """
 
 from __future__ import annotations
@@ -24,14 +36,15 @@ import pandas as pd
 
 from bpdip.paper import KERNELS, LOSSES, NOISE_VARS, table1
 from bpdip.report.protocol import deviations
-from bpdip.report.sources import Cell, ImageRun, Job
+from bpdip.report.sources import Cell, ImageRun, Job, seed_key, seed_label
 
 # Flags in the order they are printed: key -> (marker, explanation). The markers are
 # plain text here; the LaTeX writer maps them to math symbols.
 FLAGS = {
     "missing": ("∅", "no record of this setting was found"),
-    "conflict": ("‖", "records with different config hashes; not averaged (pick one sweep)"),
+    "conflict": ("‖", "records with different configurations; not averaged (pick one sweep)"),
     "fewer_images": ("*", "averaged over fewer images than expected"),
+    "fewer_seeds": ("°", "fewer seeds than the other settings of this report"),
     "failed": ("†", "an image failed; it is left out of the mean"),
     "running": ("‡", "an image is still running; it is left out of the mean"),
     "corrupt": ("§", "a record is corrupt; it is left out of the mean"),
@@ -43,29 +56,61 @@ FLAGS = {
 class Issue:
     """One line of the 'incomplete data' list."""
 
-    kind: str  # a FLAGS key, or "unreadable" / "duplicate" for job-level notes
+    kind: str  # a FLAGS key, or "unreadable" / "duplicate" / "unchecked" for notes
     detail: str
     cell: Cell | None = None
     image: str | None = None
     source: str | None = None
+    seed: object = None  # the seed concerned, where the cell has several
+
+
+@dataclass
+class SeedResult:
+    """One seed of one setting: its images, mean curve and peak (that seed's Table I value)."""
+
+    seed: object  # int, text, or None when the records do not say
+    images: dict[str, ImageRun] = field(default_factory=dict)  # the record kept per image
+    sources: list[str] = field(default_factory=list)
+    config_hash: str | None = None
+    used: list[str] = field(default_factory=list)  # images in the means
+    mean_curve: pd.DataFrame | None = None  # iteration, psnr, ssim, ssim_dr2 means
+    peak: dict | None = None  # psnr, iteration, ssim_dr2, ssim
+    final: dict | None = None  # psnr, ssim_dr2, ssim means of the final images
+    flags: set = field(default_factory=set)
+
+    @property
+    def peak_at_end(self) -> bool:
+        """The peak is the last common iteration: the curve may still be rising."""
+        return bool(self.peak and len(self.mean_curve) > 1
+                    and self.peak["iteration"] == int(self.mean_curve["iteration"].iloc[-1]))
 
 
 @dataclass
 class CellResult:
-    """Everything the tables and the figure need about one setting."""
+    """Everything the tables and the figures need about one setting.
+
+    ``seeds`` holds the per-seed results; ``peak`` and ``final`` are the setting's values:
+    with one seed exactly that seed's, with several the means over the seeds that have a
+    value (``iteration`` is then None: each seed has its own, see ``seeds``), and
+    ``psnr_std`` / ``final_psnr_std`` their sample standard deviations (None with one).
+    """
 
     cell: Cell
     expected: list[str]
-    images: dict[str, ImageRun] = field(default_factory=dict)  # the record kept per image
-    config_hash: str | None = None
+    seeds: dict = field(default_factory=dict)  # seed -> SeedResult, in seed order
+    expected_seeds: list = field(default_factory=list)  # the seeds of the whole report
+    config_hash: str | None = None  # the one config hash, or None (several seeds, conflict)
+    protocol_hash: str | None = None
     run: dict = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
-    conflict: dict[str, list[str]] | None = None  # config_hash -> job sources
+    conflict: dict[str, list[str]] | None = None  # hash -> job sources
     flags: list[str] = field(default_factory=list)
-    mean_curve: pd.DataFrame | None = None  # iteration, psnr, ssim, ssim_dr2 means
+    mean_curve: pd.DataFrame | None = None  # one seed: its mean curve; several: their mean
     peak: dict | None = None  # psnr, iteration, ssim_dr2, ssim
-    final: dict | None = None  # psnr, ssim_dr2, ssim means of the final images
-    used: list[str] = field(default_factory=list)  # images in the means
+    final: dict | None = None  # psnr, ssim_dr2, ssim
+    psnr_std: float | None = None  # over the seeds' peak PSNRs (ddof 1); None with < 2
+    final_psnr_std: float | None = None
+    used: list[str] = field(default_factory=list)  # images in the mean of every seed
     config: dict | None = None  # resolved config of the records (informational)
     deviations: list[str] = field(default_factory=list)  # departures from the paper's protocol
 
@@ -80,10 +125,23 @@ class CellResult:
         return "".join(FLAGS[f][0] for f in self.flags)
 
     @property
+    def valued_seeds(self) -> list[SeedResult]:
+        """The seeds with a Table I value (at least one complete image)."""
+        return [s for s in self.seeds.values() if s.peak is not None]
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.valued_seeds)
+
+    @property
+    def images(self) -> dict[str, ImageRun]:
+        """The images of the (lowest) seed; with several seeds see ``seeds``."""
+        return next(iter(self.seeds.values())).images if self.seeds else {}
+
+    @property
     def peak_at_end(self) -> bool:
-        """The peak is the last common iteration: the curve may still be rising."""
-        return bool(self.peak and len(self.mean_curve) > 1
-                    and self.peak["iteration"] == int(self.mean_curve["iteration"].iloc[-1]))
+        """Some seed peaks at its last common iteration: the curve may still be rising."""
+        return any(s.peak_at_end for s in self.seeds.values())
 
     @property
     def paper(self) -> tuple[float, float] | None:
@@ -137,32 +195,36 @@ def merge_jobs(jobs: list[Job]) -> tuple[dict[Cell, list[Job]], list[Issue]]:
     return by_cell, issues
 
 
-def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Issue],
-               explicit: bool = False) -> CellResult:
-    """One setting from its jobs. ``expected``: the images it should have; with
-    ``explicit`` (the user's list) other images are left out of the means and listed."""
-    res = CellResult(cell, list(expected))
-    if not jobs:
-        res.flags = ["missing"]
-        issues.append(Issue("missing", "no record found", cell))
-        return res
-    hashes: dict[str, list[str]] = {}
-    for job in jobs:
-        if job.config_hash is None and not any(i.status == "complete" for i in job.images.values()):
-            continue  # no hash and no complete image (a W&B run cut short): cannot mix configs
-        hashes.setdefault(str(job.config_hash), []).append(job.source)
-    res.sources = [j.source for j in jobs]
-    if len(hashes) > 1:
-        res.conflict = hashes
-        res.flags = ["conflict"]
-        detail = "; ".join(f"config_hash {h}: {', '.join(s[:3])}" + (f" and {len(s) - 3} more" if len(s) > 3 else "")
-                           for h, s in hashes.items())
-        issues.append(Issue("conflict", detail, cell))
-        return res
-    res.config_hash = next(iter(hashes), None)
-    # describe the cell by a job with a hash and a config (local records), the newest
-    described = max(jobs, key=lambda j: (j.config_hash is not None, j.config is not None, j.mtime))
-    res.run, res.config = described.run, described.config
+def _sources_text(sources: list[str]) -> str:
+    return ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+
+
+def find_conflict(jobs: list[Job]) -> tuple[str, dict[str, list[str]]] | None:
+    """(what, {hash: sources}) when the jobs of one setting may not be merged, else None.
+
+    Jobs without a hash and without a complete image (a W&B run cut short) are skipped:
+    they cannot mix configurations in a mean."""
+    counted = [j for j in jobs if j.config_hash is not None or any(i.status == "complete" for i in j.images.values())]
+    protocols: dict[str, list[str]] = {}
+    for job in counted:
+        if job.protocol_hash is not None:
+            protocols.setdefault(job.protocol_hash, []).append(job.source)
+    if len(protocols) > 1:
+        return "protocol_hash", protocols
+    by_seed: dict = {}
+    for job in counted:
+        by_seed.setdefault(job.seed, {}).setdefault(str(job.config_hash), []).append(job.source)
+    for seed in sorted(by_seed, key=seed_key):
+        if len(by_seed[seed]) > 1:
+            return ("config_hash" if seed is None else f"seed {seed_label(seed)}: config_hash"), by_seed[seed]
+    return None
+
+
+def build_seed(seed, jobs: list[Job], cell: Cell, issues: list[Issue], note_seed: bool) -> SeedResult:
+    """Merge one seed's jobs image by image (a complete record wins over a running one)."""
+    res = SeedResult(seed, sources=[j.source for j in jobs])
+    hashes = {j.config_hash for j in jobs if j.config_hash is not None}
+    res.config_hash = next(iter(hashes)) if len(hashes) == 1 else None
     for job in sorted(jobs, key=lambda j: j.mtime):
         for name, img in job.images.items():
             kept = res.images.get(name)
@@ -170,37 +232,115 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
                 if kept is not None and kept.status == img.status == "complete" \
                         and kept.summary.get("peak_psnr") != img.summary.get("peak_psnr"):
                     issues.append(Issue("duplicate", f"two complete records differ; kept {img.source}, "
-                                        f"dropped {kept.source}", cell, name, img.source))
+                                        f"dropped {kept.source}", cell, name, img.source,
+                                        seed if note_seed else None))
                 res.images[name] = img
-    for name in sorted(set(res.images) - set(res.expected)):
-        if explicit:
-            issues.append(Issue("ignored", "not in the --images list; left out of the means", cell, name))
-            del res.images[name]
-        else:
-            res.expected.append(name)  # an image we have is always expected
+    return res
 
-    flags = set()
-    for name in res.expected:
+
+def finish_seed(res: SeedResult, cell: Cell, expected: list[str], issues: list[Issue], note_seed: bool) -> None:
+    """Flags, mean curve, peak and final values of one seed over the expected images."""
+    seed = res.seed if note_seed else None
+    for name in expected:
         img = res.images.get(name)
         if img is None:
-            flags.add("fewer_images")
-            issues.append(Issue("fewer_images", "no record of this image", cell, name))
+            res.flags.add("fewer_images")
+            issues.append(Issue("fewer_images", "no record of this image", cell, name, seed=seed))
         elif img.status != "complete":
-            flags.update({"fewer_images", img.status})
+            res.flags.update({"fewer_images", img.status})
             where = f" at iteration {img.last_iteration}" if img.last_iteration is not None else ""
             detail = {"running": f"still running{where}", "failed": f"failed{where}: {img.reason}",
                       "corrupt": f"corrupt: {img.reason}"}[img.status]
-            issues.append(Issue(img.status, detail, cell, name, img.source))
-    res.used = [n for n in res.expected if n in res.images and res.images[n].status == "complete"]
+            issues.append(Issue(img.status, detail, cell, name, img.source, seed))
+    res.used = [n for n in expected if n in res.images and res.images[n].status == "complete"]
     used = [res.images[n] for n in res.used]
     res.mean_curve, truncated = mean_curve([i.curve for i in used])
     if truncated:
-        flags.add("truncated")
+        res.flags.add("truncated")
         ends = ", ".join(f"{i.name} {i.last_iteration}" for i in used)
-        issues.append(Issue("truncated", f"last logged iterations differ ({ends})", cell))
+        issues.append(Issue("truncated", f"last logged iterations differ ({ends})", cell, seed=seed))
     res.peak = peak_of(res.mean_curve) if used else None
     if used:
         res.final = {k: float(np.mean([i.summary[f"final_{k}"] for i in used])) for k in ("psnr", "ssim_dr2", "ssim")}
+
+
+def _std(values: list[float]) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Issue],
+               explicit: bool = False, expected_seeds: list | None = None) -> CellResult:
+    """One setting from its jobs. ``expected``: the images it should have; with
+    ``explicit`` (the user's list) other images are left out of the means and listed.
+    ``expected_seeds``: the seeds it should have (default: its own)."""
+    res = CellResult(cell, list(expected))
+    if not jobs:
+        res.flags = ["missing"]
+        res.expected_seeds = list(expected_seeds or [])
+        issues.append(Issue("missing", "no record found", cell))
+        return res
+    res.sources = [j.source for j in jobs]
+    conflict = find_conflict(jobs)
+    if conflict is not None:
+        what, hashes = conflict
+        res.conflict = hashes
+        res.flags = ["conflict"]
+        detail = "; ".join(f"{what} {h}: {_sources_text(s)}" for h, s in hashes.items())
+        issues.append(Issue("conflict", detail, cell))
+        return res
+    protocols = {j.protocol_hash for j in jobs if j.protocol_hash is not None}
+    res.protocol_hash = next(iter(protocols), None)
+    # describe the cell by a job with a hash and a config (local records), the newest
+    described = max(jobs, key=lambda j: (j.config_hash is not None, j.config is not None, j.mtime))
+    res.run, res.config = described.run, described.config
+
+    by_seed: dict = {}
+    for job in jobs:
+        by_seed.setdefault(job.seed, []).append(job)
+    order = sorted(by_seed, key=seed_key)
+    res.expected_seeds = sorted(set(expected_seeds or []) | set(order), key=seed_key)
+    note_seed = len(res.expected_seeds) > 1
+    if len(order) > 1:
+        unchecked = [j for j in jobs if j.protocol_hash is None]
+        if unchecked:
+            seeds = sorted({j.seed for j in unchecked}, key=seed_key)
+            issues.append(Issue("unchecked", "records of seed(s) " + ", ".join(map(seed_label, seeds))
+                                + " have no protocol_hash (older runner): taken as seeds of one setting, "
+                                "assuming their configs differ only by the seed", cell))
+    res.seeds = {seed: build_seed(seed, by_seed[seed], cell, issues, note_seed) for seed in order}
+    for name in sorted({n for r in res.seeds.values() for n in r.images} - set(res.expected)):
+        if explicit:
+            issues.append(Issue("ignored", "not in the --images list; left out of the means", cell, name))
+            for r in res.seeds.values():
+                r.images.pop(name, None)
+        else:
+            res.expected.append(name)  # an image we have is always expected
+    for r in res.seeds.values():
+        finish_seed(r, cell, res.expected, issues, note_seed)
+    hashes = {r.config_hash for r in res.seeds.values()}
+    res.config_hash = next(iter(hashes)) if len(hashes) == 1 else None
+
+    flags = set().union(*(r.flags for r in res.seeds.values()))
+    valued = res.valued_seeds
+    if len(valued) < len(res.expected_seeds):
+        flags.add("fewer_seeds")
+        have = {r.seed for r in valued}
+        lacking = [seed_label(s) for s in res.expected_seeds if s not in have]
+        issues.append(Issue("fewer_seeds", f"no value for seed(s) {', '.join(lacking)} (the report has seeds "
+                            f"{', '.join(map(seed_label, res.expected_seeds))})", cell))
+    res.used = [n for n in res.expected if valued and all(n in r.used for r in valued)]
+    if len(valued) == 1:
+        (only,) = valued
+        res.peak, res.final, res.mean_curve = only.peak, only.final, only.mean_curve
+    elif valued:
+        res.peak = {"psnr": float(np.mean([r.peak["psnr"] for r in valued])), "iteration": None,
+                    **{k: float(np.mean([r.peak[k] for r in valued])) for k in ("ssim_dr2", "ssim")}}
+        res.final = {k: float(np.mean([r.final[k] for r in valued])) for k in ("psnr", "ssim_dr2", "ssim")}
+        res.psnr_std = _std([r.peak["psnr"] for r in valued])
+        res.final_psnr_std = _std([r.final["psnr"] for r in valued])
+        res.mean_curve, _ = mean_curve([r.mean_curve for r in valued])  # for Fig. 1 only
+    else:
+        res.mean_curve = mean_curve([])[0]
     res.flags = [f for f in FLAGS if f in flags]
     res.deviations = deviations(res.config, cell, len(res.expected))
     return res
@@ -216,11 +356,18 @@ def expected_images(jobs: list[Job], images: list[str] | None) -> list[str]:
     return sorted(set(seen))
 
 
+def expected_seeds(jobs: list[Job]) -> list:
+    """The seeds every cell should have: all seeds of the readable records."""
+    return sorted({j.seed for j in jobs if j.error is None and j.cell is not None}, key=seed_key)
+
+
 def build_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[CellResult], list[Issue]]:
     """All cells of the report: the 36 settings of Table I (those without records flagged
     missing), then any other setting found in the records."""
     by_cell, issues = merge_jobs(jobs)
     expected = expected_images(jobs, images)
+    seeds = expected_seeds(jobs)
     cells = paper_grid()
     cells += sorted(c for c in by_cell if c not in cells)
-    return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images)) for c in cells], issues
+    return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images), expected_seeds=seeds)
+            for c in cells], issues

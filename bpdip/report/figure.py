@@ -1,9 +1,12 @@
 """Fig. 1 of the paper: a 3x3 grid (rows kernel, columns noise level), each panel the four
-average PSNR-vs-iteration curves (LS, LS-TV, BP, BP-TV), legends with the peak values.
+average PSNR-vs-iteration curves (LS, LS-TV, BP, BP-TV), legends with the peak values; and
+the heat map of ours - paper (Table I PSNR).
 
 The curve drawn is each cell's mean curve (cells.mean_curve: averaged over the complete
 images at the iterations they all logged) and the marked point is the Table I peak, so
-the figure and the table cannot disagree. Flagged cells carry their markers in the legend.
+the figure and the table cannot disagree. With several seeds the curve is the mean of the
+seeds' curves, the points are the seeds' own peaks and the legend gives the Table I value
+(mean ± s.d. of those peaks). Flagged cells carry their markers in the legend.
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ def figure1(cells: list[CellResult], title: str | None = None):
                     ax.plot([], [], color=COLORS[loss], label=f"{LOSS_LABELS[loss]}: {c.status} {c.markers}")
                     continue
                 paper = f", paper {c.paper[0]:.2f}" if c.paper else ""
-                ax.plot(curve["iteration"], curve["psnr"], color=COLORS[loss], lw=1.3,
-                        label=f"{label}: {c.peak['psnr']:.2f} dB @{c.peak['iteration']}{' (end)' if c.peak_at_end else ''}"
-                              f" (n={len(c.used)}){paper}")
-                ax.plot([c.peak["iteration"]], [c.peak["psnr"]], "o", color=COLORS[loss], ms=4)
+                ax.plot(curve["iteration"], curve["psnr"], color=COLORS[loss], lw=1.3, label=f"{label}: "
+                        f"{legend_value(c)} (n={len(c.used)}){paper}")
+                for seed in c.valued_seeds:
+                    ax.plot([seed.peak["iteration"]], [seed.peak["psnr"]], "o", color=COLORS[loss], ms=4)
                 drawn += 1
             if not drawn:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
@@ -67,12 +70,69 @@ def figure1(cells: list[CellResult], title: str | None = None):
     return fig
 
 
-def save_figure1(cells: list[CellResult], stem, title: str | None = None) -> list:
-    """Write ``stem``.png and ``stem``.pdf; returns the paths."""
+def legend_value(c: CellResult) -> str:
+    if c.n_seeds > 1:
+        return f"{c.peak['psnr']:.2f} ± {c.psnr_std:.2f} dB over {c.n_seeds} seeds"
+    return f"{c.peak['psnr']:.2f} dB @{c.peak['iteration']}{' (end)' if c.peak_at_end else ''}"
+
+
+def heatmap(cells: list[CellResult], title: str | None = None):
+    """Ours - paper PSNR of Table I as a 4 x 9 heat map (rows loss, columns kernel and
+    noise), a diverging colour map centred at 0, each cell annotated with the difference
+    (± the s.d. over seeds where there are several) and its markers; no value: grey."""
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    grid, _ = grid_cells(cells)
+    columns = [(k, v) for k in KERNELS for v in NOISE_VARS]
+    diff = np.full((len(LOSSES), len(columns)), np.nan)
+    notes = [["n/a"] * len(columns) for _ in LOSSES]
+    used_flags = set()
+    for i, loss in enumerate(LOSSES):
+        for j, (kernel, var) in enumerate(columns):
+            c = grid.get((loss, kernel, var))
+            if c is None:
+                continue
+            used_flags.update(c.flags)
+            if c.peak is None or c.paper is None or c.status in ("missing", "conflict"):
+                notes[i][j] = f"{c.status}\n{c.markers}" if c.markers else c.status
+                continue
+            diff[i, j] = c.peak["psnr"] - c.paper[0]
+            spread = f"\n±{c.psnr_std:.2f}" if c.psnr_std is not None else ""
+            notes[i][j] = f"{diff[i, j]:+.2f}{spread}{c.markers}"
+    finite = np.abs(diff[np.isfinite(diff)])
+    limit = max(float(finite.max()) if finite.size else 0.0, 0.5)
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    image = ax.imshow(np.ma.masked_invalid(diff), cmap=cmap, norm=TwoSlopeNorm(0.0, -limit, limit), aspect="auto")
+    for i in range(len(LOSSES)):
+        for j in range(len(columns)):
+            value = diff[i, j]
+            dark = np.isfinite(value) and abs(value) > 0.6 * limit
+            ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(len(columns)), [f"{KERNEL_LABELS[k]}\nσ = √{v:g}" for k, v in columns], fontsize=8)
+    ax.set_yticks(range(len(LOSSES)), [LOSS_LABELS[loss] for loss in LOSSES], fontsize=9)
+    for j in (3, 6):
+        ax.axvline(j - 0.5, color="white", lw=2)
+    fig.colorbar(image, ax=ax, label="ours − paper PSNR [dB]")
+    notes_text = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used_flags)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if notes_text:
+        fig.text(0.5, 0.005, notes_text, ha="center", va="bottom", fontsize=7, wrap=True, color="darkred")
+    fig.tight_layout(rect=(0, 0.05 if notes_text else 0, 1, 1))
+    return fig
+
+
+def save_heatmap(cells: list[CellResult], stem, title: str | None = None) -> list:
+    """Write ``stem``.png and ``stem``.pdf of :func:`heatmap`; returns the paths."""
+    return _save(heatmap(cells, title), stem)
+
+
+def _save(fig, stem) -> list:
     from pathlib import Path
 
     stem = Path(stem)
-    fig = figure1(cells, title)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     try:
         fig.savefig(paths[0], dpi=150)
@@ -80,3 +140,8 @@ def save_figure1(cells: list[CellResult], stem, title: str | None = None) -> lis
     finally:
         plt.close(fig)
     return paths
+
+
+def save_figure1(cells: list[CellResult], stem, title: str | None = None) -> list:
+    """Write ``stem``.png and ``stem``.pdf; returns the paths."""
+    return _save(figure1(cells, title), stem)

@@ -1,33 +1,47 @@
-"""Markdown and LaTeX (booktabs) renderings of the report, laid out as the paper's Table I.
+"""Markdown and LaTeX (booktabs) renderings of the report, one function per section.
 
 Layout (paper, TABLE I): rows LS, LS-TV, BP, BP-TV; columns the three kernels, each with
-the noise levels sigma = sqrt(0.3), sqrt(2), sqrt(4). Each cell shows ours
-(PSNR / SSIM_dr2), the best common iteration, the paper's value and the difference.
-Every flagged cell carries its markers (cells.FLAGS) and the issues are listed at the end.
+the noise levels sigma = sqrt(0.3), sqrt(2), sqrt(4). Table I has one line per cell,
+``PSNR / SSIM`` (``PSNR ± s.d. / SSIM`` with several seeds), the highest PSNR of each
+column in bold and the markers of incomplete data (cells.FLAGS) after the numbers. The
+paper's values, the differences, the iterations with SSIM₁ and n, the seeds and the
+column winners follow in their own tables, and the issues are listed at the end.
+
+Each section is a function of the report (``md_*`` for Markdown, ``tex_*`` for LaTeX);
+:data:`bpdip.report.build.SECTIONS` lists them in the order they are written, so a new
+section is a new pair of functions and one line there.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 
 import pandas as pd
 
-from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
+from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS, TABLE1
 from bpdip.report.cells import FLAGS, CellResult, Issue
+from bpdip.report.sources import seed_label
+from bpdip.report.stats import METHOD
 
-LATEX_MARKERS = {"∅": r"\emptyset", "‖": r"\|", "*": "*", "†": r"\dagger", "‡": r"\ddagger", "§": r"\S",
-                 "¶": r"\P"}
+LATEX_MARKERS = {"∅": r"\emptyset", "‖": r"\|", "*": "*", "°": r"\circ", "†": r"\dagger", "‡": r"\ddagger",
+                 "§": r"\S", "¶": r"\P"}
+COLUMNS = [(k, v) for k in KERNELS for v in NOISE_VARS]  # the paper's column order
 
 
 def fmt(x, digits: int, sign: bool = False) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)) or x is pd.NA:
+    if x is None or x is pd.NA or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
 def noise_label(var: float) -> str:
     return f"√{var:g}"
+
+
+def column_label(kernel: str, var: float) -> str:
+    return f"{KERNEL_LABELS[kernel]} σ={noise_label(var)}"
 
 
 def grid_cells(cells: list[CellResult]) -> tuple[dict, list[CellResult]]:
@@ -40,6 +54,52 @@ def grid_cells(cells: list[CellResult]) -> tuple[dict, list[CellResult]]:
         else:
             other.append(c)
     return grid, other
+
+
+def has_value(c: CellResult | None, which: str = "peak") -> bool:
+    return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
+
+
+def column_best(grid: dict, which: str = "peak") -> dict:
+    """(kernel, var) -> the highest PSNR (mean over seeds) of the column's values."""
+    best = {}
+    for kernel, var in COLUMNS:
+        values = [getattr(grid[(loss, kernel, var)], which)["psnr"] for loss in LOSSES
+                  if has_value(grid.get((loss, kernel, var)), which)]
+        if values:
+            best[(kernel, var)] = max(values)
+    return best
+
+
+def is_best(c: CellResult, best: dict, which: str = "peak") -> bool:
+    return has_value(c, which) and getattr(c, which)["psnr"] == best.get((c.cell.kernel, c.cell.noise_var))
+
+
+def value_text(c: CellResult, which: str = "peak") -> str:
+    """``PSNR / SSIM`` or ``PSNR ± s.d. / SSIM`` (plain text, no markers)."""
+    values = getattr(c, which)
+    std = c.psnr_std if which == "peak" else c.final_psnr_std
+    spread = f" ± {std:.2f}" if std is not None else ""
+    return f"{values['psnr']:.2f}{spread} / {values['ssim_dr2']:.3f}"
+
+
+def empty_text(c: CellResult | None) -> str:
+    """What a cell without a value says: missing, conflict or no complete image."""
+    if c is None:
+        return "–"
+    return c.status if c.status in ("missing", "conflict") else "no complete image"
+
+
+def iteration_text(c: CellResult) -> str:
+    """The peak iteration of each seed with a value; '(last logged)' where that is the
+    last common iteration (the curve may still be rising)."""
+    return ", ".join(f"{r.peak['iteration']}{' (last logged)' if r.peak_at_end else ''}" for r in c.valued_seeds)
+
+
+def images_text(c: CellResult) -> str:
+    """Images averaged / expected: one number, or one per seed where they differ."""
+    counts = [len(r.used) for r in c.valued_seeds]
+    return f"{counts[0] if len(set(counts)) == 1 else ','.join(map(str, counts))}/{len(c.expected)}"
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -59,73 +119,243 @@ def md_markers(markers: str) -> str:
     return markers.replace("*", "\\*")
 
 
-def md_cell(c: CellResult | None, which: str) -> str:
-    if c is None:
-        return "–"
-    paper = c.paper
-    lines = []
-    if c.status in ("missing", "conflict"):
-        lines.append(f"{c.status} {md_markers(c.markers)}")
-    else:
-        values = c.peak if which == "peak" else c.final
-        if values is None:
-            lines.append(f"no complete image {md_markers(c.markers)}")
+def md_with_markers(text: str, c: CellResult | None) -> str:
+    return f"{text} {md_markers(c.markers)}" if c is not None and c.markers else text
+
+
+def by_cell(report, cell_text, best: dict | None = None):
+    """``text(loss, kernel, var)`` from ``cell_text(cell or None, bold)`` over the report's grid."""
+    grid, _ = grid_cells(report.cells)
+
+    def text(loss, kernel, var):
+        c = grid.get((loss, kernel, var))
+        return cell_text(c, best is not None and c is not None and is_best(c, best))
+    return text
+
+
+def paper_text(bold):
+    """``text(loss, kernel, var)`` of the paper's Table I, its column best in bold."""
+    best = {col: max(TABLE1[(loss, *col)][0] for loss in LOSSES) for col in COLUMNS}
+
+    def text(loss, kernel, var):
+        p = TABLE1[(loss, kernel, var)]
+        value = f"{p[0]:.2f} / {p[1]:.2f}"
+        return bold(value) if p[0] == best[(kernel, var)] else value
+    return text
+
+
+def md_grid(text) -> str:
+    """The paper's 4 x 9 grid, one line per loss; ``text(loss, kernel, var)``."""
+    header = [""] + [column_label(k, v) for k, v in COLUMNS]
+    return md_table(header, [[LOSS_LABELS[loss]] + [text(loss, k, v) for k, v in COLUMNS] for loss in LOSSES])
+
+
+def md_value_cell(which: str):
+    def text(c, bold):
+        if not has_value(c, which):
+            return md_with_markers(empty_text(c), c)
+        value = value_text(c, which)
+        return md_with_markers(f"**{value}**" if bold else value, c)
+    return text
+
+
+def md_intro(report) -> str:
+    parts = ["Values: **PSNR [dB] / SSIM** averaged over the images (SSIM with data_range 2, as the paper's old "
+             "scikit-image; SSIM₁: data_range 1). With several seeds: the mean over the seeds ± the standard "
+             "deviation of the PSNR over the seeds (each seed's value is the peak of its own average curve). "
+             "Markers after a value flag incomplete data (listed at the end); the value stays visible."]
+    if any(c.deviations for c in report.cells):
+        parts += ["", "**These runs depart from the paper's protocol** (see Runs below): their numbers are not "
+                  "expected to match the paper's."]
+    return "\n".join(parts)
+
+
+def md_table1(report) -> str:
+    grid, _ = grid_cells(report.cells)
+    return "\n".join([
+        "## Table I: peak of the average PSNR curve", "",
+        "Ours, as the paper prints it: the peak of the PSNR curve averaged over the images at equal iterations "
+        "(PROTOCOL: the best common iteration, chosen with ground truth), SSIM at that iteration; **bold**: the "
+        "highest PSNR of the column. Iterations, SSIM₁ and the number of images are in their own table below.", "",
+        md_grid(by_cell(report, md_value_cell("peak"), column_best(grid))),
+    ])
+
+
+def md_paper(report) -> str:
+    return "\n".join(["## The paper's Table I", "",
+                      "Zukerman, Tirer, Giryes (2020), Table I: PSNR [dB] / SSIM over Set14; **bold**: the best "
+                      "of the column.", "", md_grid(paper_text(lambda v: f"**{v}**"))])
+
+
+def md_differences(report) -> str:
+    def text(c, _):
+        if not has_value(c) or c.paper is None:
+            return md_with_markers(empty_text(c), c) if c is not None and not has_value(c) else "–"
+        return md_with_markers(f"{fmt(c.peak['psnr'] - c.paper[0], 2, True)} / "
+                               f"{fmt(c.peak['ssim_dr2'] - c.paper[1], 3, True)}", c)
+    return "\n".join(["## Differences: ours − paper", "",
+                      "PSNR [dB] / SSIM (data_range 2) of Table I above minus the paper's; the PSNR difference is "
+                      "also drawn in `table1_diff.png`.", "", md_grid(by_cell(report, text))])
+
+
+def md_iterations(report) -> str:
+    def text(c, _):
+        if not has_value(c):
+            return md_with_markers(empty_text(c), c)
+        return md_with_markers(f"@{iteration_text(c)} · {fmt(c.peak['ssim'], 3)} · n={images_text(c)}", c)
+    return "\n".join(["## Iterations, SSIM₁ and images", "",
+                      "@ = the iteration of the peak (one per seed); SSIM₁ (data_range 1) there; n = images "
+                      "averaged / expected (one per seed where they differ). '(last logged)': the peak is the last "
+                      "common iteration, so the curve may still be rising.", "", md_grid(by_cell(report, text))])
+
+
+def seed_values_text(c: CellResult) -> str:
+    out = []
+    for r in c.seeds.values():
+        if r.peak is None:
+            out.append(f"{seed_label(r.seed)}: no complete image")
         else:
-            lines.append(f"{fmt(values['psnr'], 2)} / {fmt(values['ssim_dr2'], 3)}{md_markers(c.markers)}")
-            end = " (last logged: still rising?)" if c.peak_at_end else ""
-            at = f"@{values['iteration']}{end} · " if which == "peak" else ""
-            lines.append(f"{at}SSIM₁ {fmt(values['ssim'], 3)} · n={len(c.used)}/{len(c.expected)}")
-            if paper:
-                lines.append(f"paper {paper[0]:.2f} / {paper[1]:.2f}")
-                lines.append(f"Δ {fmt(values['psnr'] - paper[0], 2, True)} / {fmt(values['ssim_dr2'] - paper[1], 3, True)}")
-    if paper and len(lines) == 1:
-        lines.append(f"paper {paper[0]:.2f} / {paper[1]:.2f}")
-    return "<br>".join(lines)
+            short = f" ({len(r.used)}/{len(c.expected)} images)" if len(r.used) < len(c.expected) else ""
+            out.append(f"{seed_label(r.seed)}: {r.peak['psnr']:.2f}{short}")
+    return "; ".join(out)
 
 
-def md_grid(cells: list[CellResult], which: str) -> str:
-    grid, _ = grid_cells(cells)
-    header = [""] + [f"{KERNEL_LABELS[k]} σ={noise_label(v)}" for k in KERNELS for v in NOISE_VARS]
-    rows = [[LOSS_LABELS[loss]] + [md_cell(grid.get((loss, k, v)), which) for k in KERNELS for v in NOISE_VARS]
-            for loss in LOSSES]
-    return md_table(header, rows)
+def spread_text(c: CellResult) -> str:
+    return fmt(c.psnr_std, 2) if c.psnr_std is not None else f"unknown ({c.n_seeds} seed{'s' * (c.n_seeds != 1)})"
 
 
-def md_other(cells: list[CellResult]) -> str:
-    _, other = grid_cells(cells)
+def n_seeds_text(c: CellResult) -> str:
+    return str(c.n_seeds) + (f" of {len(c.expected_seeds)}" if c.n_seeds < len(c.expected_seeds) else "")
+
+
+def md_seeds(report) -> str:
+    rows = []
+    for c in report.cells:
+        if not c.sources:
+            continue
+        if c.conflict is not None:
+            rows.append([str(c.cell), "conflict", "–", "–", "–", md_markers(c.markers)])
+            continue
+        rows.append([str(c.cell), seed_values_text(c), fmt(c.peak["psnr"], 2) if c.peak else "–",
+                     spread_text(c), n_seeds_text(c), md_markers(c.markers)])
+    body = md_table(["setting", "Table I PSNR per seed [dB]", "mean", "s.d.", "seeds", "flags"], rows, "lllrll") \
+        if rows else "No records."
+    seeds = sorted({seed_label(s) for c in report.cells for s in c.expected_seeds})
+    return "\n".join(["## Seeds", "",
+                      f"Each seed's Table I PSNR (the peak of that seed's average curve), their mean and sample "
+                      f"standard deviation (ddof 1; unknown with one seed) and the number of seeds with a value. "
+                      f"Seeds in this report: {', '.join(seeds) or '–'}.", "", body])
+
+
+def diff_text(row) -> str:
+    if pd.isna(row.ci_low):
+        return fmt(row.mean_diff, 2, True) if not pd.isna(row.mean_diff) else "–"
+    return f"{row.mean_diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+
+
+def label(loss) -> str:
+    return LOSS_LABELS.get(loss, str(loss)) if isinstance(loss, str) else "–"
+
+
+def verdict_text(row) -> str:
+    if row.verdict == "significant":
+        return f"{label(row.winner)}, significant"
+    if row.verdict == "tied":
+        return f"tied ({label(row.best)} ≈ {label(row.second)})"
+    return "not enough data"
+
+
+def md_winners(report) -> str:
+    rows = []
+    for r in report.comparisons.itertuples():
+        pair = f"{label(r.best)} {r.best_psnr:.2f}, {label(r.second)} {r.second_psnr:.2f}" \
+            if isinstance(r.best, str) else "–"
+        paper = f"{label(r.paper_winner)} (+{r.paper_margin:.2f} over the next)" if isinstance(r.paper_winner, str) \
+            else "–"
+        rows.append([column_label(r.kernel, r.noise_var), pair, diff_text(r),
+                     str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict_text(r), paper,
+                     r.agrees if isinstance(r.agrees, str) else "–", r.note if isinstance(r.note, str) else ""])
+    return "\n".join(["## Column winners", "",
+                      f"Per column, the two losses with the highest mean PSNR (A, then B) and their difference "
+                      f"A − B [dB] with its 95 % interval. Method: {METHOD}", "",
+                      md_table(["column", "A, B (mean PSNR)", "A − B [95 % CI]", "pairs", "p", "ours",
+                                "paper's winner", "agrees", "note"], rows, "lllrrllll")])
+
+
+def md_final(report) -> str:
+    grid, _ = grid_cells(report.cells)
+
+    def text(c, bold):
+        if not has_value(c, "final"):
+            return md_with_markers(empty_text(c), c)
+        value = value_text(c, "final")
+        value = f"**{value}**" if bold else value
+        diff = f" ({fmt(c.final['psnr'] - c.paper[0], 2, True)})" if c.paper else ""
+        return md_with_markers(value + diff, c)
+    return "\n".join(["## Final iteration", "",
+                      "Mean over the images of the final image (unperturbed input, after the last step): PSNR [dB] "
+                      "/ SSIM (± over seeds), in brackets the PSNR difference from the paper's Table I; **bold**: "
+                      "the highest final PSNR of the column.", "",
+                      md_grid(by_cell(report, text, column_best(grid, "final")))])
+
+
+def md_cell_lines(c: CellResult, which: str) -> str:
+    """One setting outside the grid, on one line."""
+    if not has_value(c, which):
+        return md_with_markers(empty_text(c), c)
+    extra = f" @{iteration_text(c)}" if which == "peak" else ""
+    return md_with_markers(f"{value_text(c, which)}{extra} · SSIM₁ {fmt(getattr(c, which)['ssim'], 3)} · "
+                           f"n={images_text(c)}", c)
+
+
+def md_other(report) -> str:
+    _, other = grid_cells(report.cells)
     if not other:
         return ""
-    rows = [[str(c.cell), md_cell(c, "peak"), md_cell(c, "final")] for c in other]
-    return "## Settings outside the paper's grid\n\n" + md_table(["setting", "peak", "final"], rows) + "\n"
+    rows = [[str(c.cell), md_cell_lines(c, "peak"), md_cell_lines(c, "final")] for c in other]
+    return "## Settings outside the paper's grid\n\n" + md_table(["setting", "peak", "final"], rows)
 
 
-def md_per_image(frame: pd.DataFrame) -> str:
-    header = ["method", "kernel", "σ²", "image", "status", "in mean", "peak PSNR", "@it", "peak SSIM (dr2)",
-              "peak SSIM₁", "final PSNR", "final SSIM (dr2)", "final SSIM₁", "iterations", "note"]
-    rows = [[r.method, r.kernel, f"{r.noise_var:g}", r.image, r.status, "yes" if r.in_mean else "NO",
-             fmt(r.peak_psnr, 2), "–" if pd.isna(r.peak_iteration) else str(r.peak_iteration),
-             fmt(r.peak_ssim_dr2, 3), fmt(r.peak_ssim, 3), fmt(r.final_psnr, 2), fmt(r.final_ssim_dr2, 3),
-             fmt(r.final_ssim, 3), "–" if pd.isna(r.iterations) else str(r.iterations), r.note]
-            for r in frame.itertuples()]
-    return md_table(header, rows, "llllll" + "r" * 8 + "l")
-
-
-def md_runs(cells: list[CellResult]) -> str:
+def md_runs(report) -> str:
     """One row per setting with records: where they come from and how they depart from
     the paper's protocol (so that a demo's numbers are read as a demo's)."""
     rows = []
-    for c in cells:
+    for c in report.cells:
         if not c.sources:
             continue
         commit = str(c.run.get("git_commit") or "–")[:10] + ("+dirty" if c.run.get("git_dirty") else "")
         device = str(c.run.get("device") or "–") + (f", {c.run['engine']}" if c.run.get("engine") else "")
-        rows.append([str(c.cell), c.config_hash or ("conflict" if c.conflict else "–"), str(len(c.sources)), commit,
-                     device, "; ".join(c.deviations) or "none"])
-    if not rows:
-        return "No records."
-    return md_table(["setting", "config hash", "records", "git commit", "device, engine",
-                     "departures from the paper's protocol"],
-                    rows, "llllll")
+        chash = c.config_hash or ("conflict" if c.conflict else
+                                  ", ".join(f"{seed_label(r.seed)}: {r.config_hash}" for r in c.seeds.values()) or "–")
+        rows.append([str(c.cell), chash, str(len(c.sources)), commit, device, "; ".join(c.deviations) or "none"])
+    body = md_table(["setting", "config hash", "records", "git commit", "device, engine",
+                     "departures from the paper's protocol"], rows, "llllll") if rows else "No records."
+    return "## Runs\n\n" + body
+
+
+def md_per_image(report) -> str:
+    frame = report.image_spread
+    head = ["## Per image", "",
+            "Each image's own peak (its best logged iteration) and final values; with several seeds the mean over "
+            "the seeds in which the image is complete, and the seed spread: the standard deviation of the image's "
+            "peak PSNR over those seeds (unknown with one). Per-seed rows: `per_image.csv`.", ""]
+    if not len(frame):
+        return "\n".join(head + ["No image records."])
+    header = ["method", "kernel", "σ²", "image", "status", "in mean", "peak PSNR", "seed spread", "@it",
+              "peak SSIM (dr2)", "peak SSIM₁", "final PSNR", "final SSIM (dr2)", "final SSIM₁", "iterations", "note"]
+    rows = []
+    for r in frame.itertuples():
+        if r.n_seeds == 1:
+            in_mean = "yes" if r.n_seeds_in_mean else "NO"
+        else:
+            in_mean = f"{r.n_seeds_in_mean}/{r.n_seeds} seeds" + ("" if r.n_seeds_in_mean == r.n_seeds else " (NO)")
+        spread = fmt(r.peak_psnr_std, 2) if not pd.isna(r.peak_psnr_std) else "unknown"
+        rows.append([r.method, r.kernel, f"{r.noise_var:g}", r.image, r.statuses.replace(";", ", "), in_mean,
+                     fmt(r.peak_psnr_mean, 2), spread, r.peak_iterations.replace(";", ", ") or "–",
+                     fmt(r.peak_ssim_dr2_mean, 3), fmt(r.peak_ssim_mean, 3), fmt(r.final_psnr_mean, 2),
+                     fmt(r.final_ssim_dr2_mean, 3), fmt(r.final_ssim_mean, 3), r.iterations.replace(";", ", ") or "–",
+                     r.notes])
+    return "\n".join(head + [md_table(header, rows, "llllll" + "r" * 9 + "l")])
 
 
 def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`", other: str = "·") -> list[str]:
@@ -140,40 +370,18 @@ def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`",
         if i.kind == "missing":
             continue
         mark = marker(FLAGS[i.kind][0]) if i.kind in FLAGS else other
-        where = str(i.cell) if i.cell else "record"
+        where = (str(i.cell) if i.cell else "record") + (f" seed {seed_label(i.seed)}" if i.seed is not None else "")
         image = f" image {code(i.image)}" if i.image else ""
         src = f" ({i.source})" if i.source else ""
         lines.append(f"{mark} {i.kind}: {where}{image}: {i.detail}{src}")
     return lines
 
 
-def markdown(report) -> str:
-    cells = report.cells
-    parts = [f"# {report.title}", "", *report.header_lines(), ""]
-    parts += ["Cells: **PSNR [dB] / SSIM** (SSIM with data_range 2, as the paper's old scikit-image; SSIM₁: "
-              "data_range 1), averaged over the images (n = averaged/expected). Paper: the paper's Table I; "
-              "Δ = ours − paper.", ""]
-    if any(c.deviations for c in cells):
-        parts += ["**These runs depart from the paper's protocol** (see Runs below): their numbers are not "
-                  "expected to match the paper's.", ""]
-    parts += ["## Table I: peak of the average PSNR curve", "",
-              "The peak of the PSNR curve averaged over the images at equal iterations (PROTOCOL: best common "
-              "iteration, chosen with ground truth); @ = that iteration; SSIM at the same iteration.", "",
-              md_grid(cells, "peak"), ""]
-    parts += ["## Final iteration", "",
-              "Mean over the images of the final image (unperturbed input, after the last step).", "",
-              md_grid(cells, "final"), ""]
-    other = md_other(cells)
-    if other:
-        parts += [other]
-    parts += ["## Runs", "", md_runs(cells), ""]
-    parts += ["## Per image", "", "Each image's own peak (its best logged iteration) and final values.", "",
-              md_per_image(report.per_image) if len(report.per_image) else "No image records.", ""]
-    parts += ["## Incomplete data", ""]
-    parts += ["Markers: " + "; ".join(f"{md_markers(m)} {text}" for m, text in FLAGS.values()) + ".", ""]
+def md_issues(report) -> str:
+    parts = ["## Incomplete data", "",
+             "Markers: " + "; ".join(f"{md_markers(m)} {text}" for m, text in FLAGS.values()) + ".", ""]
     lines = issue_lines(report.issues)
     parts += [f"- {line}" for line in lines] if lines else ["None: every setting is complete over the same images."]
-    parts += [""]
     return "\n".join(parts)
 
 
@@ -184,7 +392,11 @@ def tex_escape(s) -> str:
     out = []
     for ch in s:
         out.append({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}.get(ch, ch))
+                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                    "±": r"$\pm$", "−": "$-$", "≈": r"$\approx$", "σ": r"$\sigma$", "√": r"$\surd$",
+                    "°": r"$^{\circ}$", "·": r"$\cdot$", "–": "--", "₁": r"$_1$", "²": r"$^2$", "∅": r"$\emptyset$",
+                    "‖": r"$\|$", "†": r"$\dagger$", "‡": r"$\ddagger$", "§": r"\S{}", "¶": r"\P{}",
+                    "×": r"$\times$"}.get(ch, ch))
     return "".join(out)
 
 
@@ -197,61 +409,145 @@ def tex_num(x, digits, sign=False) -> str:
     return "--" if text == "–" else f"${text}$"
 
 
-def tex_grid(report, which: str, caption: str, label: str) -> str:
-    grid, _ = grid_cells(report.cells)
-    cols = [(k, v) for k in KERNELS for v in NOISE_VARS]
+def tex_with_markers(text: str, c: CellResult | None) -> str:
+    return text + (tex_markers(c.markers) if c is not None else "")
+
+
+def tex_value(c: CellResult, which: str = "peak") -> str:
+    values = getattr(c, which)
+    std = c.psnr_std if which == "peak" else c.final_psnr_std
+    spread = f" $\\pm$ {std:.2f}" if std is not None else ""
+    return f"{values['psnr']:.2f}{spread} / {values['ssim_dr2']:.3f}"
+
+
+def tex_grid(text, caption: str, label: str, notes: list[str] | None = None,
+             header: str = "% needs \\usepackage{booktabs}; generated by bpdip.report, do not edit by hand") -> str:
+    """A ``table*`` of the paper's grid, one line per loss; ``text(loss, kernel, var)``."""
     lines = [
-        "% needs \\usepackage{booktabs}; generated by bpdip.report, do not edit by hand",
-        "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
+        header, "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
         f"\\caption{{{caption}}}", f"\\label{{{label}}}",
-        "\\begin{tabular}{ll" + "c" * len(cols) + "}", "\\toprule",
-        " & & " + " & ".join(f"\\multicolumn{{3}}{{c}}{{{KERNEL_LABELS[k]} kernel}}" for k in KERNELS) + " \\\\",
-        "".join(f"\\cmidrule(lr){{{3 + 3 * i}-{5 + 3 * i}}}" for i in range(len(KERNELS))),
-        " & & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in cols) + " \\\\",
+        "\\begin{tabular}{l" + "c" * len(COLUMNS) + "}", "\\toprule",
+        " & " + " & ".join(f"\\multicolumn{{3}}{{c}}{{{KERNEL_LABELS[k]} kernel}}" for k in KERNELS) + " \\\\",
+        "".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(KERNELS))),
+        " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in COLUMNS) + " \\\\",
         "\\midrule",
     ]
-    for n, loss in enumerate(LOSSES):
-        if n:
-            lines.append("\\midrule")
-        ours, at, paper, diff = [], [], [], []
-        for key in cols:
-            c = grid.get((loss, *key))
-            p = c.paper if c is not None else None
-            values = (c.peak if which == "peak" else c.final) if c is not None else None
-            if c is None or c.status in ("missing", "conflict") or values is None:
-                text = c.status if c is not None and c.status in ("missing", "conflict") else "n/a"
-                ours.append(f"{text}{tex_markers(c.markers) if c is not None else ''}")
-                at.append("--")
-                diff.append("--")
-            else:
-                ours.append(f"{values['psnr']:.2f} / {values['ssim_dr2']:.3f}{tex_markers(c.markers)}")
-                it = f"{values['iteration']}{'$^{e}$' if c.peak_at_end else ''}, " if which == "peak" else ""
-                at.append(f"{it}{values['ssim']:.3f}, {len(c.used)}/{len(c.expected)}")
-                diff.append(f"{tex_num(values['psnr'] - p[0], 2, True)} / {tex_num(values['ssim_dr2'] - p[1], 3, True)}"
-                            if p else "--")
-            paper.append(f"{p[0]:.2f} / {p[1]:.2f}" if p else "--")
-        sub = "iter., SSIM$_1$, $n$" if which == "peak" else "SSIM$_1$, $n$"
-        lines.append(f"{LOSS_LABELS[loss]} & ours & " + " & ".join(ours) + " \\\\")
-        lines.append(f" & {sub} & " + " & ".join(at) + " \\\\")
-        lines.append(" & paper & " + " & ".join(paper) + " \\\\")
-        lines.append(" & $\\Delta$ & " + " & ".join(diff) + " \\\\")
+    for loss in LOSSES:
+        lines.append(f"{LOSS_LABELS[loss]} & " + " & ".join(text(loss, k, v) for k, v in COLUMNS) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
-    lines += tex_notes(report)
+    lines += notes or []
     lines += ["\\end{table*}", ""]
+    return "\n".join(lines)
+
+
+def tex_value_cell(which: str):
+    def text(c, bold):
+        if not has_value(c, which):
+            return tex_with_markers(tex_escape(empty_text(c)) if c is not None else "--", c)
+        value = tex_value(c, which)
+        return tex_with_markers(f"\\textbf{{{value}}}" if bold else value, c)
+    return text
+
+
+def tex_table1(report) -> str:
+    grid, _ = grid_cells(report.cells)
+    caption = ("Deblurring results (PSNR [dB] / SSIM averaged over the images; with several seeds the mean "
+               "$\\pm$ the standard deviation of the PSNR over the seeds) at the peak of the average PSNR curve; "
+               "bold: the best of the column.")
+    return tex_grid(by_cell(report, tex_value_cell("peak"), column_best(grid)), caption, "tab:table1",
+                    tex_notes(report))
+
+
+def tex_paper(report) -> str:
+    return tex_grid(paper_text(lambda v: f"\\textbf{{{v}}}"), "The paper's Table I (Zukerman, Tirer, Giryes 2020): "
+                    "PSNR [dB] / SSIM over Set14; bold: the best of the column.", "tab:table1-paper",
+                    header="% the paper's Table I")
+
+
+def tex_differences(report) -> str:
+    def text(c, _):
+        if not has_value(c) or c.paper is None:
+            return tex_with_markers(tex_escape(empty_text(c)), c) if c is not None and not has_value(c) else "--"
+        return tex_with_markers(f"{tex_num(c.peak['psnr'] - c.paper[0], 2, True)} / "
+                                f"{tex_num(c.peak['ssim_dr2'] - c.paper[1], 3, True)}", c)
+    return tex_grid(by_cell(report, text), "Differences, ours $-$ paper: PSNR [dB] / SSIM of the table above minus the "
+                    "paper's Table I.", "tab:table1-diff", header="% differences: ours - paper")
+
+
+def tex_iterations(report) -> str:
+    def text(c, _):
+        if not has_value(c):
+            return tex_with_markers(tex_escape(empty_text(c)) if c is not None else "--", c)
+        its = ", ".join(f"{r.peak['iteration']}{'$^{e}$' if r.peak_at_end else ''}" for r in c.valued_seeds)
+        return tex_with_markers(f"{its}; {c.peak['ssim']:.3f}; {images_text(c)}", c)
+    return tex_grid(by_cell(report, text), "Iteration of the peak (one per seed; $^{e}$: the last common iteration, "
+                    "the curve may still be rising); SSIM$_1$ (data\\_range 1) there; images averaged / expected.",
+                    "tab:table1-iterations", header="% iterations, SSIM_1 and images")
+
+
+def tex_final(report) -> str:
+    grid, _ = grid_cells(report.cells)
+
+    def text(c, bold):
+        if not has_value(c, "final"):
+            return tex_with_markers(tex_escape(empty_text(c)) if c is not None else "--", c)
+        value = tex_value(c, "final")
+        value = f"\\textbf{{{value}}}" if bold else value
+        diff = f" ({tex_num(c.final['psnr'] - c.paper[0], 2, True)})" if c.paper else ""
+        return tex_with_markers(value + diff, c)
+    return tex_grid(by_cell(report, text, column_best(grid, "final")),
+                    "Final-iteration results (PSNR [dB] / SSIM averaged over the images, $\\pm$ over seeds); in "
+                    "brackets the PSNR difference from the paper's Table I; bold: the best of the column.",
+                    "tab:table1-final", tex_notes(report))
+
+
+def tex_seeds(report) -> str:
+    lines = ["% needs \\usepackage{booktabs,longtable}; generated by bpdip.report",
+             "\\begin{longtable}{lllrl}",
+             "\\caption{Table I PSNR [dB] per seed (the peak of that seed's average curve), mean, sample standard "
+             "deviation over the seeds and the number of seeds.}\\label{tab:seeds}\\\\",
+             "\\toprule", "Setting & Per seed & Mean & S.d. & Seeds \\\\", "\\midrule", "\\endhead",
+             "\\bottomrule", "\\endfoot"]
+    for c in report.cells:
+        if not c.sources:
+            continue
+        if c.conflict is not None:
+            lines.append(f"{tex_escape(str(c.cell))} & conflict{tex_markers(c.markers)} & -- & -- & -- \\\\")
+            continue
+        lines.append(" & ".join([tex_escape(str(c.cell)), tex_escape(seed_values_text(c)) + tex_markers(c.markers),
+                                 tex_num(c.peak["psnr"] if c.peak else None, 2), tex_escape(spread_text(c)),
+                                 tex_escape(n_seeds_text(c))]) + " \\\\")
+    lines += ["\\end{longtable}", ""]
+    return "\n".join(lines)
+
+
+def tex_winners(report) -> str:
+    lines = ["% column winners: paired t-intervals (bpdip.report.stats)",
+             "\\begin{table*}[t]", "\\centering", "\\scriptsize",
+             "\\caption{Column winners: the two losses with the highest mean PSNR, A and B, and A $-$ B [dB] with "
+             "its 95\\,\\% interval. " + tex_escape(METHOD) + "}", "\\label{tab:winners}",
+             "\\begin{tabular}{llllrll}", "\\toprule",
+             "Column & A, B (mean PSNR) & A $-$ B [95\\,\\% CI] & Ours & Pairs & Paper's winner & Agrees \\\\",
+             "\\midrule"]
+    for r in report.comparisons.itertuples():
+        pair = f"{label(r.best)} {r.best_psnr:.2f}, {label(r.second)} {r.second_psnr:.2f}" \
+            if isinstance(r.best, str) else "--"
+        paper = f"{label(r.paper_winner)} (+{r.paper_margin:.2f})" if isinstance(r.paper_winner, str) else "--"
+        lines.append(" & ".join([f"{KERNEL_LABELS[r.kernel]} $\\sigma=\\sqrt{{{r.noise_var:g}}}$", tex_escape(pair),
+                                 tex_escape(diff_text(r)), tex_escape(verdict_text(r)),
+                                 str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", tex_escape(paper),
+                                 tex_escape(r.agrees if isinstance(r.agrees, str) else "--")]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
     return "\n".join(lines)
 
 
 def tex_notes(report) -> list[str]:
     used = sorted({f for c in report.cells for f in c.flags}, key=list(FLAGS).index)
-    at_end = any(c.peak_at_end for c in report.cells)
     notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
-             "PSNR [dB] / SSIM (data\\_range 2, as the paper's); SSIM$_1$: data\\_range 1; $n$: images "
-             "averaged / expected; $\\Delta$ = ours $-$ paper."]
+             "PSNR [dB] / SSIM (data\\_range 2, as the paper's); $\\pm$: standard deviation over the seeds."]
     for f in used:
         marker, text = FLAGS[f]
         notes.append(f"{tex_markers(marker)} {tex_escape(text)}.")
-    if at_end:
-        notes.append("$^{e}$ the peak is the last logged iteration: the curve may still be rising.")
     departures = sorted({d for c in report.cells for d in c.deviations})
     if departures:
         notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
@@ -261,30 +557,32 @@ def tex_notes(report) -> list[str]:
     if n_missing:
         lines.insert(0, f"{n_missing} settings have no record")
     if lines:
-        text = "; ".join(tex_escape(line) for line in lines)
         # markers were fenced with \x00..\x01 so that escaping does not touch them
-        for m in LATEX_MARKERS:
-            text = text.replace("\x00" + m + "\x01", tex_markers(m))
+        parts = re.split("\x00(.)\x01", "; ".join(lines))
+        text = "".join(tex_markers(part) if i % 2 else tex_escape(part) for i, part in enumerate(parts))
         notes.append("Incomplete data: " + text + ".")
     notes.append("}")
     return notes
 
 
-def tex_per_image(frame: pd.DataFrame) -> str:
-    header = ["Method", "Kernel", "$\\sigma^2$", "Image", "Status", "Peak PSNR", "Iter.", "SSIM", "SSIM$_1$",
-              "Final PSNR", "SSIM", "SSIM$_1$"]
+def tex_per_image(report) -> str:
+    frame = report.image_spread
+    header = ["Method", "Kernel", "$\\sigma^2$", "Image", "Seeds", "Peak PSNR", "Spread", "Iter.", "SSIM",
+              "SSIM$_1$", "Final PSNR", "SSIM", "SSIM$_1$"]
     lines = ["% needs \\usepackage{booktabs,longtable}; generated by bpdip.report",
-             "\\begin{longtable}{lllll" + "r" * 7 + "}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule",
+             "\\begin{longtable}{lllll" + "r" * 8 + "}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule",
              "\\endhead", "\\bottomrule", "\\endfoot"]
     for r in frame.itertuples():
-        status = r.status if r.in_mean else f"{r.status}$^{{*}}$"
-        it = "--" if pd.isna(r.peak_iteration) else str(r.peak_iteration)
+        seeds = f"{r.n_seeds_in_mean}/{r.n_seeds}" + ("" if r.n_seeds_in_mean == r.n_seeds else "$^{*}$")
+        its = tex_escape(r.peak_iterations.replace(";", ", ")) or "--"
         lines.append(" & ".join([tex_escape(r.method), tex_escape(r.kernel), f"{r.noise_var:g}", tex_escape(r.image),
-                                 status, tex_num(r.peak_psnr, 2), it, tex_num(r.peak_ssim_dr2, 3),
-                                 tex_num(r.peak_ssim, 3), tex_num(r.final_psnr, 2), tex_num(r.final_ssim_dr2, 3),
-                                 tex_num(r.final_ssim, 3)]) + " \\\\")
-    lines += ["\\end{longtable}", "% $^{*}$: not in the cell's mean (failed, running, corrupt or absent); SSIM: "
-              "data_range 2 (the paper's), SSIM$_1$: data_range 1", ""]
+                                 seeds, tex_num(r.peak_psnr_mean, 2), tex_num(r.peak_psnr_std, 2), its,
+                                 tex_num(r.peak_ssim_dr2_mean, 3), tex_num(r.peak_ssim_mean, 3),
+                                 tex_num(r.final_psnr_mean, 2), tex_num(r.final_ssim_dr2_mean, 3),
+                                 tex_num(r.final_ssim_mean, 3)]) + " \\\\")
+    lines += ["\\end{longtable}", "% Seeds: complete / recorded seeds of the image ($^{*}$: some are not in the "
+              "mean: failed, running, corrupt or absent); Spread: standard deviation of the image's peak PSNR over "
+              "the seeds (-- with one); SSIM: data_range 2 (the paper's), SSIM$_1$: data_range 1", ""]
     return "\n".join(lines)
 
 

@@ -83,6 +83,38 @@ class Job:
     mtime: float = 0.0
     config: dict | None = None  # the resolved config, where the job kept it (informational)
 
+    @property
+    def seed(self):
+        """The run seed (``run.seed``), or None where the record does not say."""
+        return normalise_seed(self.run.get("seed"))
+
+    @property
+    def protocol_hash(self) -> str | None:
+        """The hash of the result-relevant config without the seed (``run.protocol_hash``;
+        absent from records of older runners)."""
+        value = self.run.get("protocol_hash")
+        return None if value is None else str(value)
+
+
+def normalise_seed(value):
+    """A seed as an int where it is one (JSON may hold 1 or 1.0), else as text, or None."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value)
+    if isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return str(value)
+
+
+def seed_key(seed) -> tuple:
+    """Sort key for seeds: numbers in order, then text, then the unknown seed (None)."""
+    if seed is None:
+        return (2, 0, "")
+    return (0, seed, "") if isinstance(seed, int) else (1, 0, str(seed))
+
+
+def seed_label(seed) -> str:
+    return "?" if seed is None else str(seed)
+
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -3,6 +3,12 @@
 These frames are what the CSV files hold; the Markdown and LaTeX writers lay them out
 as the paper's grid. Differences are ours minus the paper's; the paper's SSIM is the
 data_range = 2 variant (bpdip.paper), so the SSIM difference uses our ``ssim_dr2``.
+
+Seeds: with several seeds a setting's PSNR/SSIM columns hold the mean over its seeds
+(``*_psnr_std`` their sample standard deviation, ``*_psnr_seeds`` the per-seed values,
+``peak_iteration`` is then empty and ``peak_iterations`` lists each seed's);
+``per_image`` has one row per (setting, seed, image); ``image_spread`` one per (setting,
+image) with the seed-to-seed spread; ``seed_table`` one per (setting, seed).
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ import math
 
 import pandas as pd
 
+import numpy as np
+
 from bpdip.paper import LOSS_LABELS
 from bpdip.report.cells import CellResult, Issue
+from bpdip.report.sources import seed_label
 
 NAN = math.nan
 
@@ -29,13 +38,22 @@ def _cell_columns(c: CellResult) -> dict:
         "n_images": len(c.used),
         "n_expected": len(c.expected),
         "missing_images": ";".join(n for n in c.expected if n not in c.used),
+        "n_seeds": c.n_seeds,
+        "n_expected_seeds": len(c.expected_seeds),
+        "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
     }
+
+
+def _joined(values) -> str:
+    return ";".join(repr(float(v)) if isinstance(v, float) else str(v) for v in values)
 
 
 def _run_columns(c: CellResult) -> dict:
     return {
         "iterations": c.run.get("iterations"),
-        "config_hash": c.config_hash if c.conflict is None else ";".join(c.conflict),
+        "config_hash": (";".join(c.conflict) if c.conflict is not None else c.config_hash if c.config_hash
+                        else ";".join(dict.fromkeys(str(r.config_hash) for r in c.seeds.values()))),
+        "protocol_hash": c.protocol_hash,
         "git_commit": c.run.get("git_commit"),
         "device": c.run.get("device"),
         "engine": c.run.get("engine"),
@@ -49,8 +67,8 @@ def _diff(ours, paper):
 
 
 def _metric_table(cells: list[CellResult], which: str) -> pd.DataFrame:
-    """One row per setting: ``which`` ("peak" or "final") PSNR and SSIMs of the cell,
-    the paper's value beside them and the difference."""
+    """One row per setting: ``which`` ("peak" or "final") PSNR and SSIMs of the cell
+    (means over its seeds), the paper's value beside them and the difference."""
     rows = []
     for c in cells:
         values = getattr(c, which) or {}
@@ -58,6 +76,12 @@ def _metric_table(cells: list[CellResult], which: str) -> pd.DataFrame:
         row = {**_cell_columns(c), f"{which}_psnr": values.get("psnr", NAN)}
         if which == "peak":
             row["peak_iteration"] = values.get("iteration")
+        std = c.psnr_std if which == "peak" else c.final_psnr_std
+        per_seed = [getattr(s, which) for s in c.valued_seeds]
+        extra = {f"{which}_psnr_std": std if std is not None else NAN,
+                 f"{which}_psnr_seeds": _joined(v["psnr"] for v in per_seed)}
+        if which == "peak":
+            extra["peak_iterations"] = _joined(v["iteration"] for v in per_seed)
         rows.append({
             **row,
             f"{which}_ssim_dr2": values.get("ssim_dr2", NAN),
@@ -67,6 +91,7 @@ def _metric_table(cells: list[CellResult], which: str) -> pd.DataFrame:
             "diff_psnr": _diff(values.get("psnr"), paper[0]),
             "diff_ssim_dr2": _diff(values.get("ssim_dr2"), paper[1]),
             **_run_columns(c),
+            **extra,
         })
     frame = pd.DataFrame(rows)
     for col in ("peak_iteration", "iterations"):
@@ -87,35 +112,108 @@ def final_table(cells: list[CellResult]) -> pd.DataFrame:
 
 PER_IMAGE_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "status", "in_mean", "peak_psnr",
                      "peak_iteration", "peak_ssim_dr2", "peak_ssim", "final_psnr", "final_ssim_dr2", "final_ssim",
-                     "iterations", "last_logged_iteration", "runtime_s", "note", "source"]
+                     "iterations", "last_logged_iteration", "runtime_s", "note", "source", "seed"]
 
 
 def per_image_table(cells: list[CellResult]) -> pd.DataFrame:
-    """One row per (setting, image): the per-image peak (own best iteration) and final
-    values from summary.json, plus images expected but absent (status ``absent``)."""
+    """One row per (setting, seed, image): the per-image peak (own best iteration) and
+    final values from summary.json, plus images expected but absent (status ``absent``)."""
     rows = []
     for c in cells:
-        if c.conflict is not None or not c.images:
+        if c.conflict is not None or not c.seeds:
             continue  # a conflict or a missing setting is listed as such instead
-        for name in c.expected:
-            img = c.images.get(name)
-            s = img.summary if img is not None else {}
-            rows.append({
-                "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss),
-                "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, "image": name,
-                "status": img.status if img is not None else "absent",
-                "in_mean": name in c.used,
-                **{k: (s.get(k) if s.get(k) is not None else NAN) for k in
-                   ("peak_psnr", "peak_iteration", "peak_ssim_dr2", "peak_ssim", "final_psnr",
-                    "final_ssim_dr2", "final_ssim", "iterations")},
-                "last_logged_iteration": img.last_iteration if img is not None else None,
-                "runtime_s": s.get("runtime_s") if s.get("runtime_s") is not None else NAN,
-                "note": (img.reason or "") if img is not None else "no record",
-                "source": img.source if img is not None else "",
-            })
+        for r in c.seeds.values():
+            for name in c.expected:
+                img = r.images.get(name)
+                s = img.summary if img is not None else {}
+                rows.append({
+                    "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss),
+                    "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, "image": name,
+                    "status": img.status if img is not None else "absent",
+                    "in_mean": name in r.used,
+                    **{k: (s.get(k) if s.get(k) is not None else NAN) for k in
+                       ("peak_psnr", "peak_iteration", "peak_ssim_dr2", "peak_ssim", "final_psnr",
+                        "final_ssim_dr2", "final_ssim", "iterations")},
+                    "last_logged_iteration": img.last_iteration if img is not None else None,
+                    "runtime_s": s.get("runtime_s") if s.get("runtime_s") is not None else NAN,
+                    "note": (img.reason or "") if img is not None else "no record",
+                    "source": img.source if img is not None else "",
+                    "seed": seed_label(r.seed),
+                })
     frame = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
     for col in ("peak_iteration", "iterations", "last_logged_iteration"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    return frame
+
+
+IMAGE_SPREAD_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "n_seeds", "n_seeds_in_mean", "statuses",
+                        "peak_psnr_mean", "peak_psnr_std", "peak_psnr_min", "peak_psnr_max", "peak_iterations",
+                        "peak_ssim_dr2_mean", "peak_ssim_mean", "final_psnr_mean", "final_psnr_std",
+                        "final_ssim_dr2_mean", "final_ssim_mean", "iterations", "notes"]
+
+
+def image_spread_table(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, image) from :func:`per_image_table`: the mean over the seeds
+    in which the image is complete of its own peak and final values, and the seed-to-seed
+    spread (sample standard deviation, ddof = 1; empty with fewer than 2 such seeds)."""
+    rows = []
+    keys = ["loss", "method", "kernel", "noise_var", "image"]
+    for key, g in per_image.groupby(keys, sort=False, dropna=False):
+        done = g[g["in_mean"].astype(bool)]
+        statuses = g["status"].value_counts()
+        row = dict(zip(keys, key))
+
+        def agg(col, how):
+            values = pd.to_numeric(done[col], errors="coerce").dropna().to_numpy(float)
+            if how == "std":
+                return float(np.std(values, ddof=1)) if len(values) > 1 else NAN
+            return float(getattr(np, how)(values)) if len(values) else NAN
+
+        its = pd.to_numeric(g["iterations"], errors="coerce").dropna().unique()
+        row.update({
+            "n_seeds": len(g), "n_seeds_in_mean": len(done),
+            "statuses": ";".join(f"{s}" if n == len(g) else f"{s}:{n}" for s, n in statuses.items()),
+            "peak_psnr_mean": agg("peak_psnr", "mean"), "peak_psnr_std": agg("peak_psnr", "std"),
+            "peak_psnr_min": agg("peak_psnr", "min"), "peak_psnr_max": agg("peak_psnr", "max"),
+            "peak_iterations": ";".join(str(v) for v in done["peak_iteration"] if not pd.isna(v)),
+            "peak_ssim_dr2_mean": agg("peak_ssim_dr2", "mean"), "peak_ssim_mean": agg("peak_ssim", "mean"),
+            "final_psnr_mean": agg("final_psnr", "mean"), "final_psnr_std": agg("final_psnr", "std"),
+            "final_ssim_dr2_mean": agg("final_ssim_dr2", "mean"), "final_ssim_mean": agg("final_ssim", "mean"),
+            "iterations": ";".join(str(int(v)) for v in sorted(its)),
+            "notes": "; ".join(dict.fromkeys(
+                (f"seed {r.seed}: " if len(g) > 1 else "") + r.note for r in g.itertuples() if r.note)),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows, columns=IMAGE_SPREAD_COLUMNS)
+
+
+SEED_COLUMNS = ["loss", "method", "kernel", "noise_var", "seed", "n_images", "n_expected", "missing_images",
+                "peak_psnr", "peak_iteration", "peak_at_end", "peak_ssim_dr2", "peak_ssim", "final_psnr",
+                "final_ssim_dr2", "final_ssim", "flags", "config_hash", "sources"]
+
+
+def seed_table(cells: list[CellResult]) -> pd.DataFrame:
+    """One row per (setting, seed): that seed's Table I value (the peak of its mean curve)."""
+    rows = []
+    for c in cells:
+        if c.conflict is not None:
+            continue
+        for r in c.seeds.values():
+            peak, final = r.peak or {}, r.final or {}
+            rows.append({
+                "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss),
+                "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, "seed": seed_label(r.seed),
+                "n_images": len(r.used), "n_expected": len(c.expected),
+                "missing_images": ";".join(n for n in c.expected if n not in r.used),
+                "peak_psnr": peak.get("psnr", NAN), "peak_iteration": peak.get("iteration"),
+                "peak_at_end": r.peak_at_end,
+                "peak_ssim_dr2": peak.get("ssim_dr2", NAN), "peak_ssim": peak.get("ssim", NAN),
+                **{f"final_{k}": final.get(k, NAN) for k in ("psnr", "ssim_dr2", "ssim")},
+                "flags": ";".join(f for f in c.flags if f in r.flags), "config_hash": r.config_hash,
+                "sources": ";".join(r.sources),
+            })
+    frame = pd.DataFrame(rows, columns=SEED_COLUMNS)
+    frame["peak_iteration"] = pd.to_numeric(frame["peak_iteration"], errors="coerce").astype("Int64")
     return frame
 
 
@@ -125,5 +223,6 @@ def issues_table(issues: list[Issue]) -> pd.DataFrame:
         "loss": i.cell.loss if i.cell else "", "kernel": i.cell.kernel if i.cell else "",
         "noise_var": i.cell.noise_var if i.cell else NAN,
         "image": i.image or "", "detail": i.detail, "source": i.source or "",
+        "seed": seed_label(i.seed) if i.seed is not None else "",
     } for i in issues]
-    return pd.DataFrame(rows, columns=["kind", "loss", "kernel", "noise_var", "image", "detail", "source"])
+    return pd.DataFrame(rows, columns=["kind", "loss", "kernel", "noise_var", "image", "detail", "source", "seed"])

@@ -6,7 +6,8 @@ What the runner's W&B logger (bpdip.loggers.WandbLogger) writes, one W&B run per
 - history rows ``{"iteration": i, "curve/<image>/psnr": ..., ".../ssim", ".../ssim_dr2",
   ".../loss"}`` for every logged record (plus rows we ignore: ``mean/*``, ``running/*``,
   ``restored/*``);
-- at the end of the job, ``run.summary``: ``config_hash``, ``status`` and, per image,
+- at the end of the job, ``run.summary``: ``config_hash`` (``protocol_hash`` where the
+  runner logs it), ``status`` and, per image,
   ``image/<image>/<field>`` with the summary.json fields (status, peak_psnr, final_psnr...).
 
 :func:`job_from_wandb` is a pure function of (run-like object, history rows), so it is
@@ -117,7 +118,10 @@ def job_from_wandb(run, rows) -> Job:
         "git_commit": None, "device": None, "torch_version": None,
         "iterations": _safe(config, "loss.iterations"), "log_every": _safe(config, "log_every"),
         "status": summary.get("status") if ended else state, "wandb_state": state,
+        "seed": config.get("seed"),
     }
+    if ended and summary.get("protocol_hash") is not None:  # runners that log it (see cells.py)
+        meta["protocol_hash"] = summary["protocol_hash"]
     job = Job(source, cell, meta["config_hash"], meta, mtime=mtime, config=config)
     curves = curves_from_history(rows)
     if ended:
