@@ -8,6 +8,17 @@ from bpdip.physics.operator import Operator
 from bpdip.physics.sr import SuperResolution, crop_to_multiple, degrade_sr
 
 __all__ = [
-    "Blur", "KERNELS", "Operator", "SuperResolution", "crop_to_multiple", "degrade", "degrade_sr", "derive_seed",
-    "load_kernel", "make_kernel", "noise_sigma", "otf", "validate_kernel",
+    "KERNELS",
+    "Blur",
+    "Operator",
+    "SuperResolution",
+    "crop_to_multiple",
+    "degrade",
+    "degrade_sr",
+    "derive_seed",
+    "load_kernel",
+    "make_kernel",
+    "noise_sigma",
+    "otf",
+    "validate_kernel",
 ]
