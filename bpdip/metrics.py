@@ -1,6 +1,7 @@
 """PSNR and SSIM as PROTOCOL "Optimisation and measurement" defines them.
 
 PSNR: RGB, [0, 1], data range 1, no border crop, no Y channel.
+(Super-resolution adds ``psnr_y``, SR papers' Y-channel PSNR with a shaved border, issue 14.)
 SSIM: scikit-image's ``structural_similarity`` defaults over RGB (7x7 uniform window,
 sample covariance, K1 = 0.01, K2 = 0.03). The paper's old scikit-image used
 data_range = 2 for float images; we report both that variant and data_range = 1.
@@ -71,3 +72,32 @@ def ssim_skimage(x: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> flo
     from skimage.metrics import structural_similarity
 
     return float(structural_similarity(ref, x, channel_axis=-1, data_range=data_range))
+
+
+# Y-channel PSNR of super-resolution papers (issue 14; REFERENCES.md "Deep Image Prior
+# super-resolution": DIP's eval script, rgb2ycbcr's Y minus a 4-pixel border).
+RGB_TO_Y = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, for R, G, B in [0, 1]
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB's ``rgb2ycbcr`` luma on the 0..255 scale (scikit-image's ``rgb2ycbcr`` Y):
+    Y = 16 + 65.481 R + 128.553 G + 24.966 B for (..., 3, H, W) in [0, 1]; float64."""
+    x = torch.as_tensor(x).to(torch.float64)
+    r, g, b = x.unbind(dim=-3)
+    return 16.0 + RGB_TO_Y[0] * r + RGB_TO_Y[1] * g + RGB_TO_Y[2] * b
+
+
+def psnr_y(x: torch.Tensor, ref: torch.Tensor, shave: int = 4) -> torch.Tensor:
+    """Y-channel PSNR per sample for (B, 3, H, W) or (3, H, W) tensors in [0, 1].
+
+    Y as :func:`rgb_to_y` (0..255 scale, not quantised), ``shave`` pixels dropped on each
+    side (DIP's eval script: 4), then 10 log10(255^2 / MSE): data range 255. In float64 on
+    the tensors' device; clip ``x`` to [0, 1] first, as ``quality`` does.
+    """
+    x, ref = _as_batch(x), _as_batch(ref)
+    h, w = x.shape[-2:]
+    if shave < 0 or 2 * shave >= min(h, w):
+        raise ValueError(f"shave={shave} leaves nothing of a {h}x{w} image; use 0 <= shave < {(min(h, w) + 1) // 2}")
+    crop = (..., slice(shave, h - shave), slice(shave, w - shave))
+    mse = (rgb_to_y(x)[crop] - rgb_to_y(ref)[crop]).square().mean(dim=(-2, -1))
+    return 10.0 * torch.log10(255.0**2 / mse)

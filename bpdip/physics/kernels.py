@@ -1,4 +1,5 @@
-"""Blur kernels of the paper (Sec. IV) and user kernels read from files.
+"""Blur kernels of the paper (Sec. IV), the super-resolution kernels of issue 14 (bicubic,
+lanczos2; the gaussian serves both) and user kernels read from files.
 
 All kernels are 2-D float64 arrays normalised to sum 1 (paper Sec. IV: "All three kernels
 are normalized to the sum of 1").
@@ -35,7 +36,65 @@ def gaussian(size: int = 15, std: float = 1.6) -> np.ndarray:
     return k / k.sum()
 
 
-KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian}
+def sr_offsets(factor: int) -> np.ndarray:
+    """Tap offsets (HR pixels) of the super-resolution kernels from their centre.
+
+    ``n = 4 s`` taps at half-integer offsets ``+-0.5, ..., +-(2 s - 0.5)`` for even s, and
+    ``n = 4 s - 1`` taps at integer offsets ``-(2 s - 1), ..., 2 s - 1`` for odd s: every
+    offset with ``|d| < 2 s``, i.e. inside the support 2 of the unscaled kernel (at
+    ``|d| = 2 s`` both kernels below are 0). The centre ``(n - 1) / 2`` is where MATLAB's
+    imresize and PIL's resize put the LR pixel relative to its HR block (an integer for
+    odd s, between two pixels for even s); ``bpdip.physics.sr`` picks the decimation phase
+    that keeps it there.
+    """
+    if not isinstance(factor, (int, np.integer)) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"kernel.factor must be an integer >= 1, got {factor!r}")
+    n = 4 * factor if factor % 2 == 0 else 4 * factor - 1
+    return np.arange(n, dtype=np.float64) - (n - 1) / 2
+
+
+def _separable(weights: np.ndarray) -> np.ndarray:
+    w = weights / weights.sum()
+    return np.outer(w, w)
+
+
+def bicubic(factor: int = 4) -> np.ndarray:
+    """MATLAB imresize's antialiased bicubic downscaling kernel for factor s (issue 14;
+    REFERENCES.md "The BP term for super-resolution": Keys a = -0.5, width 4 / scale).
+
+    Keys' cubic with a = -0.5 (Keys 1981; MATLAB ``cubic``, PIL's ``BICUBIC``)::
+
+        W(t) = 1.5 |t|^3 - 2.5 |t|^2 + 1              for |t| <= 1
+             = -0.5 |t|^3 + 2.5 |t|^2 - 4 |t| + 2     for 1 < |t| < 2,   0 otherwise,
+
+    stretched by s for downscaling: weight ``W(d / s) / s`` at the offsets ``d`` of
+    :func:`sr_offsets` (4 s taps for even s, 4 s - 1 for odd s), normalised to sum 1 as
+    imresize normalises each output pixel's weights; separable: ``k = w w^T``.
+    ``bicubic(1)`` is the identity (a single 1 in a 3 x 3 kernel).
+    """
+    t = np.abs(sr_offsets(factor) / factor)
+    w = np.where(t <= 1, (1.5 * t - 2.5) * t * t + 1, np.where(t < 2, ((-0.5 * t + 2.5) * t - 4) * t + 2, 0.0))
+    return _separable(w)
+
+
+def lanczos2(factor: int = 4) -> np.ndarray:
+    """DIP's ``lanczos2`` downsampler kernel (REFERENCES.md "Deep Image Prior
+    super-resolution": support 2, kernel width 4 s + 1, phase 0.5).
+
+    ``L(t) = sinc(t) sinc(t / 2)`` (normalised sinc, ``sin(pi t) / (pi t)``), 0 for
+    ``|t| >= 2``, at ``t = d / s`` for the offsets ``d`` of :func:`sr_offsets`, normalised
+    to sum 1, separable. For even s that is DIP's kernel exactly: width 4 s + 1 with phase
+    0.5 samples the half-integer offsets ``+-0.5, ..., +-(2 s - 0.5)``, i.e. 4 s taps (DIP
+    uses s = 4 and 8). For odd s we sample the integer offsets instead (4 s - 1 taps, the
+    zeros at ``|d| = 2 s`` dropped), so that every SR kernel here shares one centre and one
+    decimation phase; DIP's half-integer taps would put the LR pixel half a pixel off
+    imresize's centre for odd s.
+    """
+    t = sr_offsets(factor) / factor
+    return _separable(np.where(np.abs(t) < 2, np.sinc(t) * np.sinc(t / 2), 0.0))
+
+
+KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2}
 
 
 def validate_kernel(k: np.ndarray, source: str = "kernel") -> np.ndarray:
@@ -82,7 +141,8 @@ def load_kernel(path: str | Path) -> np.ndarray:
 
 
 def make_kernel(name: str, path: str | Path | None = None, **params) -> np.ndarray:
-    """Build a kernel by name (``uniform``, ``radial``, ``gaussian``), ``file`` with a path,
+    """Build a kernel by name (``uniform``, ``radial``, ``gaussian``; for super-resolution
+    ``bicubic`` and ``lanczos2`` with ``factor=s``), ``file`` with a path,
     or the import path of your own function ``f(**params) -> 2-D array`` (validated and
     normalised like the others; README "Extend it")."""
     if name == "file":
