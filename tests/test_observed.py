@@ -49,6 +49,16 @@ def test_observed_run_restores_without_any_psnr(cfg_of, tmp_path):
     assert frame["residual"].notna().all() and frame["wmv_var"].notna().any()
     restored = Image.open(tmp_path / "job" / "restored" / "chelsea_blurred.png")
     assert restored.size == (96, 96)
+    # the report takes it: no PSNR, the rules' iterations, no corrupt-record flag
+    from bpdip.report import build_report, load_local
+    from bpdip.report.build import markdown
+
+    rep = build_report(load_local([str(tmp_path / "job")]))
+    [cell] = [c for c in rep.cells if c.cell.kernel == "file"]
+    assert cell.no_truth and cell.flags == [] and cell.peak is None
+    rows = rep.stopping.set_index("rule")
+    assert rows.loc["wmv", "iteration"] == wmv["iteration"] and math.isnan(rows.loc["wmv", "mean_psnr"])
+    assert "no ground truth" in markdown(rep)
     # the store takes a ground-truth-free record: a relaunch reuses it
     again = run_cell(cfg, tmp_path / "job2")
     assert again["images"]["chelsea_blurred"]["reused"] is True

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
-from bpdip.report import render
+from bpdip.report import render, stopping
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.stats import column_comparisons
@@ -47,6 +47,7 @@ SECTIONS = [
     Section("seeds", render.md_seeds, render.tex_seeds, "seeds.tex"),
     Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
     Section("final", render.md_final, render.tex_final, "table1_final.tex"),
+    Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
@@ -61,6 +62,7 @@ CSV_TABLES: dict[str, Callable] = {
     "image_spread.csv": lambda r: r.image_spread,
     "seeds.csv": lambda r: r.seeds,
     "comparisons.csv": lambda r: r.comparisons,
+    "stopping.csv": lambda r: r.stopping,
     "issues.csv": lambda r: issues_table(r.issues),
     "mean_curves.csv": lambda r: r.mean_curves(),
 }
@@ -78,7 +80,8 @@ def _heatmap(report, stem):
     return save_heatmap(report.cells, stem, title="Table I: ours − paper, PSNR [dB] (blue: ours higher)")
 
 
-FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap}  # stem -> writer (PNG and PDF)
+FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem -> writer (PNG and PDF)
+                                 "fig1_stopping": stopping.save_stopping_figure}
 
 TEX_DOCUMENT = "report.tex"  # a standalone document that inputs every .tex table
 
@@ -127,6 +130,11 @@ class Report:
     @cached_property
     def seeds(self) -> pd.DataFrame:
         return seed_table(self.cells)
+
+    @cached_property
+    def stopping(self) -> pd.DataFrame:
+        """Per (setting, rule): what the stopping rules chose (bpdip.report.stopping)."""
+        return stopping.stopping_table(self.cells)
 
     @cached_property
     def comparisons(self) -> pd.DataFrame:

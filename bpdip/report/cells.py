@@ -111,6 +111,7 @@ class CellResult:
     psnr_std: float | None = None  # over the seeds' peak PSNRs (ddof 1); None with < 2
     final_psnr_std: float | None = None
     used: list[str] = field(default_factory=list)  # images in the mean of every seed
+    no_truth: bool = False  # data=observed: complete images without ground truth (no PSNR)
     config: dict | None = None  # resolved config of the records (informational)
     deviations: list[str] = field(default_factory=list)  # departures from the paper's protocol
 
@@ -260,7 +261,7 @@ def finish_seed(res: SeedResult, cell: Cell, expected: list[str], issues: list[I
         ends = ", ".join(f"{i.name} {i.last_iteration}" for i in used)
         issues.append(Issue("truncated", f"last logged iterations differ ({ends})", cell, seed=seed))
     res.peak = peak_of(res.mean_curve) if used else None
-    if used:
+    if used and all(i.summary.get("final_psnr") is not None for i in used):  # None: no ground truth
         res.final = {k: float(np.mean([i.summary[f"final_{k}"] for i in used])) for k in ("psnr", "ssim_dr2", "ssim")}
 
 
@@ -322,13 +323,16 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
 
     flags = set().union(*(r.flags for r in res.seeds.values()))
     valued = res.valued_seeds
-    if len(valued) < len(res.expected_seeds):
+    res.no_truth = bool(res.seeds) and all(r.used and r.final is None for r in res.seeds.values())
+    if len(valued) < len(res.expected_seeds) and not res.no_truth:
         flags.add("fewer_seeds")
         have = {r.seed for r in valued}
         lacking = [seed_label(s) for s in res.expected_seeds if s not in have]
         issues.append(Issue("fewer_seeds", f"no value for seed(s) {', '.join(lacking)} (the report has seeds "
                             f"{', '.join(map(seed_label, res.expected_seeds))})", cell))
     res.used = [n for n in res.expected if valued and all(n in r.used for r in valued)]
+    if res.no_truth:
+        res.used = [n for n in res.expected if all(n in r.used for r in res.seeds.values())]
     if len(valued) == 1:
         (only,) = valued
         res.peak, res.final, res.mean_curve = only.peak, only.final, only.mean_curve

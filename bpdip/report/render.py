@@ -87,6 +87,8 @@ def empty_text(c: CellResult | None) -> str:
     """What a cell without a value says: missing, conflict or no complete image."""
     if c is None:
         return "–"
+    if c.no_truth:
+        return "no ground truth (see Stopping rules)"
     return c.status if c.status in ("missing", "conflict") else "no complete image"
 
 
@@ -213,7 +215,7 @@ def seed_values_text(c: CellResult) -> str:
     out = []
     for r in c.seeds.values():
         if r.peak is None:
-            out.append(f"{seed_label(r.seed)}: no complete image")
+            out.append(f"{seed_label(r.seed)}: {'no ground truth' if c.no_truth else 'no complete image'}")
         else:
             short = f" ({len(r.used)}/{len(c.expected)} images)" if len(r.used) < len(c.expected) else ""
             out.append(f"{seed_label(r.seed)}: {r.peak['psnr']:.2f}{short}")

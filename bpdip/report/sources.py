@@ -23,7 +23,9 @@ from bpdip.records import CURVE_COLUMNS, SCHEMAS, CorruptRecord, read_json, read
 STATUSES = ("complete", "failed", "running")  # image statuses a summary may hold
 METRIC_COLUMNS = list(CURVE_COLUMNS[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds
 SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "final_psnr",
-                  "final_ssim", "final_ssim_dr2", "runtime_s", "iterations", "error")
+                  "final_ssim", "final_ssim_dr2", "runtime_s", "iterations", "error",
+                  # schema 2: every stopping rule's choice (bpdip.stopping), stop.early's outcome
+                  "stopping", "stopped_early", "restored_from", "last_psnr")
 
 
 @dataclass(frozen=True, order=True)
@@ -142,10 +144,12 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
 
     if status not in STATUSES:
         return bad(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    no_truth = all(summary[k] is None for k in ("peak_psnr", "final_psnr")) and \
+        not curve["psnr"].map(_finite).any()  # data=observed: no ground truth, no PSNR anywhere
     if status == "complete":
         if curve.empty:
             return bad("summary says complete but metrics.csv has no rows for this image")
-        for key in ("peak_psnr", "final_psnr", "final_ssim", "final_ssim_dr2"):
+        for key in () if no_truth else ("peak_psnr", "final_psnr", "final_ssim", "final_ssim_dr2"):
             if not _finite(summary[key]):
                 return bad(f"summary says complete but {key} is {summary[key]!r}")
     if not curve.empty and _finite(summary["peak_psnr"]):
