@@ -126,10 +126,11 @@ def heatmap(cells: list[CellResult], title: str | None = None):
 
 def save_heatmap(cells: list[CellResult], stem, title: str | None = None) -> list:
     """Write ``stem``.png and ``stem``.pdf of :func:`heatmap`; returns the paths."""
-    return _save(heatmap(cells, title), stem)
+    return save_figure(heatmap(cells, title), stem)
 
 
-def _save(fig, stem) -> list:
+def save_figure(fig, stem) -> list:
+    """Write ``fig`` as ``stem``.png and ``stem``.pdf, close it; returns the paths."""
     from pathlib import Path
 
     stem = Path(stem)
@@ -144,4 +145,4 @@ def _save(fig, stem) -> list:
 
 def save_figure1(cells: list[CellResult], stem, title: str | None = None) -> list:
     """Write ``stem``.png and ``stem``.pdf; returns the paths."""
-    return _save(figure1(cells, title), stem)
+    return save_figure(figure1(cells, title), stem)

@@ -152,7 +152,7 @@ def save_stopping_figure(report, stem) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bpdip.report.figure import COLORS
+    from bpdip.report.figure import COLORS, save_figure
     from bpdip.report.render import grid_cells
 
     frame = report.stopping
@@ -185,10 +185,4 @@ def save_stopping_figure(report, stem) -> list:
     fig.suptitle("Average PSNR vs iteration with each stopping rule's mean choice (iteration, PSNR of the chosen "
                  "images)", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    try:
-        fig.savefig(paths[0], dpi=130)
-        fig.savefig(paths[1])
-    finally:
-        plt.close(fig)
-    return paths
+    return save_figure(fig, stem)
