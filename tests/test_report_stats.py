@@ -17,6 +17,7 @@ from scipy import stats
 from bpdip.paper import TABLE1
 from bpdip.records import curve_rows, write_json, write_metrics_csv
 from bpdip.report import build_report, load_local, write_report
+from bpdip.report.build import markdown as build_markdown
 from bpdip.report.cells import FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -368,3 +369,25 @@ def test_a_real_two_seed_sweep_is_two_seeds_of_one_setting(tmp_path):
         assert c.seeds[summary["run"]["seed"]].peak == alone.peak
     assert c.peak["psnr"] == pytest.approx(np.mean([r.peak["psnr"] for r in c.seeds.values()]))
     assert c.psnr_std == pytest.approx(np.std([r.peak["psnr"] for r in c.seeds.values()], ddof=1))
+
+
+def test_the_papers_orderings_are_tested_in_the_papers_direction(tmp_path):
+    """The paper puts BP above BP-TV at uniform 0.3 (+0.27 dB); records where BP-TV is
+    clearly better make that ordering 'reversed', with the same interval as the winners'."""
+    a_level = levels(24.0, [0.0, 0.4, -0.3], [0.0, 2.0])  # BP-TV
+    b_level = levels(22.0, [0.1, 0.0, 0.5], [0.3, 2.2])  # BP
+    write_loss(tmp_path, "bp_tv", a_level, PEAKS)
+    write_loss(tmp_path, "bp", b_level, PEAKS)
+    report = build_report(load_local([str(tmp_path)]))
+    frame = report.orderings
+    row = frame.query("kernel == 'uniform' and noise_var == 0.3 and a == 'bp' and b == 'bp_tv'").iloc[0]
+    col = report.comparisons.query("kernel == 'uniform' and noise_var == 0.3").iloc[0]
+    assert row.paper_diff == pytest.approx(29.78 - 29.51)
+    assert row.ours_diff == pytest.approx(-col.mean_diff) and row.ci_high == pytest.approx(-col.ci_low)
+    assert row.outcome == "reversed"
+    # every pair of every column is listed once, in the paper's direction; no records: not enough data
+    assert len(frame) == 9 * 6 and (frame.query("kernel != 'uniform' or noise_var != 0.3").outcome
+                                    == "not enough data").all()
+    md = build_markdown(report)
+    line = next(ln for ln in md.split("## The paper's orderings")[1].splitlines() if ln.startswith("| BP vs BP-TV"))
+    assert line.split(" | ")[1] == f"BP +0.27 / {row.ours_diff:+.2f} ✗"

@@ -22,7 +22,7 @@ from bpdip.records import atomic_write_text
 from bpdip.report import render, stopping
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
-from bpdip.report.stats import column_comparisons
+from bpdip.report.stats import column_comparisons, paper_orderings
 from bpdip.report.tables import (final_table, image_spread_table, issues_table, peak_table, per_image_table,
                                  seed_table)
 
@@ -46,6 +46,7 @@ SECTIONS = [
     Section("iterations", render.md_iterations, render.tex_iterations, "table1.tex"),
     Section("seeds", render.md_seeds, render.tex_seeds, "seeds.tex"),
     Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
+    Section("orderings", render.md_orderings),
     Section("final", render.md_final, render.tex_final, "table1_final.tex"),
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
     Section("other", render.md_other),
@@ -62,6 +63,7 @@ CSV_TABLES: dict[str, Callable] = {
     "image_spread.csv": lambda r: r.image_spread,
     "seeds.csv": lambda r: r.seeds,
     "comparisons.csv": lambda r: r.comparisons,
+    "orderings.csv": lambda r: r.orderings,
     "stopping.csv": lambda r: r.stopping,
     "issues.csv": lambda r: issues_table(r.issues),
     "mean_curves.csv": lambda r: r.mean_curves(),
@@ -140,6 +142,12 @@ class Report:
     def comparisons(self) -> pd.DataFrame:
         grid, _ = render.grid_cells(self.cells)
         return column_comparisons(grid, render.COLUMNS)
+
+    @cached_property
+    def orderings(self) -> pd.DataFrame:
+        """Every ordering of two losses in the paper's Table I, tested on these records."""
+        grid, _ = render.grid_cells(self.cells)
+        return paper_orderings(grid, render.COLUMNS)
 
     def mean_curves(self) -> pd.DataFrame:
         """Each seed's mean curve, one row per (setting, seed, iteration)."""

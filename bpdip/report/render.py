@@ -284,6 +284,39 @@ def md_winners(report) -> str:
                                 "paper's winner", "agrees", "note"], rows, "lllrrllll")])
 
 
+ORDERING_MARK = {"holds": "✓", "reversed": "✗", "tied": "≈", "not enough data": "?"}
+
+
+def md_orderings(report) -> str:
+    frame = report.orderings
+    if frame.empty or (frame["outcome"] == "not enough data").all():
+        return ""
+    pairs = list(dict.fromkeys(zip(frame["a"], frame["b"], strict=True)))
+    cells = {(r.a, r.b, r.kernel, r.noise_var): r for r in frame.itertuples()}
+    rows = []
+    for first, second in sorted({tuple(sorted(p, key=LOSSES.index)) for p in pairs}, key=lambda p: (
+            LOSSES.index(p[1]), LOSSES.index(p[0]))):
+        row = [f"{label(first)} vs {label(second)}"]
+        for kernel, var in COLUMNS:
+            r = cells.get((first, second, kernel, var)) or cells.get((second, first, kernel, var))
+            if r is None:
+                row.append("–")
+                continue
+            ours = fmt(r.ours_diff, 2, True) if not pd.isna(r.ours_diff) else "–"
+            row.append(f"{label(r.a)} +{r.paper_diff:.2f} / {ours} {ORDERING_MARK[r.outcome]}")
+        rows.append(row)
+    counts = frame["outcome"].value_counts()
+    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("holds", "tied", "reversed", "not enough data")
+                        if counts.get(k, 0))
+    return "\n".join(["## The paper's orderings", "",
+                      "Every ordering of two losses in the paper's Table I, tested on our records as the column "
+                      "winners are (same paired t-interval): each cell names the loss the paper puts above, the "
+                      "paper's margin, our mean difference in the same direction, and ✓ holds (our interval "
+                      "above 0), ≈ tied (it contains 0), ✗ reversed (below 0), ? not enough data. "
+                      f"Over the grid: {summary}.", "",
+                      md_table(["pair", *[column_label(k, v) for k, v in COLUMNS]], rows)])
+
+
 def md_final(report) -> str:
     grid, _ = grid_cells(report.cells)
 

@@ -155,3 +155,35 @@ def column_comparisons(grid: dict, columns: list[tuple[str, float]]) -> pd.DataF
         row["note"] = "; ".join(notes)
         rows.append(row)
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+ORDERING_COLUMNS = ["kernel", "noise_var", "a", "b", "paper_diff", "ours_diff", "n_pairs", "ci_low", "ci_high",
+                    "p_value", "verdict", "outcome"]
+
+
+def paper_orderings(grid: dict, columns: list[tuple[str, float]]) -> pd.DataFrame:
+    """Every ordering the paper's Table I states: per column, each pair of losses (A, B)
+    with the paper's A above B, tested as :func:`compare_cells` tests the two best.
+    ``outcome``: "holds" (our A − B interval lies above 0), "reversed" (below 0), "tied"
+    (it contains 0) or "not enough data"."""
+    rows = []
+    for kernel, var in columns:
+        for i, first in enumerate(LOSSES):
+            for second in LOSSES[i + 1:]:
+                pa, pb = TABLE1.get((first, kernel, var)), TABLE1.get((second, kernel, var))
+                if pa is None or pb is None or pa[0] == pb[0]:
+                    continue
+                a, b = (first, second) if pa[0] > pb[0] else (second, first)
+                ca, cb = grid.get((a, kernel, var)), grid.get((b, kernel, var))
+                row = {"kernel": kernel, "noise_var": var, "a": a, "b": b,
+                       "paper_diff": abs(pa[0] - pb[0]), "verdict": "not enough data", "n_pairs": 0}
+                if all(c is not None and c.peak is not None and c.status not in ("missing", "conflict")
+                       for c in (ca, cb)):
+                    result = compare_cells(ca, cb)
+                    row.update(ours_diff=result["mean_diff"], **{k: result[k] for k in
+                                                                 ("n_pairs", "ci_low", "ci_high", "p_value",
+                                                                  "verdict")})
+                row["outcome"] = row["verdict"] if row["verdict"] != "significant" else \
+                    ("holds" if row["ours_diff"] > 0 else "reversed")
+                rows.append(row)
+    return pd.DataFrame(rows, columns=ORDERING_COLUMNS)
