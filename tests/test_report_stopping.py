@@ -105,7 +105,7 @@ def test_the_markdown_csv_tex_and_figure_are_written(report, tmp_path):
 
 
 def test_records_without_the_rules_give_no_stopping_rows(tmp_path):
-    """Version-1 records (results/cpu_grid) have no stopping choices: nothing is invented."""
+    """Version-1 records (the earlier single-seed results/cpu_grid) have no stopping choices: nothing is invented."""
     import json
 
     write_job(tmp_path / "j", "bp", 4, BP4)

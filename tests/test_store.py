@@ -255,3 +255,21 @@ def test_stop_early_and_the_seed_change_the_id_but_seeds_share_the_protocol_hash
     seed = plan_cell(compose_config("experiment=smoke", "seed=1"))
     assert len({base.config_hash, early.config_hash, other_rule.config_hash, seed.config_hash}) == 4
     assert seed.protocol_hash == base.protocol_hash != early.protocol_hash
+
+
+def test_the_committed_grid_records_keep_their_run_ids(compose_config):
+    """Every image record of results/cpu_grid (a real run) has the id today's code plans for
+    its job's overrides: the store would reuse all of them, so no change since altered what
+    those runs compute without a RESULTS_VERSION bump."""
+    import glob
+    from pathlib import Path
+
+    import yaml
+
+    jobs = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "results/cpu_grid/records/*/summary.json")))
+    assert len(jobs) == 108
+    for path in jobs[::9]:  # 12 of the 108 jobs, spread over kernels, noises, losses and seeds
+        overrides = yaml.safe_load((Path(path).parent / ".hydra" / "overrides.yaml").read_text())
+        planned = [t.run_id for t in plan_cell(compose_config(*overrides)).tasks]
+        recorded = [e["run_id"] for e in read_summary(path)["images"].values()]
+        assert planned == recorded, path
