@@ -164,6 +164,7 @@ class YValue:
     psnr_y: float | None = None
     std: float | None = None  # over the seeds' peaks, ddof 1; None with one seed
     iterations: tuple = ()  # the peak iteration of each seed
+    at_end: tuple = ()  # per seed: the peak is the last common logged iteration (may still rise)
     at_peak: dict | None = None  # mean psnr, ssim, ssim_dr2 at the seeds' peaks
     final_psnr_y: float | None = None  # mean over images (and seeds) of the final image's
     n_seeds: int = 0
@@ -188,6 +189,7 @@ def y_value(c: CellResult) -> YValue:
     return YValue(
         psnr_y=float(np.mean(ys)), std=float(np.std(ys, ddof=1)) if len(ys) > 1 else None,
         iterations=tuple(p["iteration"] for p in peaks),
+        at_end=tuple(len(c) > 1 and p["iteration"] == int(c["iteration"].iloc[-1]) for p, c in zip(peaks, curves)),
         at_peak={k: float(np.mean([p[k] for p in peaks])) for k in ("psnr", "ssim", "ssim_dr2")},
         final_psnr_y=float(np.mean(finals)) if len(finals) == len(peaks) else None, n_seeds=len(peaks),
         curve=curves[0] if len(curves) == 1 else y_mean_curve(curves))
@@ -238,6 +240,7 @@ def sr_table(report) -> pd.DataFrame:
                          "n_seeds": v.n_seeds, "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
                          "peak_psnr_y": v.psnr_y, "peak_psnr_y_std": v.std,
                          "peak_iterations": ";".join(map(str, v.iterations)),
+                         "peak_at_last_logged": ";".join(str(bool(e)).lower() for e in v.at_end),
                          **{f"{k}_at_peak": (v.at_peak or {}).get(k) for k in ("psnr", "ssim", "ssim_dr2")},
                          "final_psnr_y": v.final_psnr_y, "dip_paper_psnr_y": paper.sr_paper(c.cell.loss, col.factor),
                          "iterations": c.run.get("iterations"), "config_hash": c.config_hash,
@@ -293,7 +296,7 @@ def _cell_text(c: CellResult | None) -> str:
         text = c.status if c.status in ("missing", "conflict") else "no complete image"
     else:
         spread = f" ± {v.std:.2f}" if v.std is not None else ""
-        its = ",".join(map(str, v.iterations))
+        its = ",".join(f"{i}{' (last logged)' if end else ''}" for i, end in zip(v.iterations, v.at_end))
         text = f"{v.psnr_y:.2f}{spread} @{its} (n={len(c.used)}/{len(c.expected)})"
     return f"{text} {md_markers(c.markers)}" if c.markers else text
 
@@ -330,7 +333,8 @@ def md_sr(report) -> str:
         "Y-channel PSNR [dB] (MATLAB rgb2ycbcr's Y, data range 255, "
         f"{' or '.join(shaves)} pixels shaved on each side: `sr.shave`, DIP's eval script shaves 4), the peak of "
         "the Y-PSNR curve averaged over the images at equal iterations (as Table I; the oracle, chosen with ground "
-        "truth), @ its iteration (one per seed), n = images averaged / expected; ± the s.d. over seeds. Bicubic: y "
+        "truth), @ its iteration (one per seed; '(last logged)': the curve may still be rising), n = images averaged / "
+        "expected; ± the s.d. over seeds. Bicubic: y "
         "upsampled by PIL's bicubic, measured the same way. DIP paper: Set14 with DIP's protocol (LR by PIL's "
         "Lanczos, lanczos2 in the loss, least squares: read it beside LS; REFERENCES.md), recomputed from the DIP "
         "authors' published outputs.", "",
