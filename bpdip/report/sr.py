@@ -251,7 +251,11 @@ def sr_table(report) -> pd.DataFrame:
                      "n_images": b["n"] if b else 0, "peak_psnr_y": b["psnr_y"] if b else None,
                      **{f"{k}_at_peak": b.get(k) if b else None for k in ("psnr", "ssim", "ssim_dr2")},
                      "dip_paper_psnr_y": paper.sr_paper("bicubic", col.factor)})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for name in ("n_expected", "n_seeds", "iterations"):  # integers, empty on the bicubic rows
+        if name in frame:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+    return frame
 
 
 def sr_per_image(report) -> pd.DataFrame:
