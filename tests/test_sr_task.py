@@ -281,3 +281,16 @@ def test_a_deblurring_report_has_no_sr_part(tmp_path):
     names = {p.name for p in write_report(report, tmp_path / "report", figure=False)}
     assert not {n for n in names if n.startswith("sr")}
     assert "Super-resolution" not in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_stacked_sr_runs_record_what_single_runs_do(cfg, tmp_path):
+    """engine.stack=2 trains the two SR images of experiment=smoke as one group (one
+    operator, the shave passed on): the same records, up to float rounding."""
+    common = ("experiment=smoke", "task=sr", "results_root=null", "save_images=false")
+    one = run_cell(cfg(*common), tmp_path / "one")
+    two = run_cell(cfg(*common, "engine.stack=2"), tmp_path / "two")
+    for name in ("face", "comic"):
+        a, b = one["images"][name], two["images"][name]
+        assert a["baseline"] == b["baseline"]
+        assert b["final_psnr_y"] == pytest.approx(a["final_psnr_y"], abs=1e-3)
+        assert b["peak_psnr_y"] == pytest.approx(a["peak_psnr_y"], abs=1e-3)
