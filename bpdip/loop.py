@@ -265,6 +265,7 @@ def restore(
     stopping=None,
     stop_early: str | None = None,
     image_shape: tuple[int, int] | None = None,
+    shave: int | None = None,
 ) -> list[Result]:
     """Train ``model`` so that each sample of f(z) explains its y; return one Result each.
 
@@ -280,6 +281,9 @@ def restore(
     ``stopping`` (a :class:`bpdip.stopping.Stopping` on ``device``) evaluates the online
     stopping rules at every iteration; ``stop_early`` names the rule whose stop ends
     training (checked at logged iterations), whose candidate is then the restored image.
+    ``shave`` (super-resolution): also log ``psnr_y``, the Y-channel PSNR with ``shave``
+    border pixels dropped (bpdip.metrics.psnr_y), and give it for the final image and the
+    rules' choices; None (deblurring) logs exactly the three PROTOCOL metrics.
     """
     device = resolve_device(device)
     b = y.shape[0]
@@ -333,7 +337,8 @@ def restore(
                 if it % settings.log_every == 0:
                     failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
                     stats = stopping.statistics() if stopping is not None else {}
-                    _log(results, out, x_ref, loss_buf[it], stats, failed, it, _seconds(t0, device), callbacks, bar)
+                    _log(results, out, x_ref, loss_buf[it], stats, failed, it, _seconds(t0, device), callbacks, bar,
+                         shave)
                     if all(r.status == "failed" for r in results):
                         break
                     if stop_early is not None and stopping.all_stopped(stop_early):
@@ -358,10 +363,10 @@ def restore(
                 use = torch.tensor([c["candidate"] for c in choices[stop_early]], device=device)
                 final = torch.where(use[:, None, None, None], stopping.rules[stop_early].candidate.clamp(0, 1), last)
             with torch.no_grad():
-                metrics = quality(final, x_ref) if x_ref is not None else None
-                last_metrics = quality(last, x_ref) if x_ref is not None else None
-                rule_metrics = {name: quality(stopping.rules[name].candidate, x_ref) if x_ref is not None else None
-                                for name in choices}
+                metrics = quality(final, x_ref, shave) if x_ref is not None else None
+                last_metrics = quality(last, x_ref, shave) if x_ref is not None else None
+                rule_metrics = {name: quality(stopping.rules[name].candidate, x_ref, shave)
+                                if x_ref is not None else None for name in choices}
     finally:
         step.close()
     for i, r in enumerate(results):
@@ -402,7 +407,8 @@ def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> 
             elif c.pop("candidate"):
                 values = {k: float(v[i]) for k, v in metrics.items()}
             else:
-                values = {k: result.last.get(k) for k in ("psnr", "ssim", "ssim_dr2")}
+                values = {k: result.last.get(k) for k in ("psnr", "ssim", "ssim_dr2", "psnr_y")
+                          if k != "psnr_y" or k in result.last}
             c.pop("candidate", None)
             choice = {**c, **values}
         else:
@@ -469,9 +475,9 @@ class _Noise:
             g.set_state(s)
 
 
-def _log(results, out, x_ref, losses, stats, failed, it, seconds, callbacks, bar) -> None:
+def _log(results, out, x_ref, losses, stats, failed, it, seconds, callbacks, bar, shave=None) -> None:
     with torch.no_grad():
-        metrics = quality(out.detach(), x_ref) if x_ref is not None else {}
+        metrics = quality(out.detach(), x_ref, shave) if x_ref is not None else {}
         values = {k: v.cpu().tolist() for k, v in metrics.items()}
         values.update({k: v.cpu().tolist() for k, v in stats.items()})  # the stopping rules' statistics
     loss_values = losses.cpu().tolist()

@@ -50,14 +50,18 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.T
     return s.reshape(b, c, -1).mean(dim=(1, 2))
 
 
-def quality(x: torch.Tensor, ref: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The three numbers logged along a run, for the clipped output ``x``."""
+def quality(x: torch.Tensor, ref: torch.Tensor, shave: int | None = None) -> dict[str, torch.Tensor]:
+    """The three numbers logged along a run, for the clipped output ``x``; with ``shave``
+    (super-resolution) also ``psnr_y``, the Y-channel PSNR with that border shaved."""
     x = x.clamp(0.0, 1.0)
-    return {
+    out = {
         "psnr": psnr(x, ref),
         "ssim": ssim(x, ref, data_range=1.0),
         "ssim_dr2": ssim(x, ref, data_range=2.0),
     }
+    if shave is not None:
+        out["psnr_y"] = psnr_y(x, ref, shave)
+    return out
 
 
 def psnr_skimage(x: np.ndarray, ref: np.ndarray) -> float:

@@ -69,3 +69,32 @@ NETWORK = {"in_channels": 32, "channels_down": [128] * 5, "channels_up": [128] *
 LEARNING_RATE = 0.01
 REG_NOISE_STD = 0.03
 N_IMAGES = 14  # Set14, full size
+
+
+# Super-resolution (issue 14): the DIP paper's Set14 numbers, Y-channel PSNR [dB] recomputed
+# with DIP's eval script (rgb2ycbcr Y, a 4-pixel border shaved) from the DIP authors'
+# published outputs, as /work/shared/REFERENCES.md "Deep Image Prior super-resolution"
+# transcribes them (Ulyanov, Vedaldi, Lempitsky, "Deep Image Prior", CVPR 2018 / IJCV 2020;
+# DmitryUlyanov/deep-image-prior). DIP's loss is least squares through its lanczos2
+# downsampler, so its row is the one to read beside our LS. Set5 is not in this project.
+SR_SET14 = {  # method -> {factor: Y-PSNR}
+    "bicubic": {4: 26.05, 8: 23.10},
+    "tv": {4: 26.42, 8: 23.49},
+    "dip": {4: 27.01, 8: 24.15},
+    "lapsrn": {4: 28.13, 8: 24.36},
+}
+SR_LABELS = {"bicubic": "bicubic", "tv": "TV prior", "dip": "DIP", "lapsrn": "LapSRN (trained)"}
+# our rows (loss config names, then the baseline) and the paper row each is read beside
+SR_ROWS = ("ls", "bp", "bp_tv", "bicubic")
+SR_PAPER_ROW = {"ls": "dip", "bicubic": "bicubic"}
+# DIP's SR protocol (REFERENCES.md): what a run must match for its numbers to be compared
+# with SR_SET14 (iterations and input noise per factor; LR by PIL's Lanczos, no noise)
+DIP_SR_ITERATIONS = {4: 2000, 8: 4000}
+DIP_SR_REG_NOISE = {4: 0.03, 8: 0.05}
+DIP_SR_SHAVE = 4
+
+
+def sr_paper(method: str, factor: int) -> float | None:
+    """The DIP paper's Set14 Y-PSNR for an SR table row (``ls`` reads DIP's), or None."""
+    key = SR_PAPER_ROW.get(method, method)
+    return SR_SET14.get(key, {}).get(int(factor))

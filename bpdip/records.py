@@ -24,6 +24,9 @@ A job's output directory holds (schema version 2; version 1 records are still re
     ``last_*`` the last iterate); the runner adds ``run_id`` (the image's
     stable id in the results store, see :mod:`bpdip.store`) and ``reused`` (true when the
     record was taken from the store instead of trained in this job).
+    Super-resolution (``run.cell.task`` = ``sr-x4`` etc.) adds per image the Y-PSNR values of
+    :func:`image_summary` and ``baseline``: the bicubic upsampling of y (``method``,
+    ``psnr``, ``psnr_y``, ``ssim``, ``ssim_dr2``), the SR table's baseline row.
 
 Every file is written atomically (temporary file + rename), so a killed job leaves
 either the previous version or the new one, never half a file.
@@ -123,9 +126,14 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
 
 
 def image_summary(result) -> dict:
-    """The summary.json entry of one image from a :class:`bpdip.loop.Result`."""
+    """The summary.json entry of one image from a :class:`bpdip.loop.Result`.
+
+    Super-resolution (a curve with ``psnr_y``) adds ``peak_psnr_y`` and ``peak_psnr_y_iteration``
+    (the best logged Y-PSNR and where: the SR table's oracle, which picks by Y-PSNR),
+    ``psnr_y_at_peak`` (the Y-PSNR at the RGB-PSNR peak), ``final_psnr_y`` and
+    ``last_psnr_y``; a deblurring entry has exactly the keys it always had."""
     peak = result.peak or {}
-    return {
+    entry = {
         "status": result.status,
         "peak_psnr": peak.get("psnr"),
         "peak_iteration": peak.get("iteration"),
@@ -145,6 +153,13 @@ def image_summary(result) -> dict:
         "stopped_early": result.stopped_early,
         "restored_from": result.restored_from,
     }
+    if "psnr_y" in result.final or any("psnr_y" in r for r in result.curve):
+        finite = [r for r in result.curve if isinstance(r.get("psnr_y"), float) and math.isfinite(r["psnr_y"])]
+        best = max(finite, key=lambda r: r["psnr_y"]) if finite else {}
+        entry.update(peak_psnr_y=best.get("psnr_y"), peak_psnr_y_iteration=best.get("iteration"),
+                     psnr_y_at_peak=peak.get("psnr_y"), final_psnr_y=result.final.get("psnr_y"),
+                     last_psnr_y=result.last.get("psnr_y"))
+    return entry
 
 
 # --- job and store records (runner) -------------------------------------------------

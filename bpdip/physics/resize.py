@@ -9,6 +9,9 @@ stays, the metrics clip); the result is float64. At the borders PIL drops the ta
 fall outside the image and renormalises (MATLAB's imresize mirrors instead); the SR
 metric shaves a border.
 
+``degrade_pil``: that LR plus the noise of :func:`bpdip.physics.sr.degrade_sr` (task=sr with
+``sr.lr_source=pil``; DIP's protocol has none, noise.var = 0).
+
 ``pil_lanczos_downsample``: DIP's protocol LR, the 8-bit HR image resized with PIL's
 ``LANCZOS`` (DIP's ``ANTIALIAS``; PIL's Lanczos has support 3), returned as 8-bit values
 / 255 in float64.
@@ -49,3 +52,16 @@ def pil_lanczos_downsample(x: np.ndarray, factor: int) -> np.ndarray:
     h, w = x.shape[0] // s, x.shape[1] // s
     img = Image.fromarray(np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8))
     return np.asarray(img.resize((w, h), Image.LANCZOS), dtype=np.float64) / 255.0
+
+
+def degrade_pil(x: np.ndarray, factor: int, noise_var: float, seed: int) -> np.ndarray:
+    """y = PIL-Lanczos LR of x (:func:`pil_lanczos_downsample`) + e, e as in
+    :func:`bpdip.physics.sr.degrade_sr` (sigma = sqrt(var) / 255, PROTOCOL "Degradation",
+    drawn from ``np.random.default_rng(seed)``; nothing drawn for var = 0), unclipped."""
+    from bpdip.physics.blur import noise_sigma
+
+    sigma = noise_sigma(noise_var)
+    low = pil_lanczos_downsample(x, factor)
+    if sigma == 0:
+        return low
+    return low + sigma * np.random.default_rng(seed).standard_normal(low.shape)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
-from bpdip.report import render, stopping
+from bpdip.report import render, sr, stopping
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.stats import column_comparisons, paper_orderings
@@ -30,12 +30,15 @@ from bpdip.report.tables import (final_table, image_spread_table, issues_table, 
 @dataclass(frozen=True)
 class Section:
     """One part of the report: its Markdown (a function of the report; "" leaves it out)
-    and, optionally, its LaTeX and the .tex file that holds it."""
+    and, optionally, its LaTeX and the .tex file that holds it. ``deblur``: a part about
+    the deblurring records (Table I and the rest), left out of a report whose records are
+    all super-resolution."""
 
     name: str
     markdown: Callable
     tex: Callable | None = None
     tex_file: str | None = None
+    deblur: bool = True
 
 
 SECTIONS = [
@@ -52,7 +55,9 @@ SECTIONS = [
     Section("other", render.md_other),
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
-    Section("issues", render.md_issues),
+    # super-resolution records (issue 14): "" unless the report has some
+    Section("sr", sr.md_sr, deblur=False),
+    Section("issues", render.md_issues, deblur=False),
 ]
 
 # file name -> the report's DataFrame it holds
@@ -85,6 +90,11 @@ def _heatmap(report, stem):
 FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem -> writer (PNG and PDF)
                                  "fig1_stopping": stopping.save_stopping_figure}
 
+# Super-resolution's files (bpdip.report.sr), written only when the report has SR records
+SR_CSV_TABLES: dict[str, Callable] = {"sr.csv": sr.sr_table, "sr_per_image.csv": sr.sr_per_image}
+SR_FIGURES: dict[str, Callable] = {"sr_psnr_y": sr.save_sr_figure}
+GENERAL_CSV = ("issues.csv",)  # also written for a report of SR records only
+
 TEX_DOCUMENT = "report.tex"  # a standalone document that inputs every .tex table
 
 
@@ -104,6 +114,12 @@ class Report:
     inputs: list[str] = field(default_factory=list)
     title: str = "BP-DIP reproduction: Table I and Fig. 1 from run records"
     created: str = ""
+    sr_cells: list[CellResult] = field(default_factory=list)  # super-resolution settings (bpdip.report.sr)
+
+    @property
+    def deblur(self) -> bool:
+        """Whether the report has its deblurring part: always, unless every record is SR."""
+        return bool(self.cells) or not self.sr_cells
 
     def cell(self, loss: str, kernel: str, noise_var) -> CellResult:
         """The result of one setting, e.g. ``report.cell("bp", "uniform", 0.3)``."""
@@ -171,8 +187,9 @@ class Report:
             return sorted({str(j.run.get(key)) for j in self.jobs if j.run.get(key) is not None})
 
         readable = [j for j in self.jobs if j.error is None]
-        seeds = list(dict.fromkeys(s for c in self.cells for s in c.expected_seeds))
-        counts = render.group_counts([c for c in self.cells])
+        every = [*self.cells, *self.sr_cells]
+        seeds = list(dict.fromkeys(s for c in every for s in c.expected_seeds))
+        counts = render.group_counts(every)
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
@@ -201,9 +218,16 @@ def code_commit() -> str:
 
 
 def build_report(jobs: list[Job], images: list[str] | None = None, inputs: list[str] | None = None) -> Report:
-    cells, issues = build_cells(jobs, images)
+    """Table I's cells from the deblurring records, the SR settings from the SR records
+    (``run.cell.task``; bpdip.report.sr): built apart, never averaged together."""
+    deblur_jobs, sr_jobs = sr.split_jobs(jobs)
+    cells, issues = build_cells(deblur_jobs, images) if deblur_jobs or not sr_jobs else ([], [])
+    sr_cells, sr_issues = sr.build_sr_cells(sr_jobs, images)
     created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    return Report(cells, issues, jobs, list(inputs or []), created=created)
+    report = Report(cells, issues + sr_issues, jobs, list(inputs or []), created=created, sr_cells=sr_cells)
+    if not report.deblur:
+        report.title = "BP-DIP reproduction: super-resolution from run records"
+    return report
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -214,6 +238,8 @@ def _csv(frame: pd.DataFrame) -> str:
 def markdown(report: Report) -> str:
     parts = [f"# {report.title}", "", *report.header_lines(), ""]
     for section in SECTIONS:
+        if section.deblur and not report.deblur:
+            continue
         text = section.markdown(report)
         if text:
             parts += [text, ""]
@@ -224,7 +250,7 @@ def tex_texts(report: Report) -> dict[str, str]:
     """.tex file name -> its text: the file's sections in SECTIONS order."""
     texts: dict[str, list[str]] = {}
     for section in SECTIONS:
-        if section.tex is not None:
+        if section.tex is not None and (report.deblur or not section.deblur):
             text = section.tex(report)
             if text:
                 texts.setdefault(section.tex_file, []).append(text)
@@ -251,15 +277,21 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = {"report.md": markdown(report)}
-    texts.update({name: _csv(table(report)) for name, table in CSV_TABLES.items()})
+    texts.update({name: _csv(table(report)) for name, table in CSV_TABLES.items()
+                  if report.deblur or name in GENERAL_CSV})
+    if report.sr_cells:
+        texts.update({name: _csv(table(report)) for name, table in SR_CSV_TABLES.items()})
     tex = tex_texts(report)
-    texts.update(tex)
-    texts[TEX_DOCUMENT] = tex_document(list(tex))
+    if report.deblur:  # no LaTeX tables for SR yet: an SR-only report has none
+        texts.update(tex)
+        texts[TEX_DOCUMENT] = tex_document(list(tex))
     paths = []
     for name, text in texts.items():
         atomic_write_text(out / name, text)
         paths.append(out / name)
     if figure:
-        for stem, writer in FIGURES.items():
+        for stem, writer in FIGURES.items() if report.deblur else ():
+            paths += writer(report, out / stem)
+        for stem, writer in SR_FIGURES.items():
             paths += writer(report, out / stem)
     return paths

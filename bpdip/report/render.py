@@ -49,7 +49,8 @@ def grid_cells(cells: list[CellResult]) -> tuple[dict, list[CellResult]]:
     grid, other = {}, []
     for c in cells:
         key = (c.cell.loss, c.cell.kernel, c.cell.noise_var)
-        if c.cell.loss in LOSSES and c.cell.kernel in KERNELS and c.cell.noise_var in NOISE_VARS:
+        if c.cell.task == "deblur" and c.cell.loss in LOSSES and c.cell.kernel in KERNELS \
+                and c.cell.noise_var in NOISE_VARS:
             grid[key] = c
         else:
             other.append(c)

@@ -25,26 +25,40 @@ METRIC_COLUMNS = list(CURVE_COLUMNS[1:])  # iteration, psnr, ssim, ssim_dr2, los
 SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "final_psnr",
                   "final_ssim", "final_ssim_dr2", "runtime_s", "iterations", "error",
                   # schema 2: every stopping rule's choice (bpdip.stopping), stop.early's outcome
-                  "stopping", "stopped_early", "restored_from", "last_psnr")
+                  "stopping", "stopped_early", "restored_from", "last_psnr",
+                  # super-resolution (bpdip.records.image_summary): Y-PSNR values, the bicubic baseline
+                  "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline")
 
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One setting of Table I: blur kernel, noise variance (0..255 scale), loss."""
+    """One setting: blur kernel, noise variance (0..255 scale), loss, and the task:
+    ``deblur`` (Table I's; records without ``run.cell.task`` read as deblurring) or a
+    super-resolution label such as ``sr-x4`` / ``sr-x4-pil`` (bpdip.runner.plan.SRSettings).
+    Settings of different tasks are different cells, so they are never averaged together."""
 
     kernel: str
     noise_var: float
     loss: str
+    task: str = "deblur"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Cell":
         try:
-            return cls(str(d["kernel"]), canonical_noise(d["noise_var"]), str(d["loss"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            task = d.get("task") or "deblur"
+            if not isinstance(task, str):
+                raise TypeError(f"task {task!r} is not a string")
+            return cls(str(d["kernel"]), canonical_noise(d["noise_var"]), str(d["loss"]), task)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptRecord(f"run.cell must hold kernel, noise_var (number) and loss, got {d!r} ({exc})")
 
+    @property
+    def is_sr(self) -> bool:
+        return self.task != "deblur"
+
     def __str__(self) -> str:
-        return f"{self.loss} / {self.kernel} / var {self.noise_var:g}"
+        prefix = f"{self.task} / " if self.is_sr else ""
+        return f"{prefix}{self.loss} / {self.kernel} / var {self.noise_var:g}"
 
 
 def empty_curve() -> pd.DataFrame:

@@ -36,7 +36,9 @@ from bpdip.loggers import JobLogger, make_loggers
 from bpdip.loop import Callback, Result, restore, seeded_model
 from bpdip.losses import make_loss
 from bpdip.models import build_model
-from bpdip.physics import Blur, degrade
+from bpdip.metrics import quality
+from bpdip.physics import degrade, degrade_sr
+from bpdip.physics.resize import bicubic_upsample, degrade_pil
 from bpdip.records import (
     atomic_write_text, curve_rows, image_summary, new_summary, write_json, write_metrics_csv, write_png,
 )
@@ -51,11 +53,36 @@ log = logging.getLogger("bpdip")
 
 def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray | None, np.ndarray]:
     """(x, y) of one image: y = h * x + e with the image's own noise seed (paper eq. 1); for
-    ``data=observed`` the file is y itself and there is no x (None)."""
-    image = center_crop(load_image(task.path), plan.crop)
+    ``data=observed`` the file is y itself and there is no x (None). Super-resolution: x is
+    the HR image (cropped to a multiple of s) and y = S H x + e (``bpdip.physics.sr``), or
+    with ``sr.lr_source=pil`` PIL's Lanczos LR + e (DIP's protocol, ``bpdip.physics.resize``)."""
     if plan.observed:
-        return None, image
-    return image, degrade(image, plan.kernel, plan.noise_var, plan.seeds(task.name)["noise"])
+        return None, center_crop(load_image(task.path), plan.crop)
+    image = plan.ground_truth(load_image(task.path))
+    seed = plan.seeds(task.name)["noise"]
+    if plan.sr is None:
+        return image, degrade(image, plan.kernel, plan.noise_var, seed)
+    if plan.sr.lr_source == "pil":
+        return image, degrade_pil(image, plan.sr.factor, plan.noise_var, seed)
+    return image, degrade_sr(image, plan.kernel, plan.sr.factor, plan.noise_var, seed)
+
+
+def baseline(plan: CellPlan, task: ImageTask) -> dict | None:
+    """Super-resolution's baseline row: y upsampled by PIL's bicubic (bpdip.physics.resize,
+    REFERENCES.md "Deep Image Prior super-resolution": DIP's bicubic image), clipped and
+    measured as the network's output is (``bpdip.metrics.quality``: psnr, ssim, ssim_dr2,
+    psnr_y). None for deblurring."""
+    if plan.sr is None or plan.observed:
+        return None
+    x, y = degraded(plan, task)
+    up = torch.from_numpy(bicubic_upsample(y, plan.sr.factor)).permute(2, 0, 1)[None]
+    ref = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]
+    return {"method": "bicubic", **{k: float(v[0]) for k, v in quality(up, ref, plan.sr.shave).items()}}
+
+
+def shave_of(plan: CellPlan) -> int | None:
+    """The Y-PSNR border of an SR run (the loop logs psnr_y with it); None for deblurring."""
+    return None if plan.sr is None else plan.sr.shave
 
 
 def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -78,13 +105,13 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     """Train one network on one image (paper eqs. 3 and 9) and return its Result."""
     y_t, x_t = image_tensors(plan, task, device)
     seeds = plan.seeds(task.name)
-    op = Blur(plan.kernel, task.shape, device=device)
+    op = plan.operator(task.shape, device=device)  # task.shape: the image (HR) size
     loss = make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
                        engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device),
-                       stop_early=plan.stop.early_rule, image_shape=op.in_shape)
+                       stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan))
     return result
 
 
@@ -96,7 +123,7 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
         raise ValueError(f"a stacked group needs one image size, got {[t.shape for t in tasks]}")
     pairs = [image_tensors(plan, t, device) for t in tasks]
     seeds = [plan.seeds(t.name) for t in tasks]
-    op = Blur(plan.kernel, tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
+    op = plan.operator(tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
     loss = StackedLoss([make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
                         for y_t, _ in pairs])
     # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
@@ -107,7 +134,7 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
                    x_true=x_true, seed=[s["z"] for s in seeds], device=device,
                    callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
                    stopping=stopping_for(plan, op, y, device), stop_early=plan.stop.early_rule,
-                   image_shape=op.in_shape)
+                   image_shape=op.in_shape, shave=shave_of(plan))
 
 
 def group_checkpoint(tasks: list[ImageTask], store: Store | None, out_dir: Path) -> Path:
@@ -352,6 +379,9 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
     for task, result in zip(tasks, results):
         rows = curve_rows(task.name, result.curve)
         entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False}
+        base = baseline(plan, task)
+        if base is not None:  # super-resolution only: deblurring entries keep their keys
+            entry["baseline"] = base
         if store is not None:
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})

@@ -18,7 +18,8 @@ from bpdip.data import center_crop, load_image, resolve_images
 from bpdip.loop import LoopSettings, resolve_device
 from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
-from bpdip.physics import Blur, derive_seed, make_kernel, noise_sigma
+from bpdip.physics import Blur, SuperResolution, crop_to_multiple, derive_seed, make_kernel, noise_sigma
+from bpdip.physics.sr import check_factor, check_multiple
 from bpdip.registry import is_import_path, source_sha256
 from bpdip.stopping import StopSettings
 from bpdip.store import digest, file_sha256, make_run_id, result_config
@@ -29,6 +30,70 @@ LOSS_KEYS = ("name", "fidelity", "tv_weight", "iterations")
 
 class UserError(Exception):
     """A problem with the config or the data, reported as one line before any training."""
+
+
+# kernels that make sense for super-resolution (conf/task/sr.yaml): the antialiasing
+# kernels of imresize and DIP, a Gaussian (IDBP's), a file or your own (import path)
+SR_KERNELS = ("bicubic", "lanczos2", "gaussian", "file")
+SCALED_KERNELS = ("bicubic", "lanczos2")  # their scale is the SR factor (conf/kernel/bicubic.yaml)
+LR_SOURCES = ("operator", "pil")
+
+
+@dataclass(frozen=True)
+class SRSettings:
+    """task=sr (conf/task/sr.yaml): the factor s, the Y-PSNR border, where y comes from."""
+
+    factor: int
+    shave: int = 4
+    lr_source: str = "operator"
+    crop_multiple: bool = True
+
+    @property
+    def label(self) -> str:
+        """The record's ``run.cell.task``: sr-x4, or sr-x4-pil for DIP's LR."""
+        return f"sr-x{self.factor}" + ("-pil" if self.lr_source == "pil" else "")
+
+    def hr(self, x: np.ndarray) -> np.ndarray:
+        """The HR ground truth: centre-cropped to a multiple of s, or checked to be one."""
+        if self.crop_multiple:
+            return crop_to_multiple(x, self.factor)
+        check_multiple(x.shape[:2], self.factor)  # ValueError: one line, with the fix
+        return x
+
+    @classmethod
+    def from_config(cls, task: dict, config: dict, kernel_name: str, kcfg: dict) -> "SRSettings | None":
+        """None for deblurring; for task=sr the checked settings (ValueError: one line)."""
+        if task.get("name") == "deblur":
+            if kernel_name in SCALED_KERNELS and kcfg.get("factor") is None:
+                raise ValueError(f"kernel={kernel_name} is a super-resolution kernel whose scale is sr.factor: "
+                                 f"use it with task=sr (or set kernel.factor=...)")
+            return None
+        if task.get("name") != "sr":
+            raise ValueError(f"task={task.get('name')} is not known; use task=deblur or task=sr")
+        sr = config.get("sr")
+        if not isinstance(sr, dict):
+            raise ValueError("task=sr needs its sr block (conf/task/sr.yaml); select it with task=sr")
+        factor = check_factor(sr.get("factor"))
+        shave = sr.get("shave", 4)
+        if isinstance(shave, bool) or not isinstance(shave, int) or shave < 0:
+            raise ValueError(f"sr.shave must be an integer >= 0 (pixels shaved before the Y-PSNR), got {shave!r}")
+        source = sr.get("lr_source", "operator")
+        if source not in LR_SOURCES:
+            raise ValueError(f"sr.lr_source must be one of {', '.join(LR_SOURCES)}, got {source!r}")
+        crop = sr.get("crop_multiple", True)
+        if not isinstance(crop, bool):
+            raise ValueError(f"sr.crop_multiple must be true or false, got {crop!r}")
+        if kernel_name not in SR_KERNELS and not is_import_path(kernel_name):
+            raise ValueError(f"kernel={kernel_name} is a deblurring kernel; task=sr takes kernel=bicubic (default), "
+                             f"lanczos2, gaussian or file")
+        if kernel_name in SCALED_KERNELS and kcfg.get("factor") != factor:
+            raise ValueError(f"kernel={kernel_name} has kernel.factor={kcfg.get('factor')!r} but sr.factor={factor}; "
+                             f"leave kernel.factor to follow sr.factor")
+        schedule = sr.get("dip_schedule")
+        if schedule is not None and str(factor) not in schedule:
+            raise ValueError(f"experiment=sr_set14_dip has DIP's schedule for sr.factor={' and '.join(schedule)} "
+                             f"only, not {factor}")
+        return cls(factor, shave, source, crop)
 
 
 @dataclass
@@ -61,6 +126,19 @@ class CellPlan:
     observed: bool = False  # data=observed: the images are the measurements y; no ground truth
     protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
+    sr: SRSettings | None = None  # task=sr; None: deblurring
+
+    def operator(self, shape: tuple[int, int], device="cpu"):
+        """The degradation A of an image of ``shape`` (the HR size for SR): the circular blur
+        (paper eq. 1) or A = S H (bpdip.physics.sr)."""
+        if self.sr is None:
+            return Blur(self.kernel, shape, device=device)
+        return SuperResolution(self.kernel, shape, self.sr.factor, device=device)
+
+    def ground_truth(self, x: np.ndarray) -> np.ndarray:
+        """The image after ``data.crop``, as the run sees it (for SR cropped to a multiple of s)."""
+        x = center_crop(x, self.crop)
+        return x if self.sr is None else self.sr.hr(x)
 
     def seeds(self, image: str) -> dict:
         """Per-image seeds from (run seed, image name, purpose) only, so an image gets the
@@ -84,8 +162,9 @@ def absolute(path) -> Path | None:
     return p if p.is_absolute() else original_cwd() / p
 
 
-def cell_name(kernel: str, noise_var: float, loss: str) -> str:
-    return f"{kernel}-{noise_var:g}-{loss}"
+def cell_name(kernel: str, noise_var: float, loss: str, task: str | None = None) -> str:
+    """``uniform-0.3-bp``; for SR the task first, ``sr-x4-bicubic-0-bp`` (deblurring: no prefix)."""
+    return (f"{task}-" if task else "") + f"{kernel}-{noise_var:g}-{loss}"
 
 
 def job_device_type(spec) -> str:
@@ -126,6 +205,8 @@ def _plan(cfg) -> CellPlan:
     sigma = noise_sigma(noise_var)  # ValueError for a negative or non-finite variance
 
     kname = kcfg.pop("name")
+    task = dict(config.get("task") or {"name": "deblur"})
+    sr = SRSettings.from_config(task, config, kname, kcfg)  # ValueError: one line
     kernel = make_kernel(kname, path=absolute(kcfg.pop("path", None)), **kcfg)
 
     fidelity = lcfg.get("fidelity")
@@ -136,7 +217,10 @@ def _plan(cfg) -> CellPlan:
     loss_params = {k: v for k, v in lcfg.items() if k not in LOSS_KEYS}
     # build the loss once on a tiny problem: bad weights or unknown parameters fail now
     size = max(kernel.shape) + 2
-    probe = Blur(kernel, (size, size))
+    if sr is not None:
+        size = -(-size // sr.factor) * sr.factor  # a multiple of s
+    probe = Blur(kernel, (size, size)) if sr is None else SuperResolution(kernel, (size, size), sr.factor)
+    size = probe.out_shape[0]  # y lives on the measurement grid
     make_loss(fidelity, probe, torch.zeros(1, 3, size, size), sigma, tv_weight, **loss_params)
 
     engine = None
@@ -145,9 +229,6 @@ def _plan(cfg) -> CellPlan:
 
         engine = EngineSettings.from_config(config["engine"]).resolve(job_device_type(config.get("device", "auto")))
     stop = StopSettings.from_config(config.get("stop"))
-    task = dict(config.get("task") or {"name": "deblur"})
-    if task.get("name") != "deblur":
-        raise UserError(f"task={task.get('name')} is not known; use task=deblur")
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -158,6 +239,8 @@ def _plan(cfg) -> CellPlan:
     )
 
     observed = dcfg.get("name") == "observed"
+    if observed and sr is not None:
+        raise UserError("data=observed (a file as y, no ground truth) is for deblurring only; task=sr needs HR images")
     if observed:  # a real blurred image without ground truth (conf/data/observed.yaml)
         paths = dcfg.get("path")
         paths = [paths] if isinstance(paths, str) else list(paths or [])
@@ -177,7 +260,9 @@ def _plan(cfg) -> CellPlan:
         crop = tuple(crop)
 
     cell = {"kernel": kname, "noise_var": noise_var, "loss": str(lcfg.get("name", fidelity))}
-    name = cell_name(cell["kernel"], noise_var, cell["loss"])
+    if sr is not None:  # deblurring cells keep exactly their three fields
+        cell["task"] = sr.label
+    name = cell_name(cell["kernel"], noise_var, cell["loss"], cell.get("task"))
     rcfg = result_config(config, hashlib.sha256(np.ascontiguousarray(kernel).tobytes()).hexdigest())
     if engine is not None and isinstance(rcfg.get("engine"), dict):
         # "auto" means tf32 + fused Adam on a GPU and fp32 + plain Adam on a CPU: hash what runs
@@ -196,13 +281,15 @@ def _plan(cfg) -> CellPlan:
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
-                    protocol_hash=protocol, observed=observed)
+                    protocol_hash=protocol, observed=observed, sr=sr)
     for ref in refs:  # read every image now: a bad file fails before the first one trains
-        x = center_crop(load_image(ref.path), crop)
+        x = plan.ground_truth(load_image(ref.path))
         h, w = x.shape[:2]
         if hasattr(model, "check_size"):
-            model.check_size(h, w)
-        Blur(kernel, (h, w))  # the kernel must fit in the image
+            model.check_size(h, w)  # the network's output (and z) has the HR size
+        plan.operator((h, w))  # the kernel must fit in the image
+        if sr is not None and 2 * sr.shave >= min(h, w):
+            raise UserError(f"sr.shave={sr.shave} leaves nothing of the {h}x{w} image {ref.name}; lower sr.shave")
         sha = file_sha256(ref.path)
         plan.tasks.append(ImageTask(ref.name, Path(ref.path), (h, w), sha, make_run_id(name, ref.name, chash, sha)))
     return plan

@@ -16,4 +16,5 @@ def choose(result) -> dict | None:
     if peak is None:
         return None
     return {"iteration": peak["iteration"], "stopped": False, "stop_iteration": None,
-            **{k: peak.get(k) for k in ("psnr", "ssim", "ssim_dr2")}}
+            **{k: peak.get(k) for k in ("psnr", "ssim", "ssim_dr2")},
+            **({"psnr_y": peak["psnr_y"]} if "psnr_y" in peak else {})}  # super-resolution only

@@ -1,0 +1,420 @@
+"""The super-resolution part of a report (issue 14): an SR table like Table I, its CSVs and
+a Y-PSNR-vs-iteration figure, from records whose ``run.cell.task`` is ``sr-x<s>[-pil]``.
+
+Layout: rows LS, BP, BP-TV (any other loss after them) and the bicubic baseline; one
+column per factor (and LR source, kernel and noise where a report holds several), our
+value beside the DIP paper's Set14 number (``bpdip.paper.SR_SET14``; DIP's loss is least
+squares, so its number sits in the LS row).
+
+Values (the Table I rule of PROTOCOL "Optimisation and measurement", on the SR metric):
+a method's value is the PEAK of the Y-PSNR curve averaged over the images at equal logged
+iterations (the best common iteration, chosen with ground truth), with the iteration where
+it peaks; several seeds: the mean of the seeds' peaks ± their sample s.d. (ddof 1), as in
+``bpdip.report.cells``. Y-PSNR: ``bpdip.metrics.psnr_y`` (MATLAB rgb2ycbcr's Y on the
+0..255 scale, ``sr.shave`` pixels shaved on each side, 4 by default as DIP's eval script;
+REFERENCES.md "Deep Image Prior super-resolution"). The bicubic row is the mean over the
+column's images of each image's ``baseline`` (y upsampled by PIL's bicubic, measured the
+same way; ``bpdip.runner.cell.baseline``). The stopping rules are in the records
+unchanged (``stopping`` per image); this table is the oracle's, as Table I is.
+
+The cells are built by :func:`bpdip.report.cells.build_cell` (same merging, seeds, flags
+and conflict rules as Table I), but separately from the deblurring cells: a report never
+averages SR and deblurring records together, and a report over deblurring records only
+has no SR part at all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bpdip import paper
+from bpdip.paper import LOSS_LABELS
+from bpdip.report.cells import CellResult, Issue, build_cell, expected_images, expected_seeds, merge_jobs
+from bpdip.report.protocol import _differs, _get
+from bpdip.report.sources import Cell, Job, seed_label
+
+TASK_RE = re.compile(r"^sr-x(\d+)(-pil)?$")
+Y_COLUMNS = ["psnr_y", "psnr", "ssim", "ssim_dr2"]
+
+
+@dataclass(frozen=True, order=True)
+class Column:
+    """One column of the SR table: a factor with its LR source, kernel and noise."""
+
+    factor: int
+    source: str  # operator | pil
+    kernel: str
+    noise_var: float
+
+    @classmethod
+    def of(cls, cell: Cell) -> "Column":
+        m = TASK_RE.match(cell.task)
+        factor, source = (int(m.group(1)), "pil" if m.group(2) else "operator") if m else (0, cell.task)
+        return cls(factor, source, cell.kernel, cell.noise_var)
+
+    def label(self, short: bool = False) -> str:
+        if short:
+            return f"×{self.factor}"
+        lr = "PIL Lanczos LR" if self.source == "pil" else "y = S H x"
+        return f"×{self.factor} ({lr}, {self.kernel}, σ²={self.noise_var:g})"
+
+
+# ------------------------------------------------------------------------ building
+
+def split_jobs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """(deblurring jobs, SR jobs). Unreadable jobs go with deblurring, unless the readable
+    records are all SR (then the report is an SR report and they are listed there)."""
+    sr = [j for j in jobs if j.cell is not None and j.cell.is_sr]
+    deblur = [j for j in jobs if j.cell is not None and not j.cell.is_sr]
+    bad = [j for j in jobs if j.cell is None]
+    if sr and not deblur:
+        return [], sr + bad
+    return deblur + bad, sr
+
+
+def build_sr_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[CellResult], list[Issue]]:
+    """The SR settings found in ``jobs``, ordered by column then row, and their issues."""
+    if not jobs:
+        return [], []
+    by_cell, issues = merge_jobs(jobs)
+    expected, seeds = expected_images(jobs, images), expected_seeds(jobs)
+    order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
+    cells = sorted(by_cell, key=lambda c: (Column.of(c), order.get(c.loss, len(order)), c.loss))
+    out = []
+    for cell in cells:
+        res = build_cell(cell, by_cell[cell], expected, issues, explicit=bool(images), expected_seeds=seeds)
+        res.deviations = dip_deviations(res.config, cell, len(res.expected))
+        out.append(res)
+    return out, issues
+
+
+def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
+    """Where an SR setting departs from DIP's SR protocol (REFERENCES.md "Deep Image Prior
+    super-resolution"), whose Set14 numbers the table sets beside ours. The loss (BP, TV)
+    is the row, not a departure."""
+    col = Column.of(cell)
+    out = []
+    if col.factor not in paper.DIP_SR_ITERATIONS:
+        out.append(f"factor {col.factor} (DIP's table: x4 and x8)")
+    if n_images != paper.N_IMAGES:
+        out.append(f"{n_images} image(s) (DIP: the {paper.N_IMAGES} Set14 images)")
+    if col.source != "pil":
+        out.append("LR y = S H x from our operator (DIP: PIL's Lanczos resize)")
+    if cell.kernel != "lanczos2":
+        out.append(f"{cell.kernel} kernel in the loss (DIP: lanczos2)")
+    if cell.noise_var:
+        out.append(f"noise var {cell.noise_var:g} (DIP: none)")
+    if not config:
+        out.append("resolved config not found beside the records: protocol not checked")
+        return out
+    crop = _get(config, "data.crop")
+    if crop is not None:
+        out.append(f"centre crop {crop} px (DIP: full-size images, cropped to a multiple of 32)")
+    its, want = _get(config, "loss.iterations"), paper.DIP_SR_ITERATIONS.get(col.factor)
+    if its is not None and want is not None and _differs(its, want):
+        out.append(f"{its} iterations (DIP: {want} at x{col.factor})")
+    rn, want = _get(config, "optim.reg_noise_std"), paper.DIP_SR_REG_NOISE.get(col.factor)
+    if rn is not None and want is not None and _differs(rn, want):
+        out.append(f"input noise {rn:g} (DIP: {want:g} at x{col.factor})")
+    model = _get(config, "model") or {}
+    net = {k: model.get(k) for k in paper.NETWORK}
+    if any(v is not None for v in net.values()) and net != paper.NETWORK:
+        out.append("network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
+                   + " (DIP: 5 scales of 128, 4 skip channels)")
+    shave = _get(config, "sr.shave")
+    if shave is not None and shave != paper.DIP_SR_SHAVE:
+        out.append(f"shave {shave} (DIP's eval script: {paper.DIP_SR_SHAVE})")
+    return out
+
+
+# ------------------------------------------------------------------------ values
+
+def y_mean_curve(curves: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean of the images' Y_COLUMNS at the iterations every curve has (as cells.mean_curve)."""
+    if not curves:
+        return pd.DataFrame(columns=["iteration", *Y_COLUMNS])
+    common = set(curves[0]["iteration"])
+    for c in curves[1:]:
+        common &= set(c["iteration"])
+    its = sorted(common)
+    stack = np.stack([c.set_index("iteration").loc[its, Y_COLUMNS].to_numpy(float) for c in curves])
+    mean = pd.DataFrame(stack.mean(axis=0), columns=Y_COLUMNS)
+    mean.insert(0, "iteration", np.asarray(its, dtype="int64"))
+    return mean
+
+
+def _peak(curve: pd.DataFrame) -> dict | None:
+    finite = curve[np.isfinite(curve["psnr_y"].to_numpy(float))]
+    if finite.empty:
+        return None
+    row = finite.loc[finite["psnr_y"].idxmax()]  # the earliest on a tie
+    return {"psnr_y": float(row["psnr_y"]), "iteration": int(row["iteration"]),
+            **{k: float(row[k]) for k in ("psnr", "ssim", "ssim_dr2")}}
+
+
+@dataclass
+class YValue:
+    """One SR setting's value: per seed the peak of its mean Y-PSNR curve, then over seeds."""
+
+    psnr_y: float | None = None
+    std: float | None = None  # over the seeds' peaks, ddof 1; None with one seed
+    iterations: tuple = ()  # the peak iteration of each seed
+    at_end: tuple = ()  # per seed: the peak is the last common logged iteration (may still rise)
+    at_peak: dict | None = None  # mean psnr, ssim, ssim_dr2 at the seeds' peaks
+    final_psnr_y: float | None = None  # mean over images (and seeds) of the final image's
+    n_seeds: int = 0
+    curve: pd.DataFrame | None = None  # the mean curve (several seeds: mean of their curves)
+
+
+def y_value(c: CellResult) -> YValue:
+    peaks, curves, finals = [], [], []
+    for r in c.valued_seeds:
+        curve = y_mean_curve([r.images[n].curve for n in r.used])
+        p = _peak(curve)
+        if p is None:
+            continue
+        peaks.append(p)
+        curves.append(curve)
+        vals = [r.images[n].summary.get("final_psnr_y") for n in r.used]
+        if all(isinstance(v, (int, float)) for v in vals):
+            finals.append(float(np.mean(vals)))
+    if not peaks:
+        return YValue()
+    ys = [p["psnr_y"] for p in peaks]
+    return YValue(
+        psnr_y=float(np.mean(ys)), std=float(np.std(ys, ddof=1)) if len(ys) > 1 else None,
+        iterations=tuple(p["iteration"] for p in peaks),
+        at_end=tuple(len(c) > 1 and p["iteration"] == int(c["iteration"].iloc[-1]) for p, c in zip(peaks, curves)),
+        at_peak={k: float(np.mean([p[k] for p in peaks])) for k in ("psnr", "ssim", "ssim_dr2")},
+        final_psnr_y=float(np.mean(finals)) if len(finals) == len(peaks) else None, n_seeds=len(peaks),
+        curve=curves[0] if len(curves) == 1 else y_mean_curve(curves))
+
+
+def baseline_value(cells: list[CellResult]) -> dict | None:
+    """The bicubic row of a column: each (seed, image) that some method of the column
+    averaged counted once (y, hence its upsampling, is the same for every loss), the mean
+    of its ``baseline`` metrics; None without baselines."""
+    seen: dict = {}
+    for c in cells:
+        for r in c.valued_seeds:
+            for name in r.used:
+                base = r.images[name].summary.get("baseline")
+                if isinstance(base, dict) and (r.seed, name) not in seen:
+                    seen[(r.seed, name)] = base
+    keys = [k for k in ("psnr_y", "psnr", "ssim", "ssim_dr2")
+            if seen and all(isinstance(b.get(k), (int, float)) for b in seen.values())]
+    if "psnr_y" not in keys:
+        return None
+    out = {k: float(np.mean([b[k] for b in seen.values()])) for k in keys}
+    out["n"] = len(seen)
+    out["images"] = sorted({name for _, name in seen})
+    return out
+
+
+def columns(report) -> dict[Column, list[CellResult]]:
+    out: dict[Column, list[CellResult]] = {}
+    for c in report.sr_cells:
+        out.setdefault(Column.of(c.cell), []).append(c)
+    return dict(sorted(out.items()))
+
+
+def _label(loss: str) -> str:
+    return LOSS_LABELS.get(loss, loss)
+
+
+def sr_table(report) -> pd.DataFrame:
+    """sr.csv: one row per (column, method) and the bicubic row of each column."""
+    rows = []
+    for col, cells in columns(report).items():
+        base = dict(task=f"sr-x{col.factor}" + ("-pil" if col.source == "pil" else ""), factor=col.factor,
+                    lr_source=col.source, kernel=col.kernel, noise_var=col.noise_var)
+        for c in cells:
+            v = y_value(c)
+            rows.append({**base, "method": _label(c.cell.loss), "loss": c.cell.loss, "status": c.status,
+                         "flags": ";".join(c.flags), "n_images": len(c.used), "n_expected": len(c.expected),
+                         "n_seeds": v.n_seeds, "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
+                         "peak_psnr_y": v.psnr_y, "peak_psnr_y_std": v.std,
+                         "peak_iterations": ";".join(map(str, v.iterations)),
+                         "peak_at_last_logged": ";".join(str(bool(e)).lower() for e in v.at_end),
+                         **{f"{k}_at_peak": (v.at_peak or {}).get(k) for k in ("psnr", "ssim", "ssim_dr2")},
+                         "final_psnr_y": v.final_psnr_y, "dip_paper_psnr_y": paper.sr_paper(c.cell.loss, col.factor),
+                         "iterations": c.run.get("iterations"), "config_hash": c.config_hash,
+                         "git_commit": c.run.get("git_commit"), "device": c.run.get("device"),
+                         "deviations": "; ".join(c.deviations)})
+        b = baseline_value(cells)
+        rows.append({**base, "method": "bicubic", "loss": "bicubic", "status": "complete" if b else "missing",
+                     "n_images": b["n"] if b else 0, "peak_psnr_y": b["psnr_y"] if b else None,
+                     **{f"{k}_at_peak": b.get(k) if b else None for k in ("psnr", "ssim", "ssim_dr2")},
+                     "dip_paper_psnr_y": paper.sr_paper("bicubic", col.factor)})
+    frame = pd.DataFrame(rows)
+    for name in ("n_expected", "n_seeds", "iterations"):  # integers, empty on the bicubic rows
+        if name in frame:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+    return frame
+
+
+def sr_per_image(report) -> pd.DataFrame:
+    """sr_per_image.csv: one row per (setting, seed, image): the image's own best Y-PSNR
+    and iteration, final Y-PSNR, its bicubic baseline and the gain over it."""
+    rows = []
+    for c in report.sr_cells:
+        col = Column.of(c.cell)
+        for r in c.seeds.values():
+            for name, img in r.images.items():
+                s, base = img.summary, img.summary.get("baseline") or {}
+                peak, b = s.get("peak_psnr_y"), base.get("psnr_y")
+                rows.append({"factor": col.factor, "lr_source": col.source, "kernel": col.kernel,
+                             "noise_var": col.noise_var, "method": _label(c.cell.loss), "seed": seed_label(r.seed),
+                             "image": name, "status": img.status, "in_mean": name in r.used,
+                             "peak_psnr_y": peak, "peak_psnr_y_iteration": s.get("peak_psnr_y_iteration"),
+                             "final_psnr_y": s.get("final_psnr_y"), "peak_psnr": s.get("peak_psnr"),
+                             "bicubic_psnr_y": b, "bicubic_psnr": base.get("psnr"),
+                             "gain_psnr_y": peak - b if isinstance(peak, float) and isinstance(b, float) else None,
+                             "source": img.source})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["peak_psnr_y_iteration"] = pd.to_numeric(frame["peak_psnr_y_iteration"], errors="coerce").astype("Int64")
+    return frame
+
+
+# ------------------------------------------------------------------------ Markdown
+
+def _fmt(x, digits=2, sign=False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _cell_text(c: CellResult | None) -> str:
+    from bpdip.report.render import md_markers
+
+    if c is None:
+        return "–"
+    v = y_value(c)
+    if v.psnr_y is None:
+        text = c.status if c.status in ("missing", "conflict") else "no complete image"
+    else:
+        spread = f" ± {v.std:.2f}" if v.std is not None else ""
+        its = ",".join(f"{i}{' (last logged)' if end else ''}" for i, end in zip(v.iterations, v.at_end))
+        text = f"{v.psnr_y:.2f}{spread} @{its} (n={len(c.used)}/{len(c.expected)})"
+    return f"{text} {md_markers(c.markers)}" if c.markers else text
+
+
+def md_sr(report) -> str:
+    from bpdip.report.render import md_table
+
+    cols = columns(report)
+    if not cols:
+        return ""
+    shaves = sorted({str(_get(c.config or {}, "sr.shave", "?")) for c in report.sr_cells})
+    short = len({col.factor for col in cols}) == len(cols)
+    header = ["method"]
+    for col in cols:
+        header += [f"{col.label(short)} ours", f"{col.label(True)} DIP paper"]
+    losses = list(dict.fromkeys(c.cell.loss for cs in cols.values() for c in cs))
+    order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
+    rows = []
+    for loss in sorted(losses, key=lambda x: (order.get(x, len(order)), x)):
+        row = [_label(loss)]
+        for col, cells in cols.items():
+            c = next((c for c in cells if c.cell.loss == loss), None)
+            dip = paper.sr_paper(loss, col.factor)
+            row += [_cell_text(c), f"{dip:.2f} (DIP)" if dip is not None else "–"]
+        rows.append(row)
+    row = ["bicubic"]
+    for col, cells in cols.items():
+        b = baseline_value(cells)
+        dip = paper.sr_paper("bicubic", col.factor)
+        row += [f"{b['psnr_y']:.2f} (n={b['n']})" if b else "–", f"{dip:.2f}" if dip is not None else "–"]
+    rows.append(row)
+    parts = [
+        "## Super-resolution", "",
+        "Y-channel PSNR [dB] (MATLAB rgb2ycbcr's Y, data range 255, "
+        f"{' or '.join(shaves)} pixels shaved on each side: `sr.shave`, DIP's eval script shaves 4), the peak of "
+        "the Y-PSNR curve averaged over the images at equal iterations (as Table I; the oracle, chosen with ground "
+        "truth), @ its iteration (one per seed; '(last logged)': the curve may still be rising), n = images averaged / "
+        "expected; ± the s.d. over seeds. Bicubic: y "
+        "upsampled by PIL's bicubic, measured the same way. DIP paper: Set14 with DIP's protocol (LR by PIL's "
+        "Lanczos, lanczos2 in the loss, least squares: read it beside LS; REFERENCES.md), recomputed from the DIP "
+        "authors' published outputs.", "",
+        md_table(header, rows),
+    ]
+    departures = {col: sorted({d for c in cells for d in c.deviations}) for col, cells in cols.items()}
+    if any(departures.values()):
+        parts += ["", "**Departures from DIP's protocol** (so the DIP columns are context, not a target):", ""]
+        parts += [f"- {col.label()}: {'; '.join(d) or 'none'}" for col, d in departures.items()]
+    if not short:
+        parts += ["", "Columns: " + "; ".join(col.label() for col in cols) + "."]
+    frame = sr_per_image(report)
+    if len(frame):
+        lines = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
+                  _fmt(r.peak_psnr_y), "–" if pd.isna(r.peak_psnr_y_iteration) else str(int(r.peak_psnr_y_iteration)), _fmt(r.final_psnr_y), _fmt(r.bicubic_psnr_y),
+                  _fmt(r.gain_psnr_y, 2, True)] for r in frame.itertuples()]
+        parts += ["", "### Super-resolution per image", "",
+                  "Each image's own best logged Y-PSNR (@ iteration), its final image's, its bicubic baseline and the "
+                  "gain of the best over bicubic (`sr_per_image.csv`).", "",
+                  md_table(["factor", "method", "seed", "image", "status", "best Y-PSNR", "@it", "final Y-PSNR",
+                            "bicubic", "gain"], lines, "llll" + "l" + "r" * 5)]
+    runs = [[str(c.cell), c.config_hash or "–", str(c.run.get("git_commit") or "–")[:10]
+             + ("+dirty" if c.run.get("git_dirty") else ""), str(c.run.get("device") or "–"),
+             str(c.run.get("iterations") or "–")] for c in report.sr_cells if c.sources]
+    if runs:
+        parts += ["", "### Super-resolution runs", "",
+                  md_table(["setting", "config hash", "git commit", "device", "iterations"], runs, "lllll")]
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------ figure
+
+COLORS = {"ls": "tab:blue", "ls_tv": "tab:cyan", "bp": "tab:red", "bp_tv": "tab:orange"}
+
+
+def sr_figure(report):
+    """One panel per column: each method's mean Y-PSNR curve with its peak marked, the
+    bicubic baseline (dashed) and the DIP paper's DIP and bicubic values (dotted)."""
+    from bpdip.report.figure import plt
+
+    cols = columns(report)
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 4.2), squeeze=False)
+    for ax, (col, cells) in zip(axes[0], cols.items()):
+        for c in cells:
+            v = y_value(c)
+            color = COLORS.get(c.cell.loss)
+            if v.curve is None or v.psnr_y is None:
+                ax.plot([], [], color=color, label=f"{_label(c.cell.loss)}: {c.status}")
+                continue
+            ax.plot(v.curve["iteration"], v.curve["psnr_y"], color=color, lw=1.3,
+                    label=f"{_label(c.cell.loss)}{c.markers}: {v.psnr_y:.2f} dB @{','.join(map(str, v.iterations))}"
+                          f" (n={len(c.used)})")
+            peak = v.curve.loc[v.curve["psnr_y"].idxmax()]
+            ax.plot([peak["iteration"]], [peak["psnr_y"]], "o", color=color, ms=4)
+        b = baseline_value(cells)
+        if b:
+            ax.axhline(b["psnr_y"], color="0.3", ls="--", lw=1, label=f"bicubic: {b['psnr_y']:.2f} dB")
+        for key, style in (("dip", ":"), ("bicubic", ":")):
+            dip = paper.SR_SET14[key].get(col.factor)
+            if dip is not None:
+                ax.axhline(dip, color="tab:green" if key == "dip" else "0.6", ls=style, lw=1,
+                           label=f"DIP paper {paper.SR_LABELS[key]} (Set14): {dip:.2f}")
+        ax.set_title(col.label(), fontsize=9)
+        ax.set_xlabel("iteration", fontsize=9)
+        ax.set_ylabel("Y-PSNR [dB]", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, loc="lower right")
+    fig.suptitle("Super-resolution: average Y-PSNR vs iteration", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def save_sr_figure(report, stem) -> list:
+    """``stem``.png and ``stem``.pdf of :func:`sr_figure`; nothing for a report without SR."""
+    if not report.sr_cells:
+        return []
+    from bpdip.report.figure import save_figure
+
+    return save_figure(sr_figure(report), stem)
