@@ -30,9 +30,13 @@ from slurm_cluster import ROOT, slurm_cluster  # noqa: F401  (the session fixtur
 # the project's launcher config, plus what this CPU-only cluster (2 CPUs, no GPU) needs
 SLURM = ("hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
          "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
-# one image long enough to be interrupted mid-run (5-10 s on one core: more than KillWait,
-# 2 s, after the first checkpoint), checkpointed often
-LONG = ("experiment=smoke", "data.images=[face]", "loss.iterations=800", "log_every=50", "checkpoint_every=50")
+# one image long enough to be interrupted mid-run, checkpointed often: after the first
+# checkpoint it must outlast SLURM's kill sequence (KillWait 2 s, then srun's own wait of up
+# to 4 s, while submitit bypasses SIGTERM). 800 iterations (4.4 s on an idle core) finished
+# inside it; 3000 take ~16 s idle and ~45 s on a loaded 2-core machine.
+LONG_ITERATIONS = 3000
+LONG = ("experiment=smoke", "data.images=[face]", f"loss.iterations={LONG_ITERATIONS}", "log_every=50",
+        "checkpoint_every=50")
 
 
 class Sweep:
@@ -239,7 +243,7 @@ def interrupt_mid_run(cluster, tmp_path, interrupt, *overrides):
     wait_for("requeued job", lambda: cluster.queue().get(job) == "PENDING", 60, sweep)
     assert not (ckpt.parent / "summary.json").exists(), "the run finished before the interruption"
     state = torch.load(ckpt, weights_only=False)
-    assert 0 < state["iteration"] < 800
+    assert 0 < state["iteration"] < LONG_ITERATIONS
     state["elapsed"] += 1000.0
     atomic_save(state, ckpt)
     return sweep, store, state["iteration"]
@@ -249,7 +253,7 @@ def check_resumed(tmp_path, store, reference, iteration):
     job_dir = tmp_path / "sweep" / "0-uniform-0.3-bp"
     summary = check_complete(job_dir, ["face"])
     entry = summary["images"]["face"]
-    assert entry["iterations"] == 800 and entry["reused"] is False
+    assert entry["iterations"] == LONG_ITERATIONS and entry["reused"] is False
     assert entry["runtime_s"] >= 1000  # it went on from the checkpoint in the store
     seconds = pd.read_csv(job_dir / "metrics.csv").set_index("iteration").seconds
     assert (seconds[seconds.index < iteration] < 1000).all() and (seconds[seconds.index >= iteration] >= 1000).all()
