@@ -28,6 +28,17 @@ def _differs(a, b) -> bool:
     return a != b
 
 
+def network_deviation(config: dict, reference: str) -> str | None:
+    """The network line of a departures list when the run's skip net is not the paper's
+    (PROTOCOL "Network", bpdip.paper.NETWORK); ``reference`` says what the paper's is."""
+    model = _get(config, "model") or {}
+    net = {k: model.get(k) for k in paper.NETWORK}
+    if any(v is not None for v in net.values()) and net != paper.NETWORK:
+        return ("network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
+                + f" ({reference})")
+    return None
+
+
 def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     """Human-readable differences between one cell's resolved config and the protocol."""
     out = []
@@ -46,11 +57,9 @@ def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     want_tv = paper.TV_WEIGHTS.get((cell.loss, cell.kernel), 0.0 if cell.loss in ("ls", "bp") else None)
     if tv is not None and want_tv is not None and _differs(tv, want_tv):
         out.append(f"TV weight {tv:g} (paper: {want_tv:g})")
-    model = _get(config, "model") or {}
-    net = {k: model.get(k) for k in paper.NETWORK}
-    if any(v is not None for v in net.values()) and net != paper.NETWORK:
-        out.append("network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
-                   + " (paper: 5 scales of 128 down/up, 4 skip channels)")
+    net = network_deviation(config, "paper: 5 scales of 128 down/up, 4 skip channels")
+    if net:
+        out.append(net)
     lr = _get(config, "optim.lr")
     if lr is not None and _differs(lr, paper.LEARNING_RATE):
         out.append(f"learning rate {lr:g} (paper: {paper.LEARNING_RATE:g})")

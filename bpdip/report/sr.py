@@ -35,7 +35,7 @@ import pandas as pd
 from bpdip import paper
 from bpdip.paper import LOSS_LABELS
 from bpdip.report.cells import CellResult, Issue, build_cell, expected_images, expected_seeds, merge_jobs
-from bpdip.report.protocol import _differs, _get
+from bpdip.report.protocol import _differs, _get, network_deviation
 from bpdip.report.sources import Cell, Job, seed_label
 
 TASK_RE = re.compile(r"^sr-x(\d+)(-pil)?$")
@@ -121,11 +121,9 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     rn, want = _get(config, "optim.reg_noise_std"), paper.DIP_SR_REG_NOISE.get(col.factor)
     if rn is not None and want is not None and _differs(rn, want):
         out.append(f"input noise {rn:g} (DIP: {want:g} at x{col.factor})")
-    model = _get(config, "model") or {}
-    net = {k: model.get(k) for k in paper.NETWORK}
-    if any(v is not None for v in net.values()) and net != paper.NETWORK:
-        out.append("network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
-                   + " (DIP: 5 scales of 128, 4 skip channels)")
+    net = network_deviation(config, "DIP: 5 scales of 128, 4 skip channels")
+    if net:
+        out.append(net)
     shave = _get(config, "sr.shave")
     if shave is not None and shave != paper.DIP_SR_SHAVE:
         out.append(f"shave {shave} (DIP's eval script: {paper.DIP_SR_SHAVE})")
