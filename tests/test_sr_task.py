@@ -197,7 +197,8 @@ def test_the_report_of_the_tiny_run(tiny_run, tmp_path):
     report = build_report(load_local([str(out)]))
     assert not report.deblur and report.cells == [] and len(report.sr_cells) == 1
     paths = {p.name for p in write_report(report, tmp_path)}
-    assert {"report.md", "sr.csv", "sr_per_image.csv", "issues.csv", "sr_psnr_y.png", "sr_psnr_y.pdf"} == paths
+    assert {"report.md", "sr.csv", "sr_per_image.csv", "issues.csv", "sr_psnr_y.png", "sr_psnr_y.pdf", "sr.tex",
+            "report.tex"} == paths
     with open(tmp_path / "sr.csv") as fh:
         rows = {r["method"]: r for r in csv.DictReader(fh)}
     entry = summary["images"]["comic"]
@@ -271,6 +272,35 @@ def test_sr_table_values_by_hand_and_kept_apart_from_deblurring(tmp_path):
     # x4 peaks at the last logged iteration (its curve may still rise), x8 before it
     assert "| BP | 26.00 @200 (last logged) (n=2/2) | – | 20.50 @100 (n=2/2) | – |" in md
     assert "| bicubic | 23.50 (n=2) | 26.05 | 20.50 (n=2) | 23.10 |" in md
+
+
+def test_the_sr_latex_table_is_laid_out_like_table1s_and_compiles(tmp_path):
+    """sr.tex on hand-made records: one line per method, bold the best of our column (a
+    tie bolds both), DIP's values beside ours, the last-logged mark; pdflatex compiles
+    report.tex when it is installed."""
+    import shutil
+
+    sr4 = {"kernel": "gaussian", "noise_var": 0.3, "loss": "bp", "task": "sr-x4"}
+    _write(tmp_path / "a", sr4, {"face": ([20, 26, 25], [18, 24, 23], 24.0), "comic": ([21, 22, 27], [19, 20, 25], 23.0)})
+    _write(tmp_path / "b", {**sr4, "loss": "ls"}, {"face": ([20, 23, 24], [1, 2, 3], 24.0),
+                                                   "comic": ([20, 21, 22], [1, 2, 3], 23.0)})
+    _write(tmp_path / "c", {**sr4, "task": "sr-x8"}, {"face": ([19, 21, 20], [1, 2, 3], 21.0),
+                                                      "comic": ([18, 20, 19], [1, 2, 3], 20.0)})
+    out = tmp_path / "report"
+    write_report(build_report(load_local([str(tmp_path)])), out, figure=False)
+    tex = (out / "sr.tex").read_text()
+    assert tex.isascii() and "\\input{sr}" in (out / "report.tex").read_text()
+    lines = [ln for ln in tex.splitlines() if ln.endswith("\\\\")]
+    by_label = {ln.split(" & ")[0].replace("\\midrule", "").strip(): ln for ln in lines}
+    # x4: BP 26 (last logged) is the best; x8: BP's 20.50 ties bicubic's 20.50; LS has no x8 record
+    assert by_label["BP"] == "BP & \\textbf{26.00$^{e}$} & -- & \\textbf{20.50} & -- \\\\"
+    assert by_label["LS"] == "LS & 23.00$^{e}$ & 27.01 & -- & 24.15 \\\\"
+    assert by_label["bicubic"] == "bicubic & 23.50 & 26.05 & \\textbf{20.50} & 23.10 \\\\"
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not on PATH (apt-get install -y texlive-latex-base texlive-latex-recommended)")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=out,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
 
 
 def test_a_deblurring_report_has_no_sr_part(tmp_path):

@@ -56,7 +56,7 @@ SECTIONS = [
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
     # super-resolution records (issue 14): "" unless the report has some
-    Section("sr", sr.md_sr, deblur=False),
+    Section("sr", sr.md_sr, sr.tex_sr, "sr.tex", deblur=False),
     Section("issues", render.md_issues, deblur=False),
 ]
 
@@ -282,7 +282,7 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     if report.sr_cells:
         texts.update({name: _csv(table(report)) for name, table in SR_CSV_TABLES.items()})
     tex = tex_texts(report)
-    if report.deblur:  # no LaTeX tables for SR yet: an SR-only report has none
+    if tex:
         texts.update(tex)
         texts[TEX_DOCUMENT] = tex_document(list(tex))
     paths = []
