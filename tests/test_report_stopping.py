@@ -117,3 +117,36 @@ def test_records_without_the_rules_give_no_stopping_rows(tmp_path):
     rep = build_report(load_local([str(tmp_path)]))
     assert rep.stopping.empty and "## Stopping rules" not in markdown(rep)
     assert not math.isnan(rep.cell("bp", "uniform", 4).peak["psnr"])
+
+
+def test_stop_early_records_against_the_full_runs_by_hand(tmp_path):
+    """scripts/compare_stop_early.py: images matched by (kernel, noise, loss, seed, image);
+    the same choice where the iterations agree; the iterations saved summed by hand."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bpdip.report.stopping import early_comparison, md_early_comparison
+
+    write_job(tmp_path / "full" / "bp4", "bp", 4, BP4)
+    early = {"face": {**BP4["face"]}, "zebra": {**BP4["zebra"], "wmv": (250, 24.3, True, 550)}}  # zebra differs
+    write_job(tmp_path / "early" / "bp4", "bp", 4, early, iterations=450)
+    path = tmp_path / "early" / "bp4" / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["images"]["face"]["final_psnr"] = 25.8  # the restored image is wmv's candidate
+    summary["images"]["zebra"]["iterations"] = 600
+    path.write_text(json.dumps(summary))
+    frame = early_comparison(load_local([str(tmp_path / "full")]), load_local([str(tmp_path / "early")]), "wmv")
+    assert list(frame.image) == ["face", "zebra"] and list(frame.same_choice) == [True, False]
+    assert list(frame.full_iterations) == [1000, 1000] and list(frame.early_iterations) == [450, 600]
+    text = md_early_comparison(frame, "wmv")
+    assert "chose the same iteration in 1" in text and "full 2,000, `stop.early` 1,050 (47.5 % fewer)" in text
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_stop_early.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "full"), str(tmp_path / "early"),
+                           "--rule", "wmv"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "47.5 % fewer" in done.stdout, done.stderr
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing"), str(tmp_path / "early")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "does not exist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

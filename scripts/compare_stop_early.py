@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Does ``stop.early`` pick what the full runs picked, and what does it save?
+
+    python scripts/compare_stop_early.py FULL_RECORDS EARLY_RECORDS --rule emv [--csv out.csv]
+
+Both are run directories (or stores) as ``scripts/make_report.py`` reads them; images are
+matched by (kernel, noise, loss, seed, image). See bpdip.report.stopping.early_comparison.
+"""
+
+import argparse
+import sys
+
+from bpdip.report import load_local
+from bpdip.report.stopping import early_comparison, md_early_comparison
+from bpdip.stopping import ONLINE
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("full")
+    p.add_argument("early")
+    p.add_argument("--rule", default="emv", choices=sorted(ONLINE))
+    p.add_argument("--csv")
+    args = p.parse_args(argv)
+    try:
+        frame = early_comparison(load_local([args.full]), load_local([args.early]), args.rule)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(md_early_comparison(frame, args.rule))
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
