@@ -236,14 +236,19 @@ def _write(root: Path, cell: dict, images: dict[str, tuple[list, list, float]]) 
         "iterations": 100 * len(next(iter(images.values()))[0]), "log_every": 100, "status": "complete"}})
 
 
-def test_sr_table_values_by_hand_and_kept_apart_from_deblurring(tmp_path):
+def write_sr_jobs(tmp_path: Path) -> None:
+    """Three SR jobs: BP and LS at x4, BP at x8 (gaussian kernel, var 0.3), two images each."""
     sr4 = {"kernel": "gaussian", "noise_var": 0.3, "loss": "bp", "task": "sr-x4"}
-    # the same kernel, noise and loss as a deblurring cell: must not be merged with it
     _write(tmp_path / "a", sr4, {"face": ([20, 26, 25], [18, 24, 23], 24.0), "comic": ([21, 22, 27], [19, 20, 25], 23.0)})
     _write(tmp_path / "b", {**sr4, "loss": "ls"}, {"face": ([20, 23, 24], [1, 2, 3], 24.0),
                                                    "comic": ([20, 21, 22], [1, 2, 3], 23.0)})
     _write(tmp_path / "c", {**sr4, "task": "sr-x8"}, {"face": ([19, 21, 20], [1, 2, 3], 21.0),
                                                       "comic": ([18, 20, 19], [1, 2, 3], 20.0)})
+
+
+def test_sr_table_values_by_hand_and_kept_apart_from_deblurring(tmp_path):
+    # the SR cells share kernel, noise and loss with a deblurring cell: must not be merged with it
+    write_sr_jobs(tmp_path)
     deblur = {"kernel": "gaussian", "noise_var": 0.3, "loss": "bp"}
     _write(tmp_path / "d", deblur, {"face": ([0, 0, 0], [30, 31, 32], 0.0), "comic": ([0, 0, 0], [30, 33, 30], 0.0)})
     report = build_report(load_local([str(tmp_path)]))
@@ -280,12 +285,7 @@ def test_the_sr_latex_table_is_laid_out_like_table1s_and_compiles(tmp_path):
     report.tex when it is installed."""
     import shutil
 
-    sr4 = {"kernel": "gaussian", "noise_var": 0.3, "loss": "bp", "task": "sr-x4"}
-    _write(tmp_path / "a", sr4, {"face": ([20, 26, 25], [18, 24, 23], 24.0), "comic": ([21, 22, 27], [19, 20, 25], 23.0)})
-    _write(tmp_path / "b", {**sr4, "loss": "ls"}, {"face": ([20, 23, 24], [1, 2, 3], 24.0),
-                                                   "comic": ([20, 21, 22], [1, 2, 3], 23.0)})
-    _write(tmp_path / "c", {**sr4, "task": "sr-x8"}, {"face": ([19, 21, 20], [1, 2, 3], 21.0),
-                                                      "comic": ([18, 20, 19], [1, 2, 3], 20.0)})
+    write_sr_jobs(tmp_path)
     out = tmp_path / "report"
     write_report(build_report(load_local([str(tmp_path)])), out, figure=False)
     tex = (out / "sr.tex").read_text()
