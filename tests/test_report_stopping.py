@@ -140,6 +140,8 @@ def test_stop_early_records_against_the_full_runs_by_hand(tmp_path):
     frame = early_comparison(load_local([str(tmp_path / "full")]), load_local([str(tmp_path / "early")]), "wmv")
     assert list(frame.image) == ["face", "zebra"] and list(frame.same_choice) == [True, False]
     assert list(frame.full_iterations) == [1000, 1000] and list(frame.early_iterations) == [450, 600]
+    assert list(frame.full_psnr) == [25.8, 24.0] and list(frame.early_psnr) == [25.8, 24.3]
+    assert list(frame.restored_psnr) == [25.8, 20.0]  # zebra's final_psnr: BP4's hand-made fixed value
     text = md_early_comparison(frame, "wmv")
     assert "chose the same iteration in 1" in text and "full 2,000, `stop.early` 1,050 (47.5 % fewer)" in text
     script = Path(__file__).resolve().parents[1] / "scripts" / "compare_stop_early.py"

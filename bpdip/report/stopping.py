@@ -191,7 +191,7 @@ def save_stopping_figure(report, stem) -> list:
 # ------------------------------------------------------------------ stop.early against the full runs
 
 EARLY_COLUMNS = ["kernel", "noise_var", "loss", "seed", "image", "full_choice", "early_choice", "same_choice",
-                 "full_psnr", "early_psnr", "full_iterations", "early_iterations"]
+                 "full_psnr", "early_psnr", "restored_psnr", "restored_from", "full_iterations", "early_iterations"]
 
 
 def _complete_images(jobs) -> dict:
@@ -207,10 +207,11 @@ def _complete_images(jobs) -> dict:
 
 def early_comparison(full_jobs, early_jobs, rule: str) -> pd.DataFrame:
     """One row per image found complete in both sets of records: the iteration ``rule`` chose
-    in the full run and in the ``stop.early`` run, the PSNR of those images (the full run's
-    choice from its ``stopping`` record, the early run's restored image: ``final_psnr``), and
-    the iterations each trained (``iterations``). ``stop.early`` must not change the choice
-    (tests/test_stopping.py); this checks it on real grids and measures what it saves."""
+    in the full run and in the ``stop.early`` run, the PSNR of those images (from each run's
+    ``stopping`` record), the early run's restored image (``restored_psnr``: ``final_psnr``,
+    the choice of the rule it followed, ``restored_from``), and the iterations each trained.
+    ``stop.early`` must not change the choice (tests/test_stopping.py); this checks it on
+    real grids and measures what it saves."""
     full, early = _complete_images(full_jobs), _complete_images(early_jobs)
     rows = []
     for key in sorted(set(full) & set(early), key=str):
@@ -219,7 +220,8 @@ def early_comparison(full_jobs, early_jobs, rule: str) -> pd.DataFrame:
         ec = ((e.get("stopping") or {}).get(rule) or {})
         rows.append(dict(zip(EARLY_COLUMNS[:5], key), full_choice=fc.get("iteration"), early_choice=ec.get("iteration"),
                          same_choice=fc.get("iteration") is not None and fc.get("iteration") == ec.get("iteration"),
-                         full_psnr=fc.get("psnr"), early_psnr=e.get("final_psnr"),
+                         full_psnr=fc.get("psnr"), early_psnr=ec.get("psnr"), restored_psnr=e.get("final_psnr"),
+                         restored_from=(e.get("restored_from") or {}).get("rule"),
                          full_iterations=f.get("iterations"), early_iterations=e.get("iterations")))
     return pd.DataFrame(rows, columns=EARLY_COLUMNS)
 
