@@ -154,11 +154,11 @@ def paper_grid() -> list[Cell]:
     return [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]
 
 
-def mean_curve(curves: list[pd.DataFrame]) -> tuple[pd.DataFrame, bool]:
-    """Mean of per-image curves at the iterations every curve has (PROTOCOL: average
-    the curves over the images at equal iterations). Returns (curve, truncated), where
-    truncated says that some curve had iterations the others lack."""
-    cols = ["psnr", "ssim", "ssim_dr2"]
+def mean_curve(curves: list[pd.DataFrame], cols=("psnr", "ssim", "ssim_dr2")) -> tuple[pd.DataFrame, bool]:
+    """Mean of per-image curves (their ``cols``) at the iterations every curve has (PROTOCOL:
+    average the curves over the images at equal iterations). Returns (curve, truncated),
+    where truncated says that some curve had iterations the others lack."""
+    cols = list(cols)
     if not curves:
         return pd.DataFrame(columns=["iteration", *cols]), False
     common = set(curves[0]["iteration"])
@@ -174,14 +174,14 @@ def mean_curve(curves: list[pd.DataFrame]) -> tuple[pd.DataFrame, bool]:
     return mean, len(common) < len(union)
 
 
-def peak_of(curve: pd.DataFrame) -> dict | None:
-    """The best common iteration: highest finite mean PSNR (the earliest on a tie)."""
-    finite = curve[np.isfinite(curve["psnr"].to_numpy(float))]
+def peak_of(curve: pd.DataFrame, by: str = "psnr", also=("ssim_dr2", "ssim")) -> dict | None:
+    """The best common iteration: highest finite mean ``by`` (PSNR; the SR table's Y-PSNR),
+    the earliest on a tie, with the ``also`` columns there."""
+    finite = curve[np.isfinite(curve[by].to_numpy(float))]
     if finite.empty:
         return None
-    row = finite.loc[finite["psnr"].idxmax()]
-    return {"psnr": float(row["psnr"]), "iteration": int(row["iteration"]),
-            "ssim_dr2": float(row["ssim_dr2"]), "ssim": float(row["ssim"])}
+    row = finite.loc[finite[by].idxmax()]
+    return {by: float(row[by]), "iteration": int(row["iteration"]), **{k: float(row[k]) for k in also}}
 
 
 def merge_jobs(jobs: list[Job]) -> tuple[dict[Cell, list[Job]], list[Issue]]:

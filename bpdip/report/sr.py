@@ -25,7 +25,6 @@ has no SR part at all.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -34,7 +33,8 @@ import pandas as pd
 
 from bpdip import paper
 from bpdip.paper import LOSS_LABELS
-from bpdip.report.cells import CellResult, Issue, build_cell, expected_images, expected_seeds, merge_jobs
+from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds, mean_curve,
+                                merge_jobs, peak_of)
 from bpdip.report.protocol import _differs, _get, network_deviation
 from bpdip.report.sources import Cell, Job, seed_label
 
@@ -133,26 +133,13 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
 # ------------------------------------------------------------------------ values
 
 def y_mean_curve(curves: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean of the images' Y_COLUMNS at the iterations every curve has (as cells.mean_curve)."""
-    if not curves:
-        return pd.DataFrame(columns=["iteration", *Y_COLUMNS])
-    common = set(curves[0]["iteration"])
-    for c in curves[1:]:
-        common &= set(c["iteration"])
-    its = sorted(common)
-    stack = np.stack([c.set_index("iteration").loc[its, Y_COLUMNS].to_numpy(float) for c in curves])
-    mean = pd.DataFrame(stack.mean(axis=0), columns=Y_COLUMNS)
-    mean.insert(0, "iteration", np.asarray(its, dtype="int64"))
-    return mean
+    """Mean of the images' Y_COLUMNS at the iterations every curve has (cells.mean_curve)."""
+    return mean_curve(curves, Y_COLUMNS)[0]
 
 
 def _peak(curve: pd.DataFrame) -> dict | None:
-    finite = curve[np.isfinite(curve["psnr_y"].to_numpy(float))]
-    if finite.empty:
-        return None
-    row = finite.loc[finite["psnr_y"].idxmax()]  # the earliest on a tie
-    return {"psnr_y": float(row["psnr_y"]), "iteration": int(row["iteration"]),
-            **{k: float(row[k]) for k in ("psnr", "ssim", "ssim_dr2")}}
+    """The peak of a mean curve by Y-PSNR, with the RGB metrics there (cells.peak_of)."""
+    return peak_of(curve, "psnr_y", ("psnr", "ssim", "ssim_dr2"))
 
 
 @dataclass
@@ -282,12 +269,6 @@ def sr_per_image(report) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------ Markdown
 
-def _fmt(x, digits=2, sign=False) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
-
-
 def _cell_text(c: CellResult | None) -> str:
     from bpdip.report.render import md_markers
 
@@ -304,7 +285,7 @@ def _cell_text(c: CellResult | None) -> str:
 
 
 def md_sr(report) -> str:
-    from bpdip.report.render import md_table
+    from bpdip.report.render import fmt, md_table
 
     cols = columns(report)
     if not cols:
@@ -351,8 +332,8 @@ def md_sr(report) -> str:
     frame = sr_per_image(report)
     if len(frame):
         lines = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
-                  _fmt(r.peak_psnr_y), "–" if pd.isna(r.peak_psnr_y_iteration) else str(int(r.peak_psnr_y_iteration)), _fmt(r.final_psnr_y), _fmt(r.bicubic_psnr_y),
-                  _fmt(r.gain_psnr_y, 2, True)] for r in frame.itertuples()]
+                  fmt(r.peak_psnr_y, 2), "–" if pd.isna(r.peak_psnr_y_iteration) else str(int(r.peak_psnr_y_iteration)),
+                  fmt(r.final_psnr_y, 2), fmt(r.bicubic_psnr_y, 2), fmt(r.gain_psnr_y, 2, True)] for r in frame.itertuples()]
         parts += ["", "### Super-resolution per image", "",
                   "Each image's own best logged Y-PSNR (@ iteration), its final image's, its bicubic baseline and the "
                   "gain of the best over bicubic (`sr_per_image.csv`).", "",
