@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from bpdip.engine.precision import autocast, backend_flags
 from bpdip.engine.settings import EngineSettings
 from bpdip.engine.step import TrainStep, make_optimizer
-from bpdip.metrics import quality
+from bpdip.metrics import chosen_values, quality
 
 log = logging.getLogger("bpdip")
 
@@ -407,8 +407,7 @@ def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> 
             elif c.pop("candidate"):
                 values = {k: float(v[i]) for k, v in metrics.items()}
             else:
-                values = {k: result.last.get(k) for k in ("psnr", "ssim", "ssim_dr2", "psnr_y")
-                          if k != "psnr_y" or k in result.last}
+                values = chosen_values(result.last)
             c.pop("candidate", None)
             choice = {**c, **values}
         else:

@@ -64,6 +64,16 @@ def quality(x: torch.Tensor, ref: torch.Tensor, shave: int | None = None) -> dic
     return out
 
 
+def chosen_values(record: dict) -> dict:
+    """The quality numbers of a logged record (a curve row, ``Result.last``, a peak) that a
+    stopping rule's choice carries: the three of :func:`quality` (None where absent) and,
+    where the run logged it (super-resolution), ``psnr_y``."""
+    values = {k: record.get(k) for k in ("psnr", "ssim", "ssim_dr2")}
+    if "psnr_y" in record:
+        values["psnr_y"] = record["psnr_y"]
+    return values
+
+
 def psnr_skimage(x: np.ndarray, ref: np.ndarray) -> float:
     """Reference PSNR on (H, W, C) arrays through scikit-image."""
     from skimage.metrics import peak_signal_noise_ratio  # lazy: ~1 s of scipy imports

@@ -7,9 +7,10 @@ Its PSNR/SSIM are ``summary.json``'s ``final_*``.
 
 from __future__ import annotations
 
+from bpdip.metrics import chosen_values
+
 
 def choose(result) -> dict:
     """The fixed rule's choice for one :class:`bpdip.loop.Result`."""
     return {"iteration": result.iterations, "stopped": False, "stop_iteration": None,
-            **{k: result.last.get(k) for k in ("psnr", "ssim", "ssim_dr2")},
-            **({"psnr_y": result.last["psnr_y"]} if "psnr_y" in result.last else {})}  # super-resolution only
+            **chosen_values(result.last)}

@@ -9,6 +9,8 @@ does not exist for ``data=observed``.
 
 from __future__ import annotations
 
+from bpdip.metrics import chosen_values
+
 
 def choose(result) -> dict | None:
     """The oracle's choice for one :class:`bpdip.loop.Result`: its best logged record."""
@@ -16,5 +18,4 @@ def choose(result) -> dict | None:
     if peak is None:
         return None
     return {"iteration": peak["iteration"], "stopped": False, "stop_iteration": None,
-            **{k: peak.get(k) for k in ("psnr", "ssim", "ssim_dr2")},
-            **({"psnr_y": peak["psnr_y"]} if "psnr_y" in peak else {})}  # super-resolution only
+            **chosen_values(peak)}
