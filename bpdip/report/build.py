@@ -117,6 +117,11 @@ class Report:
     sr_cells: list[CellResult] = field(default_factory=list)  # super-resolution settings (bpdip.report.sr)
 
     @property
+    def every_cell(self) -> list[CellResult]:
+        """The deblurring settings, then the super-resolution ones."""
+        return [*self.cells, *self.sr_cells]
+
+    @property
     def deblur(self) -> bool:
         """Whether the report has its deblurring part: always, unless every record is SR."""
         return bool(self.cells) or not self.sr_cells
@@ -187,9 +192,8 @@ class Report:
             return sorted({str(j.run.get(key)) for j in self.jobs if j.run.get(key) is not None})
 
         readable = [j for j in self.jobs if j.error is None]
-        every = [*self.cells, *self.sr_cells]
-        seeds = list(dict.fromkeys(s for c in every for s in c.expected_seeds))
-        counts = render.group_counts(every)
+        seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
+        counts = render.group_counts(self.every_cell)
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",

@@ -69,10 +69,10 @@ def main(argv=None) -> int:
     report = build_report(jobs, images, inputs)
     paths = write_report(report, args.out, figure=not args.no_figure)
     counts = {}
-    for c in [*report.cells, *report.sr_cells]:
+    for c in report.every_cell:
         counts[c.status] = counts.get(c.status, 0) + 1
     print(f"read {len(jobs)} job records; settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    flagged = [c for c in [*report.cells, *report.sr_cells] if c.flags and c.status != "missing"]
+    flagged = [c for c in report.every_cell if c.flags and c.status != "missing"]
     for c in flagged:
         print(f"  {c.markers} {c.cell}: {', '.join(c.flags)} (n={len(c.used)}/{len(c.expected)})")
     print(f"wrote {len(paths)} files to {args.out}/ (report.md lists all incomplete data)")
