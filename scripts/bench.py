@@ -108,6 +108,9 @@ def parse_args(argv=None):
     p.add_argument("--quality-iterations", type=int, default=10_000,
                    help="cap on iterations (PROTOCOL: 10,000 LS, 7,000 BP)")
     p.add_argument("--quality-crop", type=int, help="centre-crop the quality images (tests only)")
+    p.add_argument("--quality-losses", help="comma list of losses (default: ls,ls_tv,bp,bp_tv stacked)")
+    p.add_argument("--quality-seeds", default="0", help="comma list of run seeds (each draws its own noise and nets)")
+    p.add_argument("--quality-log-every", type=int, default=100, help="PSNR cadence of the quality runs")
     p.add_argument("--quality-seed-floor", action="store_true",
                    help="also rerun the reference with other seeds, to show the gap chance alone gives")
     p.add_argument("--resume", help="a quality JSON of an earlier run: keep its finished (image, precision) "
@@ -117,6 +120,13 @@ def parse_args(argv=None):
                    help="start no new timing after this many seconds (default with --quick: 300); a --quality "
                         "check that follows runs until --budget-s")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--cpu-matrix", action="store_true",
+                   help="issue 21's CPU rows only (bpdip/bench/cpu.py): small net 96 px, paper net 128 and 256 px; "
+                        "fp32, bf16, compile, channels_last, 1 vs 2 threads, A/B alternated; with --profile, the "
+                        "step's torch.profiler table for those variants at each problem")
+    p.add_argument("--cpu-problems", help="net:size comma list for --cpu-matrix (default small:96,paper:128,paper:256)")
+    p.add_argument("--cpu-variants", help="variants for --cpu-matrix (default: all of bpdip.bench.cpu.CPU_VARIANTS)")
+    p.add_argument("--rounds", type=int, default=5, help="A/B rounds of --cpu-matrix")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
     args = p.parse_args(argv)
     if args.log_every is None:  # the timing window runs from one logged iteration to another
@@ -131,9 +141,10 @@ def parse_args(argv=None):
                          "from one logged iteration to another)")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else []  # noqa: E731
     for name in ("sizes", "variants", "other_variants", "compile_variants", "compile_sizes", "quality_images",
-                 "quality_variants", "stack_variants", "profile"):
+                 "quality_variants", "stack_variants", "profile", "quality_losses", "quality_seeds"):
         setattr(args, name, split(getattr(args, name)) if getattr(args, name) is not None else None)
     args.stack_k = [int(v) for v in split(args.stack_k)]
+    args.quality_seeds = [int(v) for v in args.quality_seeds or [0]]
     for v in (args.variants or []) + (args.other_variants or []) + (args.compile_variants or []) + \
             (args.quality_variants or []) + (args.stack_variants or []) + (args.profile or []):
         if v not in VARIANTS:
@@ -191,6 +202,11 @@ def main(argv=None) -> dict:
             meta["load_average_now"] = os.getloadavg()
         write_json(out, report)
 
+    if args.cpu_matrix:
+        run_cpu_matrix(args, report, save)
+        save()
+        print(f"\nwrote {out}")
+        return report
     if speed:
         total_budget = args.budget_s
         if args.speed_budget_s is not None:  # the timings' share of the run; the quality check gets the rest
@@ -207,6 +223,32 @@ def main(argv=None) -> dict:
               f"{report['quality_projection_min']:.1f} min")
     print(f"\nwrote {out}")
     return report
+
+
+def run_cpu_matrix(args, report: dict, save) -> None:
+    """--cpu-matrix: bpdip.bench.cpu's A/B-alternated CPU rows, then the optional profiles."""
+    from bpdip.bench.cpu import CPU_PROBLEMS, print_matrix, run_matrix
+
+    problems = CPU_PROBLEMS
+    if args.cpu_problems:
+        problems = [(p.split(":")[0], int(p.split(":")[1])) for p in args.cpu_problems.split(",")]
+    threads = args.threads or 1
+
+    def keep(blocks):
+        report["cpu_matrix"] = blocks
+        save()
+
+    blocks = run_matrix(problems, args.cpu_variants.split(",") if args.cpu_variants else None, args.rounds,
+                        threads, keep)
+    print_matrix(blocks)
+    report["profiles"] = []
+    for net, size in problems if args.profile else ():
+        for variant in args.profile:
+            args.net = net
+            torch.set_num_threads(threads)
+            report["profiles"].append({"net": net, **profile_step(variant, make_problem(str(size), torch.device("cpu")),
+                                                                   args, torch.device("cpu"))})
+            save()
 
 
 def run_speed(args, device, report: dict, save, plan: dict) -> None:

@@ -10,6 +10,7 @@ from bpdip.engine import EngineSettings
 
 NETS = {
     "paper": {},  # PROTOCOL "Network": 5 scales of 128/128/4 channels
+    "small": dict(channels_down=(16,) * 4, channels_up=(16,) * 4, channels_skip=(4,) * 4),  # conf/model/small.yaml
     "slim": dict(channels_down=(8, 8, 8), channels_up=(8, 8, 8), channels_skip=(2, 2, 2)),  # tests
 }
 
@@ -25,6 +26,7 @@ VARIANTS = {
     "graphs-bf16": dict(precision="bf16", cuda_graphs=True, cuda=True),
     "graphs-bf16-cl": dict(precision="bf16", cuda_graphs=True, channels_last=True, cuda=True),
     "compile-fp32": dict(precision="fp32", compile=True, cuda_graphs=False),
+    "compile-bf16": dict(precision="bf16", compile=True, cuda_graphs=False),
     "compile-bf16-cl": dict(precision="bf16", compile=True, cuda_graphs=False, channels_last=True, cuda=True),
     "compile-graphs-tf32": dict(precision="tf32", compile=True, cuda_graphs=True, cuda=True),
     "compile-graphs-bf16": dict(precision="bf16", compile=True, cuda_graphs=True, cuda=True),

@@ -25,6 +25,7 @@ CATEGORIES = (
     ("fft", ("fft", "cufft", "regular_fft", "vector_fft")),
     ("padding", ("reflection_pad", "reflection")),
     ("upsampling", ("upsample",)),
+    ("activation", ("leaky_relu", "sigmoid")),
     ("layout", ("nchwtonhwc", "nhwctonchw", "copy_", "contiguous", "transpose")),
     ("convolution", ("conv", "cudnn", "xmma", "gemm", "wgrad", "dgrad", "implicit")),
     ("fused (triton)", ("triton",)),
