@@ -5,10 +5,18 @@ network, the optimiser and the measurements are the protocol's whatever is chose
 ``conf/engine/*.yaml`` holds the same keys; :func:`EngineSettings.from_config` reads them.
 
 Defaults ("auto") resolve per device:
-    cuda: precision tf32, cuda_graphs on, cudnn.benchmark on, fused Adam
-    cpu:  precision fp32, no graphs
+    cuda: precision tf32, cuda_graphs on, cudnn.benchmark on, fused Adam, no compile
+    cpu:  precision bf16 on a CPU with bf16 in hardware (AVX512-BF16 or AMX) for a network of
+          at least CPU_BF16_MIN_PARAMETERS parameters, else fp32; torch.compile on top of
+          that bf16 path for runs of at least CPU_COMPILE_MIN_ITERATIONS iterations; no graphs
 bf16 becomes the GPU default only once ``scripts/bench.py --quality`` shows its peak PSNR
 within 0.1 dB of TF32 averaged over >= 3 Set14 images (issue 6); until then it is opt-in.
+The CPU rule is issue 21's measurement (``scripts/bench.py --cpu-matrix`` and the CPU-scale
+quality check, ``results/bench/README.md``): bf16 autocast speeds a step of the paper's net
+(2.2M parameters) up by 1.4-1.7x and passes the quality check, but gives nothing for the
+small CPU-scale net (35k parameters), whose step is bound by per-operator overhead, not by
+convolution arithmetic; inductor's C++ build costs ~50 s per image size and run, which a
+short run never earns back.
 """
 
 from __future__ import annotations
@@ -20,6 +28,32 @@ from dataclasses import dataclass
 import torch
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+# issue 21's CPU rule (module docstring): the measured crossover lies between the small net
+# (34,627 parameters: bf16 = fp32 speed) and the paper's (2,217,831: bf16 1.4-1.7x faster)
+CPU_BF16_MIN_PARAMETERS = 500_000
+# torch.compile on the CPU: ~50 s of C++ build per image size and run against ~45 ms saved
+# per step of the paper's net at 128 px in bf16 (1 thread): it pays after ~1,100 steps
+CPU_COMPILE_MIN_ITERATIONS = 3000
+
+
+def cpu_has_bf16() -> bool:
+    """bf16 arithmetic in hardware (AVX512-BF16 or AMX tiles), as torch reports it; False
+    where this torch cannot tell (then autocast would emulate bf16, which is slower)."""
+    cpu = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except Exception:  # noqa: BLE001 - a probe that fails means "unknown", i.e. no
+            pass
+    return False
+
+
+def network_parameters(model) -> int:
+    """Trainable parameters of ONE network of ``model`` (a stacked model holds ``stack``)."""
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total // max(1, int(getattr(model, "stack", 1) or 1))
 
 
 @dataclass(frozen=True)
@@ -29,7 +63,9 @@ class EngineSettings:
     precision     fp32 (strict IEEE float32 everywhere, no TF32), tf32 (float32 storage,
                   TF32 tensor-core convolutions and matmuls), bf16 (autocast of the network
                   to bfloat16; the loss, FFTs, metrics and Adam stay float32/float64)
-    compile       torch.compile the network (forward and backward)
+    compile       torch.compile the network (forward and backward); auto: on a CPU, with the
+                  bf16 path of the CPU rule and >= CPU_COMPILE_MIN_ITERATIONS iterations
+                  (a build that fails then warns and the run goes on eagerly)
     compile_mode  torch.compile mode; its own CUDA graphs are off, ours capture the whole step
     cuda_graphs   capture forward + loss + backward + Adam of one step in one CUDA graph
                   (auto: a failed capture warns and the run continues eagerly; true: it fails)
@@ -41,7 +77,7 @@ class EngineSettings:
     """
 
     precision: str = "auto"
-    compile: bool = False
+    compile: bool | str = "auto"
     compile_mode: str = "default"
     cuda_graphs: bool | str = "auto"
     stack: int = 1
@@ -53,7 +89,7 @@ class EngineSettings:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"engine.precision must be one of {PRECISIONS[1:]} or auto, got {self.precision!r}")
-        for key in ("cuda_graphs", "cudnn_benchmark", "fused_adam"):
+        for key in ("compile", "cuda_graphs", "cudnn_benchmark", "fused_adam"):
             value = getattr(self, key)
             if value != "auto" and not isinstance(value, bool):
                 raise ValueError(f"engine.{key} must be true, false or auto, got {value!r}")
@@ -61,7 +97,7 @@ class EngineSettings:
             raise ValueError(f"engine.stack must be an integer >= 1 (runs trained together), got {self.stack!r}")
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ValueError(f"engine.warmup must be an integer >= 1, got {self.warmup!r}")
-        if self.compile and self.cuda_graphs is not False and self.compile_mode in ("reduce-overhead", "max-autotune"):
+        if self.compile is True and self.cuda_graphs is not False and self.compile_mode in ("reduce-overhead", "max-autotune"):
             # those modes capture CUDA graphs of their own, which cannot nest in ours
             raise ValueError(f"engine.compile_mode={self.compile_mode} makes CUDA graphs itself; use "
                              "compile_mode=default or max-autotune-no-cudagraphs (engine.cuda_graphs captures "
@@ -81,27 +117,36 @@ class EngineSettings:
             raise ValueError(f"unknown engine option(s) {unknown}; valid keys are {sorted(names)}")
         return cls(**items)
 
-    def resolve(self, device: torch.device | str) -> "EngineSettings":
-        """Concrete settings for ``device``: every "auto" replaced, impossible choices refused."""
+    def resolve(self, device: torch.device | str, parameters: int | None = None,
+                iterations: int | None = None) -> "EngineSettings":
+        """Concrete settings for ``device``: every "auto" replaced, impossible choices refused.
+
+        ``parameters`` (of one network, :func:`network_parameters`) and ``iterations`` feed
+        the CPU rule of the module docstring; without them a CPU resolves to fp32, eager."""
         device = torch.device(device)
         cuda = device.type == "cuda"
+        wide = parameters is not None and parameters >= CPU_BF16_MIN_PARAMETERS
         precision = self.precision
         if precision == "auto":
-            precision = "tf32" if cuda else "fp32"
+            precision = "tf32" if cuda else ("bf16" if wide and cpu_has_bf16() else "fp32")
         elif precision == "tf32" and not cuda:
             precision = "fp32"  # TF32 is a CUDA tensor-core mode; on the CPU float32 is float32
+        compile_ = self.compile
+        if compile_ == "auto":
+            compile_ = (not cuda and self.precision == "auto" and precision == "bf16"
+                        and iterations is not None and iterations >= CPU_COMPILE_MIN_ITERATIONS)
         if self.cuda_graphs is True and not cuda:
             raise ValueError("engine.cuda_graphs=true needs a CUDA device; use engine.cuda_graphs=auto or false")
         graphs = cuda if self.cuda_graphs == "auto" else self.cuda_graphs
         bench = cuda if self.cudnn_benchmark == "auto" else self.cudnn_benchmark
         fused = cuda if self.fused_adam == "auto" else self.fused_adam
-        return dataclasses.replace(self, precision=precision, cuda_graphs=graphs, cudnn_benchmark=bench,
-                                   fused_adam=fused)
+        return dataclasses.replace(self, precision=precision, compile=compile_, cuda_graphs=graphs,
+                                   cudnn_benchmark=bench, fused_adam=fused)
 
     def label(self) -> str:
         """Short name for tables, e.g. ``tf32+graphs``."""
         parts = [self.precision]
-        if self.compile:
+        if self.compile is True:
             parts.append("compile")
         if self.cuda_graphs is True:
             parts.append("graphs")

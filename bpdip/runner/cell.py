@@ -31,7 +31,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bpdip.data import center_crop, load_image
-from bpdip.engine import EngineSettings, StackedLoss, build_stacked, group_by_size
+from bpdip.engine import StackedLoss, build_stacked, group_by_size
 from bpdip.loggers import JobLogger, make_loggers
 from bpdip.loop import Callback, Result, restore, seeded_model
 from bpdip.losses import make_loss
@@ -225,12 +225,12 @@ def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, pla
 
 
 def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict:
-    engine = EngineSettings.from_config(config.get("engine"))
+    engine = plan.engine(device)
     run = {
         "cell": plan.cell, "config_hash": plan.config_hash, "protocol_hash": plan.protocol_hash,
         "stop": plan.stop.name, "stop_early": plan.stop.early, "git_commit": git_commit(),
         "git_dirty": git_dirty(), "device": device_name(device), **versions(),
-        "engine": engine.resolve(device).label(),
+        "engine": engine.label(),
         "iterations": plan.settings.iterations, "log_every": plan.settings.log_every, "status": "running",
         "seed": plan.seed, "cell_name": plan.cell_name,
         "results_root": str(root) if root is not None else None,

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bpdip.data import center_crop, load_image, resolve_images
+from bpdip.engine.settings import network_parameters
 from bpdip.loop import LoopSettings, resolve_device
 from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
@@ -127,6 +128,14 @@ class CellPlan:
     protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
     sr: SRSettings | None = None  # task=sr; None: deblurring
+    network_parameters: int | None = None  # of one network: the engine's CPU rule reads it
+
+    def engine(self, device) -> "EngineSettings":
+        """The engine settings a job of this plan runs with on ``device`` (bpdip.engine)."""
+        from bpdip.engine import EngineSettings
+
+        return EngineSettings.from_config(self.config.get("engine")).resolve(
+            device, self.network_parameters, self.settings.iterations)
 
     def operator(self, shape: tuple[int, int], device="cpu"):
         """The degradation A of an image of ``shape`` (the HR size for SR): the circular blur
@@ -223,11 +232,6 @@ def _plan(cfg) -> CellPlan:
     size = probe.out_shape[0]  # y lives on the measurement grid
     make_loss(fidelity, probe, torch.zeros(1, 3, size, size), sigma, tv_weight, **loss_params)
 
-    engine = None
-    if config.get("engine") is not None:  # how runs execute (bpdip.engine): unknown keys fail now
-        from bpdip.engine import EngineSettings
-
-        engine = EngineSettings.from_config(config["engine"]).resolve(job_device_type(config.get("device", "auto")))
     stop = StopSettings.from_config(config.get("stop"))
     model_params = dict(mcfg)
     model = build_model(**model_params)
@@ -237,6 +241,13 @@ def _plan(cfg) -> CellPlan:
         input_scale=float(config["optim"]["input_scale"]), log_every=int(config["log_every"]),
         checkpoint_every=int(config.get("checkpoint_every") or 0), progress=progress_flag(config.get("progress")),
     )
+    engine = None
+    if config.get("engine") is not None:  # how runs execute (bpdip.engine): unknown keys fail now
+        from bpdip.engine import EngineSettings
+
+        # resolved as the loop resolves it (the CPU rule reads the network's size and the run's length)
+        engine = EngineSettings.from_config(config["engine"]).resolve(
+            job_device_type(config.get("device", "auto")), network_parameters(model), settings.iterations)
 
     observed = dcfg.get("name") == "observed"
     if observed and sr is not None:
@@ -281,7 +292,7 @@ def _plan(cfg) -> CellPlan:
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
-                    protocol_hash=protocol, observed=observed, sr=sr)
+                    protocol_hash=protocol, observed=observed, sr=sr, network_parameters=network_parameters(model))
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         x = plan.ground_truth(load_image(ref.path))
         h, w = x.shape[:2]
