@@ -279,7 +279,7 @@ def test_latex_with_the_stream_tables_compiles(report, tmp_path):
     doc = (tmp_path / "report.tex").read_text()
     assert "\\input{table1_streams}" in doc and "\\input{stopping_streams}" in doc and "\\input{stopping}" in doc
     tex = (tmp_path / "table1_streams.tex").read_text()
-    assert "\\textbf{25.65 $\\pm$ 0.92 / 0.733} ($+1.55$)" in tex and "\\toprule" in tex
+    assert "\\shortstack{\\textbf{25.65 $\\pm$ 0.92 / 0.733}\\\\($+1.55$)}" in tex and "\\toprule" in tex
     for name in ("table1_streams.tex", "stopping_streams.tex", "stopping.tex", "report.tex"):
         assert (tmp_path / name).read_text().isascii(), name
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=tmp_path,

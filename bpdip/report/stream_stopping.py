@@ -87,8 +87,8 @@ def targets(report, frame: pd.DataFrame | None) -> dict:
         return out
     grid = _grid(frame).set_index(KEY)
     oracle = grid[grid.rule == "oracle"]
-    both = pd.merge(oracle[oracle.stream == "average"][["mean_psnr"]], oracle[oracle.stream == "perturbed"][["mean_psnr"]],
-                    left_index=True, right_index=True, suffixes=("", "_perturbed")).dropna()
+    avg, pert = (oracle[oracle.stream == s][["mean_psnr"]] for s in ("average", "perturbed"))
+    both = pd.merge(avg, pert, left_index=True, right_index=True, suffixes=("", "_perturbed")).dropna()
     if len(both):
         out["oracle_gain"] = float((both["mean_psnr"] - both["mean_psnr_perturbed"]).mean())
         out["oracle_n"] = len(both)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -165,12 +166,30 @@ def gain_summary(values: dict) -> dict:
 
 # ----------------------------------------------------------------------------- Markdown / LaTeX
 
-def _cell_text(c, v: StreamValue, bold: bool, pm: str, gain_fmt, wrap) -> str:
-    spread = f" {pm} {v.psnr_std:.2f}" if v.psnr_std is not None else ""
+@dataclass(frozen=True)
+class Style:
+    """How a cell is written in one output language."""
+
+    pm: str  # the ± sign
+    gain: Callable  # the gain's text
+    bold: Callable
+    cell: Callable  # (value, "(gain) [k of n seeds]") -> the cell
+    markers: Callable  # (text, cell) -> text with the cell's markers
+    empty: str  # no setting at all
+
+
+MD = Style("±", lambda g: fmt(g, 2, True), lambda t: f"**{t}**", lambda value, extra: f"{value} {extra}",
+           md_with_markers, "–")
+# LaTeX: the gain on a second line, so that nine columns still fit the page
+TEX = Style("$\\pm$", lambda g: tex_num(g, 2, True), lambda t: f"\\textbf{{{t}}}",
+            lambda value, extra: f"\\shortstack{{{value}\\\\{extra}}}", tex_with_markers, "--")
+
+
+def _cell_text(c, v: StreamValue, bold: bool, style: Style) -> str:
+    spread = f" {style.pm} {v.psnr_std:.2f}" if v.psnr_std is not None else ""
     value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
-    value = wrap(value) if bold else value
     seeds = f" [{v.n_seeds} of {c.n_seeds} seeds]" if v.n_seeds < c.n_seeds else ""
-    return f"{value} ({gain_fmt(v.gain)}){seeds}"
+    return style.cell(style.bold(value) if bold else value, f"({style.gain(v.gain)}){seeds}")
 
 
 def _column_best(values: dict) -> dict:
@@ -183,16 +202,18 @@ def _column_best(values: dict) -> dict:
     return best
 
 
-def _grid_text(values: dict, empty, with_markers, pm, gain_fmt, wrap):
+def _grid_text(values: dict, style: Style):
+    """``text(loss, kernel, var)`` of a stream's grid (render.md_grid / tex_grid)."""
     best = _column_best(values)
+    escape = tex_escape if style is TEX else str
 
     def text(loss, kernel, var):
         c, v = values.get((loss, kernel, var), (None, None))
         if c is None:
-            return empty(None)
+            return style.empty
         if v.peak is None:  # say why, as Table I does; with a Table I value: the records lack the stream
-            return empty(c) if not has_value(c) else with_markers("no record of the stream", c)
-        return with_markers(_cell_text(c, v, v.peak["psnr"] == best.get((kernel, var)), pm, gain_fmt, wrap), c)
+            return style.markers(escape(empty_text(c) if not has_value(c) else "no record of the stream"), c)
+        return style.markers(_cell_text(c, v, v.peak["psnr"] == best.get((kernel, var)), style), c)
     return text
 
 
@@ -223,10 +244,9 @@ def md_table1_stream(stream: str):
         if stream not in streams_in(report.cells):
             return ""
         values = grid_values(report, stream)
-        text = _grid_text(values, lambda c: md_with_markers(empty_text(c), c) if c is not None else "–",
-                          md_with_markers, "±", lambda g: fmt(g, 2, True), lambda t: f"**{t}**")
-        what = {"average": "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every step, "
-                           f"w = `output.ema`{ema_text(report)})",
+        text = _grid_text(values, MD)
+        what = {"average": "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every "
+                           f"step, w = `output.ema`{ema_text(report)})",
                 "clean": "the network's output without the input perturbation, f(z), at the logged iterations"}
         return "\n".join([
             f"## Table I with the {TITLES[stream]}", "",
@@ -252,8 +272,7 @@ def tex_table1_stream(stream: str):
         if stream not in streams_in(report.cells):
             return ""
         values = grid_values(report, stream)
-        text = _grid_text(values, lambda c: tex_with_markers(tex_escape(empty_text(c)), c) if c is not None else "--",
-                          tex_with_markers, "$\\pm$", lambda g: tex_num(g, 2, True), lambda t: f"\\textbf{{{t}}}")
+        text = _grid_text(values, TEX)
         s = gain_summary(values)
         notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
                  "PSNR [dB] / SSIM (data\\_range 2) at the peak of the image-averaged curve of this stream; "
