@@ -231,9 +231,10 @@ def test_records_without_streams_give_no_stream_parts(tmp_path):
     assert "table1_streams" not in (out / "report.tex").read_text()
 
 
-def test_committed_cpu_grid_report_rebuilds_unchanged(tmp_path):
+def test_committed_cpu_grid_report_rebuilds_unchanged(tmp_path, monkeypatch):
     """results/cpu_grid's report is what today's code builds from its records: every file
     byte for byte, report.md up to its 'built ... at code commit' line."""
+    monkeypatch.chdir(REPO)  # the sources are written relative to the working directory, as the CLI's were
     committed = REPO / "results" / "cpu_grid"
     rep = build_report(load_local([str(committed / "records")]), inputs=["results/cpu_grid/records"])
     write_report(rep, tmp_path, figure=False)
