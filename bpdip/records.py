@@ -42,10 +42,13 @@ import os
 from pathlib import Path
 
 SCHEMA = 2
-SCHEMAS = (1, 2)  # readable
+SCHEMAS = (1, 2, 3)  # readable (3: issue 20's output streams)
 CURVE_COLUMNS_V1 = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
 STAT_COLUMNS = ("wmv_var", "emv", "residual", "psnr_y")
 CURVE_COLUMNS = (*CURVE_COLUMNS_V1, *STAT_COLUMNS)
+# Issue 20: the metrics of the other output streams (clean f(z), the running average), which
+# schema-3 files add after CURVE_COLUMNS (psnr_y ones for SR only); read in any order.
+STREAM_CURVE_COLUMNS = tuple(f"{s}_{m}" for s in ("clean", "average") for m in ("psnr", "ssim", "ssim_dr2", "psnr_y"))
 
 
 class CorruptRecord(ValueError):
@@ -107,14 +110,18 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            if tuple(reader.fieldnames or ()) not in (CURVE_COLUMNS, CURVE_COLUMNS_V1):
-                raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)}")
+            fields = tuple(reader.fieldnames or ())
+            extra = fields[len(CURVE_COLUMNS):] if fields[:len(CURVE_COLUMNS)] == CURVE_COLUMNS else None
+            if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(STREAM_CURVE_COLUMNS)
+                                               or len(set(extra)) < len(extra)):
+                raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)} "
+                                    f"(then any of {list(STREAM_CURVE_COLUMNS)})")
             rows = []
             for row in reader:
                 if None in row.values() or None in row:
                     raise CorruptRecord(f"{path}: truncated row {row}")
                 parsed = {"image": row["image"], "iteration": int(row["iteration"])}
-                for key in CURVE_COLUMNS[2:]:  # a version-1 file lacks the statistics: NaN
+                for key in (*CURVE_COLUMNS[2:], *(extra or ())):  # a version-1 file lacks the statistics: NaN
                     value = row.get(key, "")
                     parsed[key] = float(value) if value not in ("", "None") else math.nan
                 rows.append(parsed)

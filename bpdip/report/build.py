@@ -19,7 +19,7 @@ import pandas as pd
 
 from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
-from bpdip.report import render, sr, stopping
+from bpdip.report import render, sr, stopping, stream_stopping, streams
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.stats import column_comparisons, paper_orderings
@@ -51,7 +51,12 @@ SECTIONS = [
     Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
     Section("orderings", render.md_orderings),
     Section("final", render.md_final, render.tex_final, "table1_final.tex"),
+    # issue 20's other output streams: "" unless the records have them
+    Section("table1_average", streams.md_table1_average, streams.tex_table1_average, "table1_streams.tex"),
+    Section("table1_clean", streams.md_table1_clean, streams.tex_table1_clean, "table1_streams.tex"),
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
+    Section("stopping_streams", stream_stopping.md_stopping_streams, stream_stopping.tex_stopping_streams,
+            "stopping_streams.tex"),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
@@ -72,6 +77,9 @@ CSV_TABLES: dict[str, Callable] = {
     "stopping.csv": lambda r: r.stopping,
     "issues.csv": lambda r: issues_table(r.issues),
     "mean_curves.csv": lambda r: r.mean_curves(),
+    # None (no file) unless the records have the other output streams (issue 20)
+    "table1_streams.csv": streams.streams_table,
+    "stopping_streams.csv": stream_stopping.stream_stopping_table,
 }
 
 
@@ -281,8 +289,8 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = {"report.md": markdown(report)}
-    texts.update({name: _csv(table(report)) for name, table in CSV_TABLES.items()
-                  if report.deblur or name in GENERAL_CSV})
+    frames = {name: table(report) for name, table in CSV_TABLES.items() if report.deblur or name in GENERAL_CSV}
+    texts.update({name: _csv(frame) for name, frame in frames.items() if frame is not None})
     if report.sr_cells:
         texts.update({name: _csv(table(report)) for name, table in SR_CSV_TABLES.items()})
     tex = tex_texts(report)

@@ -6,7 +6,10 @@ The curve drawn is each cell's mean curve (cells.mean_curve: averaged over the c
 images at the iterations they all logged) and the marked point is the Table I peak, so
 the figure and the table cannot disagree. With several seeds the curve is the mean of the
 seeds' curves, the points are the seeds' own peaks and the legend gives the Table I value
-(mean ± s.d. of those peaks). Flagged cells carry their markers in the legend.
+(mean ± s.d. of those peaks). Flagged cells carry their markers in the legend. Where the
+records hold the averaged output (issue 20, :mod:`bpdip.report.streams`), its mean curve is
+drawn dashed in the same colour, so that its gain over the paper's perturbed output is seen
+along the whole run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS  # noqa: E402
 from bpdip.report.cells import FLAGS, CellResult  # noqa: E402
 from bpdip.report.render import grid_cells  # noqa: E402
+from bpdip.report.streams import stream_value  # noqa: E402
 
 COLORS = {"ls": "tab:blue", "ls_tv": "tab:cyan", "bp": "tab:red", "bp_tv": "tab:orange"}
 PANEL_LETTERS = "abcdefghi"
@@ -34,7 +38,7 @@ def figure1(cells: list[CellResult], title: str | None = None):
             ax = axes[r][col]
             letter = PANEL_LETTERS[r * len(NOISE_VARS) + col]
             ax.set_title(f"({letter}) {KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
-            drawn = 0
+            drawn, dashed = 0, False
             for loss in LOSSES:
                 c = grid.get((loss, kernel, var))
                 if c is None:
@@ -51,6 +55,10 @@ def figure1(cells: list[CellResult], title: str | None = None):
                         f"{legend_value(c)} (n={len(c.used)}){paper}")
                 for seed in c.valued_seeds:
                     ax.plot([seed.peak["iteration"]], [seed.peak["psnr"]], "o", color=COLORS[loss], ms=4)
+                average = stream_value(c, "average")
+                if average.peak is not None:
+                    ax.plot(average.curve["iteration"], average.curve["psnr"], color=COLORS[loss], lw=1.0, ls="--")
+                    dashed = True
                 drawn += 1
             if not drawn:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
@@ -60,6 +68,8 @@ def figure1(cells: list[CellResult], title: str | None = None):
             ax.set_ylabel("PSNR [dB]", fontsize=9)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
+            if dashed:  # one legend line for the dashed curves, not one per loss
+                ax.plot([], [], color="0.35", lw=1.0, ls="--", label="dashed: averaged output")
             ax.legend(fontsize=6.5, loc="best")
     notes = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used_flags)
     if title:

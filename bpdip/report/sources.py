@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bpdip.paper import canonical_noise
-from bpdip.records import CURVE_COLUMNS, SCHEMAS, CorruptRecord, read_json, read_metrics_csv
+from bpdip.records import CURVE_COLUMNS, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
 
 STATUSES = ("complete", "failed", "running")  # image statuses a summary may hold
 METRIC_COLUMNS = list(CURVE_COLUMNS[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds
@@ -27,7 +27,9 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
                   # schema 2: every stopping rule's choice (bpdip.stopping), stop.early's outcome
                   "stopping", "stopped_early", "restored_from", "last_psnr",
                   # super-resolution (bpdip.records.image_summary): Y-PSNR values, the bicubic baseline
-                  "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline")
+                  "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline",
+                  # schema 3 (issue 20): per output stream its peak, final and stopping choices
+                  "restored_stream", "streams")
 
 
 @dataclass(frozen=True, order=True)
@@ -71,7 +73,7 @@ class ImageRun:
 
     name: str
     status: str  # complete | failed | running | corrupt
-    curve: pd.DataFrame  # METRIC_COLUMNS, one row per logged iteration, sorted
+    curve: pd.DataFrame  # METRIC_COLUMNS (+ the file's STREAM_CURVE_COLUMNS), one row per logged iteration, sorted
     summary: dict  # the summary.json entry (SUMMARY_FIELDS, None where absent)
     source: str
     reason: str | None = None  # why it is corrupt, or the run's error message
@@ -139,7 +141,8 @@ def _finite(value) -> bool:
 def _curve_frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return empty_curve()
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    # the other streams' columns (bpdip.report.streams) only where the file has them
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS + [c for c in STREAM_CURVE_COLUMNS if c in rows[0]])
     frame["iteration"] = frame["iteration"].astype("int64")
     # A resumed job may log an iteration twice; the later row is the one that counts.
     frame = frame.drop_duplicates("iteration", keep="last").sort_values("iteration", kind="stable")

@@ -137,7 +137,7 @@ def tex_stopping(report) -> str:
     for _, group in frame.groupby(["loss", "kernel", "noise_var"], sort=False):
         by_rule = {r.rule: r for r in group.itertuples()}
         first = next(iter(by_rule.values()))
-        cells = [tex_escape(_rule_cell(by_rule[r])).replace("%", "\\%") if r in by_rule else "--" for r in rules]
+        cells = [tex_escape(_rule_cell(by_rule[r])) if r in by_rule else "--" for r in rules]  # escapes % once
         lines.append(tex_escape(_setting(first)).replace("σ²", "$\\sigma^2$") + f" & {first.n} & "
                      + " & ".join(cells) + " \\\\")
     lines += ["\\end{longtable}", ""]

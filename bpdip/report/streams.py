@@ -1,0 +1,290 @@
+"""Table I with the other output streams (issue 20): the averaged and the clean output.
+
+A run measures three images at every logged iteration (SPEC, issue 20): ``perturbed``
+f(z + 0.03 n), the paper's, which every Table I number uses (PROTOCOL "Optimisation and
+measurement"); ``clean`` f(z); ``average``, the exponential average x̄ <- w x̄ + (1 - w) out
+of the perturbed outputs (w = ``output.ema``, 0.99 as DIP's code). A stream is a set of
+curve columns of metrics.csv: ``psnr, ssim, ssim_dr2`` for the perturbed stream,
+``<stream>_psnr, <stream>_ssim, <stream>_ssim_dr2`` for the others.
+
+A stream's value of a setting is Table I's rule on its columns, with Table I's own code: per
+seed the peak of the stream's PSNR curve averaged over the seed's images at equal
+iterations (:func:`bpdip.report.cells.mean_curve`, :func:`~bpdip.report.cells.peak_of`),
+SSIM there; the setting's value is the mean over the seeds ± the sample s.d. (ddof 1), as
+:mod:`bpdip.report.cells`. The images and seeds are Table I's (a seed's ``used`` images; the
+seeds with a Table I value). The **gain** over the paper's protocol is, per seed, the
+stream's peak PSNR minus Table I's (perturbed) peak PSNR, averaged over the seeds with
+both: with every seed it is the stream's value minus Table I's.
+
+Records without the stream's columns (older records, or ``data=observed``) give no value,
+and a report whose records hold no other stream has none of these sections.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
+from bpdip.report.cells import CellResult, SeedResult, mean_curve, peak_of
+from bpdip.report.render import (COLUMNS, empty_text, fmt, grid_cells, has_value, md_grid, md_with_markers, tex_escape,
+                                 tex_grid, tex_num, tex_with_markers)
+from bpdip.report.sources import seed_label
+
+STREAMS = ("perturbed", "clean", "average")
+OTHER_STREAMS = ("average", "clean")  # in the order the report shows them
+TITLES = {"perturbed": "perturbed output (the paper's)", "clean": "clean output", "average": "averaged output"}
+METRICS = ("psnr", "ssim", "ssim_dr2")
+GAIN_TARGET_DB = 0.5  # issue 20: the average beats the perturbed output by >= 0.5 dB on the mean over the cells
+
+
+def stream_columns(stream: str) -> list[str]:
+    """The curve columns of a stream's PSNR, SSIM₁ and SSIM (data_range 2)."""
+    if stream not in STREAMS:
+        raise ValueError(f"unknown output stream {stream!r}; the streams are {', '.join(STREAMS)}")
+    prefix = "" if stream == "perturbed" else f"{stream}_"
+    return [prefix + m for m in METRICS]
+
+
+def seed_curve(r: SeedResult, stream: str) -> pd.DataFrame:
+    """The seed's mean curve of ``stream`` over its images (columns iteration, psnr, ssim,
+    ssim_dr2); NaN throughout where an image's record lacks the stream."""
+    cols = stream_columns(stream)
+    curves = [r.images[n].curve.reindex(columns=["iteration", *cols]) for n in r.used]
+    curve, _ = mean_curve(curves, cols)
+    return curve.set_axis(["iteration", *METRICS], axis=1)
+
+
+@dataclass
+class StreamValue:
+    """One setting's value on one stream; ``peak`` is None without one."""
+
+    stream: str
+    peak: dict | None = None  # psnr, ssim_dr2, ssim: means over ``seeds``
+    psnr_std: float | None = None  # over the seeds' peaks (ddof 1); None with < 2
+    seeds: list = field(default_factory=list)  # (seed, its peak: psnr, iteration, ssim_dr2, ssim)
+    gains: list = field(default_factory=list)  # per seed of ``seeds``: its peak PSNR - its Table I peak PSNR
+    curve: pd.DataFrame | None = None  # for Fig. 1: the mean curve (several seeds: the mean of theirs)
+
+    @property
+    def gain(self) -> float | None:
+        return float(np.mean(self.gains)) if self.gains else None
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+
+def stream_value(c: CellResult, stream: str) -> StreamValue:
+    """Table I's value of setting ``c`` on ``stream`` (module docstring)."""
+    out = StreamValue(stream)
+    if c.status in ("missing", "conflict"):
+        return out
+    curves = []
+    for r in c.valued_seeds:
+        curve = seed_curve(r, stream)
+        peak = peak_of(curve) if r.used else None
+        if peak is None:
+            continue
+        out.seeds.append((r.seed, peak))
+        out.gains.append(peak["psnr"] - r.peak["psnr"])
+        curves.append(curve)
+    if not out.seeds:
+        return out
+    peaks = [p for _, p in out.seeds]
+    out.peak = {k: float(np.mean([p[k] for p in peaks])) for k in ("psnr", "ssim_dr2", "ssim")}
+    out.psnr_std = float(np.std([p["psnr"] for p in peaks], ddof=1)) if len(peaks) > 1 else None
+    out.curve = curves[0] if len(curves) == 1 else mean_curve(curves, METRICS)[0]
+    return out
+
+
+def streams_in(cells: list[CellResult]) -> list[str]:
+    """The streams other than the perturbed one that some setting has a value of."""
+    return [s for s in OTHER_STREAMS if any(stream_value(c, s).peak is not None for c in cells)]
+
+
+TABLE_COLUMNS = ["loss", "method", "kernel", "noise_var", "stream", "status", "flags", "markers", "n_images",
+                 "n_seeds", "seeds", "peak_psnr", "peak_psnr_std", "peak_psnr_seeds", "peak_iterations",
+                 "peak_ssim_dr2", "peak_ssim", "perturbed_psnr", "gain_psnr", "gain_psnr_seeds", "paper_psnr"]
+
+
+def _joined(values) -> str:
+    return ";".join(repr(float(v)) if isinstance(v, float) else str(v) for v in values)
+
+
+def streams_table(report) -> pd.DataFrame | None:
+    """table1_streams.csv: one row per (setting, stream), the perturbed stream first (its
+    values are Table I's); None (no file) when the records hold no other stream."""
+    others = streams_in(report.cells)
+    if not others:
+        return None
+    rows = []
+    for c in report.cells:
+        for stream in ("perturbed", *others):
+            v = stream_value(c, stream)
+            rows.append({
+                "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss), "kernel": c.cell.kernel,
+                "noise_var": c.cell.noise_var, "stream": stream, "status": c.status, "flags": ";".join(c.flags),
+                "markers": c.markers, "n_images": len(c.used), "n_seeds": v.n_seeds,
+                "seeds": ";".join(seed_label(s) for s, _ in v.seeds),
+                "peak_psnr": (v.peak or {}).get("psnr", math.nan),
+                "peak_psnr_std": v.psnr_std if v.psnr_std is not None else math.nan,
+                "peak_psnr_seeds": _joined(p["psnr"] for _, p in v.seeds),
+                "peak_iterations": _joined(p["iteration"] for _, p in v.seeds),
+                "peak_ssim_dr2": (v.peak or {}).get("ssim_dr2", math.nan),
+                "peak_ssim": (v.peak or {}).get("ssim", math.nan),
+                "perturbed_psnr": (c.peak or {}).get("psnr", math.nan) if c.status not in ("missing", "conflict")
+                else math.nan,
+                "gain_psnr": v.gain if v.gain is not None else math.nan, "gain_psnr_seeds": _joined(v.gains),
+                "paper_psnr": c.paper[0] if c.paper else math.nan})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def grid_values(report, stream: str) -> dict:
+    """(loss, kernel, var) -> (cell, StreamValue) over the paper's grid."""
+    grid, _ = grid_cells(report.cells)
+    return {key: (c, stream_value(c, stream)) for key, c in grid.items()}
+
+
+def gain_summary(values: dict) -> dict:
+    """The gains of a stream over the grid: their mean (issue 20's target (a) for the
+    average), how many cells, how many reach GAIN_TARGET_DB, the extremes, by loss."""
+    gains = {key: v.gain for key, (_, v) in values.items() if v.gain is not None}
+    if not gains:
+        return {"n": 0, "mean": math.nan}
+    worst, best = min(gains, key=gains.get), max(gains, key=gains.get)
+    by_loss = {loss: float(np.mean([g for k, g in gains.items() if k[0] == loss]))
+               for loss in LOSSES if any(k[0] == loss for k in gains)}
+    return {"n": len(gains), "mean": float(np.mean(list(gains.values()))),
+            "reached": sum(g >= GAIN_TARGET_DB for g in gains.values()), "min": (worst, gains[worst]),
+            "max": (best, gains[best]), "by_loss": by_loss}
+
+
+# ----------------------------------------------------------------------------- Markdown / LaTeX
+
+@dataclass(frozen=True)
+class Style:
+    """How a cell is written in one output language."""
+
+    pm: str  # the ± sign
+    gain: Callable  # the gain's text
+    bold: Callable
+    cell: Callable  # (value, "(gain) [k of n seeds]") -> the cell
+    markers: Callable  # (text, cell) -> text with the cell's markers
+    empty: str  # no setting at all
+
+
+MD = Style("±", lambda g: fmt(g, 2, True), lambda t: f"**{t}**", lambda value, extra: f"{value} {extra}",
+           md_with_markers, "–")
+# LaTeX: the gain on a second line, so that nine columns still fit the page
+TEX = Style("$\\pm$", lambda g: tex_num(g, 2, True), lambda t: f"\\textbf{{{t}}}",
+            lambda value, extra: f"\\shortstack{{{value}\\\\{extra}}}", tex_with_markers, "--")
+
+
+def _cell_text(c, v: StreamValue, bold: bool, style: Style) -> str:
+    spread = f" {style.pm} {v.psnr_std:.2f}" if v.psnr_std is not None else ""
+    value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
+    seeds = f" [{v.n_seeds} of {c.n_seeds} seeds]" if v.n_seeds < c.n_seeds else ""
+    return style.cell(style.bold(value) if bold else value, f"({style.gain(v.gain)}){seeds}")
+
+
+def _column_best(values: dict) -> dict:
+    best = {}
+    for col in COLUMNS:
+        found = [v.peak["psnr"] for loss in LOSSES for key in [(loss, *col)] if key in values
+                 for v in [values[key][1]] if v.peak is not None]
+        if found:
+            best[col] = max(found)
+    return best
+
+
+def _grid_text(values: dict, style: Style):
+    """``text(loss, kernel, var)`` of a stream's grid (render.md_grid / tex_grid)."""
+    best = _column_best(values)
+    escape = tex_escape if style is TEX else str
+
+    def text(loss, kernel, var):
+        c, v = values.get((loss, kernel, var), (None, None))
+        if c is None:
+            return style.empty
+        if v.peak is None:  # say why, as Table I does; with a Table I value: the records lack the stream
+            return style.markers(escape(empty_text(c) if not has_value(c) else "no record of the stream"), c)
+        return style.markers(_cell_text(c, v, v.peak["psnr"] == best.get((kernel, var)), style), c)
+    return text
+
+
+def setting_label(key) -> str:
+    """(loss, kernel, var) as the stopping table writes a setting: 'BP / Uniform / σ²=4'."""
+    loss, kernel, var = key
+    return f"{LOSS_LABELS.get(loss, loss)} / {KERNEL_LABELS.get(kernel, kernel)} / σ²={var:g}"
+
+
+def settings(n: int) -> str:
+    return f"{n} setting{'s' * (n != 1)}"
+
+
+def _summary_line(stream: str, s: dict) -> str:
+    if not s["n"]:
+        return ""
+    setting = setting_label
+    by_loss = ", ".join(f"{LOSS_LABELS.get(loss, loss)} {g:+.2f}" for loss, g in s["by_loss"].items())
+    return (f"Gain of the {TITLES[stream]} over Table I, mean over {settings(s['n'])}: **{s['mean']:+.2f} dB** "
+            f"({s['reached']} of {s['n']} at least {GAIN_TARGET_DB:+.1f} dB; lowest {s['min'][1]:+.2f} at "
+            f"{setting(s['min'][0])}, highest {s['max'][1]:+.2f} at {setting(s['max'][0])}); by loss: {by_loss}.")
+
+
+def md_table1_stream(stream: str):
+    """The Markdown section "Table I with the <stream>" (empty without the stream)."""
+
+    def md(report) -> str:
+        if stream not in streams_in(report.cells):
+            return ""
+        values = grid_values(report, stream)
+        text = _grid_text(values, MD)
+        what = {"average": "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every "
+                           f"step, w = `output.ema`{ema_text(report)})",
+                "clean": "the network's output without the input perturbation, f(z), at the logged iterations"}
+        return "\n".join([
+            f"## Table I with the {TITLES[stream]}", "",
+            f"Table I's layout and rule (the peak of the image-averaged PSNR curve, mean ± s.d. over the seeds) on "
+            f"{what[stream]}; in brackets the gain over Table I (the paper's perturbed output f(z + 0.03·n)), per "
+            "seed its peak minus Table I's peak, mean over the seeds. **Bold**: the highest PSNR of the column; "
+            "markers as in Table I. Table I itself stays the paper's protocol. All streams: `table1_streams.csv`.",
+            "", md_grid(text), "", _summary_line(stream, gain_summary(values))])
+    return md
+
+
+def ema_text(report) -> str:
+    """The records' EMA weights (summary ``run.output.ema``), or ''."""
+    values = sorted({str((j.run.get("output") or {}).get("ema")) for j in report.jobs
+                     if isinstance(j.run.get("output"), dict) and (j.run["output"]).get("ema") is not None})
+    return f" = {', '.join(values)}" if values else ""
+
+
+def tex_table1_stream(stream: str):
+    """The LaTeX table of "Table I with the <stream>" (empty without the stream)."""
+
+    def tex(report) -> str:
+        if stream not in streams_in(report.cells):
+            return ""
+        values = grid_values(report, stream)
+        text = _grid_text(values, TEX)
+        s = gain_summary(values)
+        notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
+                 "PSNR [dB] / SSIM (data\\_range 2) at the peak of the image-averaged curve of this stream; "
+                 "$\\pm$: s.d. over the seeds; in brackets: the PSNR gain over Table I (perturbed output); "
+                 "markers as in Table I.",
+                 tex_escape(_summary_line(stream, s).replace("**", "")) if s["n"] else "", "}"]
+        return tex_grid(text, f"Table I with the {TITLES[stream]}: the paper's rule on another output stream, "
+                        "with the gain over the paper's protocol.", f"tab:table1-{stream}", notes,
+                        header=f"% Table I with the {TITLES[stream]}; needs \\usepackage{{booktabs}}; "
+                        "generated by bpdip.report")
+    return tex
+
+
+md_table1_average, md_table1_clean = md_table1_stream("average"), md_table1_stream("clean")
+tex_table1_average, tex_table1_clean = tex_table1_stream("average"), tex_table1_stream("clean")
