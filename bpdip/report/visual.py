@@ -14,7 +14,7 @@ of the image):
   own for that image (summary.json), never recomputed from the 8-bit PNG. The first row is
   Table I's stream: ``perturbed.oracle`` (each image at its own best logged iteration,
   SPEC "output streams") where the record has the ``images`` map, else the restored image
-  ``restored/<image>.png`` with the record's ``final_*`` values. Further rows, drawn where
+  ``restored/IMAGE.png`` with the record's ``final_*`` values. Further rows, drawn where
   the records hold their images: the averaged output's oracle and the restored stream's
   WMV choice (:data:`ROWS`);
 - under each panel a close-up of one window, the same in every panel: the configured one,
@@ -235,7 +235,7 @@ def read_png(path: Path) -> np.ndarray | None:
 
 
 def restored_png(job_dir: Path, image: str) -> Path:
-    """A job directory keeps ``restored/<image>.png``, a results-store entry ``restored.png``."""
+    """A job directory keeps ``restored/IMAGE.png``, a results-store entry ``restored.png``."""
     path = job_dir / "restored" / f"{image}.png"
     return path if path.is_file() else job_dir / "restored.png"
 
@@ -372,10 +372,12 @@ def build_visual(report, kernel: str, var: float, image: str, settings: VisualSe
             continue
         entries = [e for _, e in records.values()]
         if key == ROWS[0] and not oracle:
-            rows.append(Row("restored", "the restored image each record kept (restored/<image>.png: the last iterate, "
-                            "or the stop.early rule's choice) with the record's final PSNR / SSIM: these records keep "
-                            "no image of the peak, so this is not Table I's iteration",
-                            "the restored image each record kept (its last iterate), with its final PSNR / SSIM", panels))
+            rules = sorted({e["restored_from"]["rule"] for e in entries if isinstance(e.get("restored_from"), dict)})
+            which = f"the stop.early rule's choice ({', '.join(rules)})" if rules else "the last iterate"
+            rows.append(Row("restored", f"the restored image each record kept (restored/{image}.png: {which}) with "
+                            "the record's final PSNR / SSIM: these records keep no image of the peak, so this is not "
+                            "Table I's iteration",
+                            f"the restored image each record kept ({which}), with its final PSNR / SSIM", panels))
         else:
             label, short = row_label(key, entries)
             if key == "perturbed.oracle":
@@ -392,7 +394,9 @@ def build_visual(report, kernel: str, var: float, image: str, settings: VisualSe
         if x is not None:
             break
     x, y = central_crop(x, shape), central_crop(y, shape)
-    if records and x is None:
+    if x is None and y is not None:
+        notes.append("no truth panel: these records have no ground truth (data=observed: the file is y itself)")
+    elif x is None:
         notes.append(f"truth and blurred input not shown: {why or 'their size does not fit the restored images'}")
     truth = blurred = None
     if y is not None:
