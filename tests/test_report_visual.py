@@ -54,7 +54,8 @@ def write_record(job, config, loss, k, new=False, restored_stream="perturbed", s
     if new:
         entry["restored_stream"] = restored_stream
         entry["streams"] = {s: {"peak_psnr": 30.0 + k + j, "peak_iteration": 10 + j, "peak_ssim_dr2": 0.8 + j / 100,
-                                "stopping": {"wmv": {"iteration": 15 + j, "psnr": 25.5 + k + j, "ssim_dr2": 0.55 + j / 100}}}
+                                "stopping": {"wmv": {"iteration": 15 + j, "psnr": 25.5 + k + j,
+                                                     "ssim_dr2": 0.55 + j / 100}}}
                             for j, s in enumerate(("perturbed", "clean", "average"))}
         entry["images"] = {}
         for key in ("perturbed.oracle", "average.oracle", f"{restored_stream}.wmv"):
@@ -169,7 +170,7 @@ def test_records_without_images_give_no_section(tmp_path, configs):
         write_record(tmp_path / "rec" / loss, configs(loss), loss, k, save=False)
     report = build_report(load_local([str(tmp_path / "rec")]))
     visuals, notes = report.visuals
-    assert visuals == [] and "uniform / var 0.3 / image face: no saved image" in notes
+    assert visuals == [] and "uniform / var 0.3 / image face: no complete record with a saved image" in notes
     out = tmp_path / "out"
     paths = write_report(report, out)
     assert "Restored images" not in (out / "report.md").read_text()

@@ -381,8 +381,9 @@ def build_visual(report, kernel: str, var: float, image: str, settings: VisualSe
         else:
             label, short = row_label(key, entries)
             if key == "perturbed.oracle":
-                label += ": Table I's stream, each image at its own best iteration (Table I itself takes the best " \
-                         "common iteration of the image-averaged curve)"
+                label = ("the perturbed output (Table I's stream) at each image's own best logged iteration (oracle, "
+                         "chosen with ground truth; Table I itself takes the best common iteration of the "
+                         "image-averaged curve)")
             rows.append(Row(key, label, short, panels))
     if not rows:
         return None
@@ -439,7 +440,7 @@ def build_visuals(report) -> tuple[list[Visual], list[str]]:
         for name in names:
             v = build_visual(report, kernel, var, name, settings)
             if v is None:
-                notes.append(f"{kernel} / var {var:g} / image {name}: no saved image")
+                notes.append(f"{kernel} / var {var:g} / image {name}: no complete record with a saved image")
             else:
                 visuals.append(v)
     return visuals, notes
@@ -531,7 +532,7 @@ def caption(v: Visual) -> str:
     parts = [f"Truth x, blurred input y and the four losses' restorations of image {v.image} (seed {v.seed}); "
              f"{rows}.",
              "Under each panel: PSNR [dB] / SSIM (data_range 2, as Table I) from the record of that image "
-             "(the input's and the truth's computed against x), and the iteration; bold: the row's best PSNR.",
+             "(the input's computed against x with bpdip.metrics), and the iteration; bold: the row's best PSNR.",
              f"Close-up: the {size}x{size} window at row {top}, column {left} (yellow frame), {v.region_note}."]
     parts += [n[0].upper() + n[1:] + "." for n in v.notes]
     return " ".join(parts)
