@@ -3,8 +3,9 @@
 Modules: ``sources`` (read records into Jobs), ``wandb_source`` (W&B runs into the same
 Jobs), ``cells`` (merge, seeds, average, peak, flags), ``stats`` (mean ± s.d. over seeds,
 paired t-intervals per column), ``tables`` (DataFrames), ``render`` (Markdown, LaTeX, one
-function per section), ``figure`` (Fig. 1, heat map), ``build`` (the list of sections,
-tables and figures; assemble and write), ``cli``.
+function per section), ``figure`` (Fig. 1, heat map), ``visual`` (the restored-image
+figures, Figs. 2-5), ``build`` (the list of sections, tables and figures; assemble and
+write), ``cli``.
 """
 
 from bpdip.report.build import SECTIONS, Report, Section, build_report, write_report

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
-from bpdip.report import render, sr, stopping, stream_stopping, streams
+from bpdip.report import render, sr, stopping, stream_stopping, streams, visual
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.stats import column_comparisons, paper_orderings
@@ -60,6 +60,7 @@ SECTIONS = [
     Section("other", render.md_other),
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
+    Section("visual", visual.md_visual, visual.tex_visual, "visual.tex"),  # Figs. 2-5 (bpdip.report.visual)
     # super-resolution records (issue 14): "" unless the report has some
     Section("sr", sr.md_sr, sr.tex_sr, "sr.tex", deblur=False),
     Section("issues", render.md_issues, deblur=False),
@@ -96,7 +97,8 @@ def _heatmap(report, stem):
 
 
 FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem -> writer (PNG and PDF)
-                                 "fig1_stopping": stopping.save_stopping_figure}
+                                 "fig1_stopping": stopping.save_stopping_figure,
+                                 "visual": visual.save_visuals}  # one file per setting and image
 
 # Super-resolution's files (bpdip.report.sr), written only when the report has SR records
 SR_CSV_TABLES: dict[str, Callable] = {"sr.csv": sr.sr_table, "sr_per_image.csv": sr.sr_per_image}
@@ -111,7 +113,7 @@ def tex_files() -> list[str]:
 
 
 OUTPUT_FILES = ("report.md", *CSV_TABLES, *tex_files(), TEX_DOCUMENT,
-                *(f"{stem}.{ext}" for stem in FIGURES for ext in ("png", "pdf")))
+                *(f"{stem}.{ext}" for stem in FIGURES if stem != "visual" for ext in ("png", "pdf")))
 
 
 @dataclass
@@ -123,6 +125,7 @@ class Report:
     title: str = "BP-DIP reproduction: Table I and Fig. 1 from run records"
     created: str = ""
     sr_cells: list[CellResult] = field(default_factory=list)  # super-resolution settings (bpdip.report.sr)
+    visual_settings: visual.VisualSettings = field(default_factory=visual.VisualSettings)  # Figs. 2-5: what to draw
 
     @property
     def every_cell(self) -> list[CellResult]:
@@ -141,6 +144,11 @@ class Report:
             if c.cell == key:
                 return c
         raise KeyError(f"no setting {key} in this report")
+
+    @cached_property
+    def visuals(self) -> tuple[list, list[str]]:
+        """The restored-image figures (bpdip.report.visual) and notes on those not found."""
+        return visual.build_visuals(self)
 
     @cached_property
     def peak(self) -> pd.DataFrame:

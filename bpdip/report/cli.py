@@ -2,8 +2,8 @@
 
 Reads every summary.json under the given directories or globs (Hydra's ``multirun/``
 and ``outputs/`` job directories, or a results store), optionally W&B runs, and writes
-Table I, the final-iteration table, the per-image table (Markdown, CSV, LaTeX) and Fig. 1
-(PNG, PDF) into the output directory.
+Table I, the final-iteration table, the per-image table (Markdown, CSV, LaTeX), Fig. 1 and
+the restored-image figures, Figs. 2-5 (PNG, PDF; ``--visual``), into the output directory.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--images", default=None,
                    help="images every setting should have: 'set14' or comma-separated names "
                         "(default: every image found in the records)")
-    p.add_argument("--no-figure", action="store_true", help="skip Fig. 1")
+    p.add_argument("--no-figure", action="store_true", help="skip the figures (Fig. 1, Figs. 2-5, ...)")
+    p.add_argument("--visual", default=None, metavar="SETTINGS",
+                   help="restored-image figures (the paper's Figs. 2-5) of these settings: 'paper' (default: "
+                        "uniform-0.3, radial-2, gaussian-2, gaussian-4), 'all', 'none' or KERNEL-VAR,...")
+    p.add_argument("--visual-images", default=None, metavar="IMAGES",
+                   help="which images those figures show: 'first' (default), 'all' or names such as face,zebra")
+    p.add_argument("--visual-region", default=None, metavar="TOP,LEFT,SIZE",
+                   help="their close-up window in pixels (default: where the methods differ most)")
     args = p.parse_args(argv)
     if not args.paths and not args.wandb:
         p.error("give at least one run directory (e.g. multirun/2025-01-01) or --wandb ENTITY/PROJECT")
@@ -50,6 +57,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from bpdip.report.build import build_report, write_report
     from bpdip.report.sources import load_local
+    from bpdip.report.visual import VisualSettings
 
     try:
         jobs = load_local(args.paths) if args.paths else []
@@ -62,11 +70,13 @@ def main(argv=None) -> int:
             for project in args.wandb:
                 jobs += load_wandb(project, filters=filters)
         images = image_list(args.images)
+        visual_settings = VisualSettings.parse(args.visual, args.visual_images, args.visual_region)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     inputs = list(args.paths) + [f"wandb:{w}" for w in args.wandb]
     report = build_report(jobs, images, inputs)
+    report.visual_settings = visual_settings
     paths = write_report(report, args.out, figure=not args.no_figure)
     counts = {}
     for c in report.every_cell:

@@ -1,0 +1,574 @@
+"""The paper's Figs. 2-5: restored images side by side, truth | blurred input | LS | LS-TV | BP | BP-TV.
+
+One figure per requested setting (kernel, noise variance; by default the paper's four:
+uniform sigma = sqrt(0.3), radial sqrt(2), gaussian sqrt(2) and sqrt(4)) and chosen image
+(by default the first image of the setting's means), of one seed (the lowest with a record
+of the image):
+
+- the truth x and the blurred input y are rebuilt from the job's own config with the
+  runner's functions (:func:`bpdip.runner.plan.plan_cell`, :func:`bpdip.runner.cell.degraded`:
+  y = h * x + e with the image's own noise seed, paper eq. 1), cropped to the restored
+  image's frame (y's frame, SPEC "valid boundary"); their PSNR / SSIM against x come from
+  :func:`bpdip.metrics.quality` (y clipped to [0, 1] as an output is);
+- each method panel is a PNG the record saved, and the numbers under it are the record's
+  own for that image (summary.json), never recomputed from the 8-bit PNG. The first row is
+  Table I's stream: ``perturbed.oracle`` (each image at its own best logged iteration,
+  SPEC "output streams") where the record has the ``images`` map, else the restored image
+  ``restored/IMAGE.png`` with the record's ``final_*`` values. Further rows, drawn where
+  the records hold their images: the averaged output's oracle and the restored stream's
+  WMV choice (:data:`ROWS`);
+- under each panel a close-up of one window, the same in every panel: the configured one,
+  or where the methods differ most (:func:`detail_region`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES, canonical_noise
+
+# the paper's visual figures: (kernel, noise variance) -> figure number
+PAPER_FIGURES = {("uniform", 0.3): 2, ("radial", 2.0): 3, ("gaussian", 2.0): 4, ("gaussian", 4.0): 5}
+# rows "<stream>.<rule>" (SPEC "output streams"); "restored" names the record's restored stream
+ROWS = ("perturbed.oracle", "average.oracle", "restored.wmv")
+RULE_TEXT = {"oracle": "its own best logged iteration (oracle, chosen with ground truth)",
+             "fixed": "the last iterate", "wmv": "WMV's choice (online, no ground truth)",
+             "emv": "EMV's choice (online, no ground truth)",
+             "discrepancy": "the discrepancy principle's choice (online, no ground truth)"}
+WINDOW_FRACTION, MIN_WINDOW = 0.25, 8  # close-up side: a quarter of the shorter side, >= 8 px
+RULE_SHORT = {"oracle": "each image's own best iteration (oracle)", "fixed": "the last iterate",
+              "wmv": "WMV's choice", "emv": "EMV's choice", "discrepancy": "the discrepancy principle's choice"}
+REGION_COLOR = "yellow"
+
+
+@dataclass(frozen=True)
+class VisualSettings:
+    """What the restored-image figures show. ``settings``: (kernel, variance) pairs and the
+    words ``paper`` (the four of Figs. 2-5) and ``all`` (every deblurring setting with
+    records); ``images``: ``first``, ``all`` or names; ``region``: the close-up window
+    (top, left, size) in pixels of y's frame, None: chosen automatically."""
+
+    settings: tuple = ("paper",)
+    images: tuple = ("first",)
+    region: tuple[int, int, int] | None = None
+    rows: tuple[str, ...] = ROWS
+
+    @classmethod
+    def parse(cls, settings: str | None = None, images: str | None = None, region: str | None = None):
+        """From the CLI's ``--visual``, ``--visual-images``, ``--visual-region`` (ValueError: one line)."""
+        out = cls()
+        if settings is not None:
+            tokens = [t.strip() for t in settings.split(",") if t.strip()]
+            if not tokens:
+                raise ValueError("--visual is empty; give 'paper', 'all', 'none' or KERNEL-VAR,... "
+                                 "(e.g. uniform-0.3,gaussian-4)")
+            parsed = []
+            for token in tokens:
+                if token in ("paper", "all", "none"):
+                    parsed.append(token)
+                    continue
+                kernel, _, var = token.rpartition("-")
+                try:
+                    value = canonical_noise(var)
+                except ValueError:
+                    value = None
+                if not kernel or value is None or not math.isfinite(value):
+                    raise ValueError(f"--visual {token!r} is not a setting; give KERNEL-VAR such as uniform-0.3 or "
+                                     f"gaussian-4 (noise variance on the 0..255 scale), 'paper', 'all' or 'none'")
+                parsed.append((kernel, value))
+            out = cls(tuple(t for t in parsed if t != "none"), out.images, out.region, out.rows)
+        if images is not None:
+            names = tuple(n.strip() for n in images.split(",") if n.strip())
+            if not names:
+                raise ValueError("--visual-images is empty; give 'first', 'all' or image names such as face,zebra")
+            out = cls(out.settings, names, out.region, out.rows)
+        if region is not None:
+            try:
+                top, left, size = (int(v) for v in region.split(","))
+            except ValueError:
+                top = left = size = -1
+            if min(top, left) < 0 or size < 2:
+                raise ValueError(f"--visual-region {region!r}: give TOP,LEFT,SIZE in pixels (top, left >= 0, "
+                                 f"size >= 2), e.g. 10,20,24")
+            out = cls(out.settings, out.images, (top, left, size), out.rows)
+        return out
+
+    def wanted(self, cells) -> list[tuple[str, float]]:
+        """The (kernel, variance) pairs to draw, in order, over the report's deblurring cells."""
+        found = list(dict.fromkeys((c.cell.kernel, c.cell.noise_var) for c in cells if c.sources))
+        out = []
+        for item in self.settings:
+            out += list(PAPER_FIGURES) if item == "paper" else found if item == "all" else [item]
+        return list(dict.fromkeys(out))
+
+
+@dataclass
+class Panel:
+    """One image of a figure with the numbers under it (None: not known)."""
+
+    title: str
+    image: np.ndarray | None
+    psnr: float | None = None
+    ssim: float | None = None  # data_range 2, Table I's
+    note: str = ""  # the iteration, or why there is no image
+
+    def text(self) -> str:
+        """What is written under the panel: ``PSNR dB / SSIM`` and the note (the iteration)."""
+        if self.image is None or self.psnr is None:
+            return self.note or "no ground truth"
+        return f"{fmt(self.psnr, 2)} dB / {fmt(self.ssim, 3)}" + (f"\n{self.note}" if self.note else "")
+
+
+@dataclass
+class Row:
+    key: str  # "<stream>.<rule>" of ROWS, or "restored" (the records' restored images)
+    label: str  # what the row shows, for the caption
+    short: str  # the same in a few words, over the row
+    panels: list[Panel] = field(default_factory=list)  # one per loss, in LOSSES order
+
+
+@dataclass
+class Visual:
+    kernel: str
+    noise_var: float
+    image: str
+    seed: object
+    truth: Panel | None
+    blurred: Panel | None
+    rows: list[Row]
+    region: tuple[int, int, int] | None = None
+    region_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def figure_number(self) -> int | None:
+        return PAPER_FIGURES.get((self.kernel, self.noise_var))
+
+    def file_stem(self, prefix: str = "visual") -> str:
+        """``visual-uniform-0p3-face``: letters, digits and '-' only (safe in LaTeX and URLs)."""
+        raw = f"{prefix}-{self.kernel}-{self.noise_var:g}-{self.image}".replace(".", "p")
+        return re.sub(r"[^A-Za-z0-9-]", "-", raw)
+
+    @property
+    def title(self) -> str:
+        fig = f"Fig. {self.figure_number} (cf. the paper): " if self.figure_number else ""
+        return (f"{fig}{KERNEL_LABELS.get(self.kernel, self.kernel)} kernel, σ = √{self.noise_var:g}; "
+                f"image {self.image}, seed {self.seed}")
+
+
+def fmt(x, digits: int) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- the region
+
+def detail_region(images: list[np.ndarray], truth: np.ndarray | None, size: int) -> tuple[int, int, int]:
+    """(top, left, size) of the size x size window where the methods differ most: the
+    largest variance over the methods of their local MSE against the truth (the mean of
+    the squared error over the window and the channels). Without the truth, the window
+    with the largest mean pixel variance over the methods; with one method, its largest
+    local MSE (without the truth: the most textured window). Windows lie inside the image;
+    the first of equal windows wins."""
+    from scipy.ndimage import uniform_filter
+
+    stack = np.stack([np.asarray(i, dtype=np.float64) for i in images])  # (M, H, W, C)
+    h, w = stack.shape[1:3]
+    size = min(size, h, w)
+    if truth is not None:
+        err = ((stack - truth) ** 2).mean(axis=-1)
+        local = np.stack([uniform_filter(e, size, mode="constant") for e in err])
+        score = local.var(axis=0) if len(images) > 1 else local[0]
+    else:
+        spread = stack.var(axis=0) if len(images) > 1 else stack[0] - uniform_filter(stack[0], (size, size, 1))
+        score = uniform_filter((spread if len(images) > 1 else spread**2).mean(axis=-1), size, mode="constant")
+    # uniform_filter's window at index i covers [i - size // 2, i - size // 2 + size)
+    start = size // 2
+    valid = score[start:h - size + start + 1, start:w - size + start + 1]
+    top, left = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    return int(top), int(left), size
+
+
+def window_size(shape) -> int:
+    return max(MIN_WINDOW, round(WINDOW_FRACTION * min(shape[:2])))
+
+
+# ----------------------------------------------------------------------------- from records
+
+def raw_entry(job_dir: Path, image: str) -> dict | None:
+    """The image's summary.json entry as written (the report's ImageRun keeps only some keys)."""
+    from bpdip.records import CorruptRecord, read_json
+
+    try:
+        entry = read_json(job_dir / "summary.json").get("images", {}).get(image)
+    except (CorruptRecord, OSError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def choice_values(entry: dict, stream: str, rule: str) -> dict:
+    """PSNR, SSIM (data_range 2) and iteration of a stream's choice in a summary.json entry:
+    ``oracle`` is the stream's peak, another rule its ``stopping`` entry; older records
+    (no ``streams``) hold the perturbed stream at the top level."""
+    s = (entry.get("streams") or {}).get(stream)
+    if s is None and stream == "perturbed":
+        s = entry
+    if not isinstance(s, dict):
+        return {}
+    if rule == "oracle":
+        return {"psnr": s.get("peak_psnr"), "ssim": s.get("peak_ssim_dr2"), "iteration": s.get("peak_iteration")}
+    c = (s.get("stopping") or {}).get(rule) or {}
+    return {"psnr": c.get("psnr"), "ssim": c.get("ssim_dr2"), "iteration": c.get("iteration")}
+
+
+def read_png(path: Path) -> np.ndarray | None:
+    from bpdip.data import load_image
+
+    try:
+        return load_image(path)
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def restored_png(job_dir: Path, image: str) -> Path:
+    """A job directory keeps ``restored/IMAGE.png``, a results-store entry ``restored.png``."""
+    path = job_dir / "restored" / f"{image}.png"
+    return path if path.is_file() else job_dir / "restored.png"
+
+
+def rebuild_truth(job_dir: Path, image: str) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """(x, y, why not) of one image from the job's own config, as the run made them."""
+    from bpdip.report.sources import read_config
+    from bpdip.runner.cell import degraded
+    from bpdip.runner.plan import UserError, plan_cell
+
+    config = read_config(job_dir)
+    if config is None:
+        return None, None, "no config.yaml beside the record"
+    try:
+        plan = plan_cell(config)
+        task = next((t for t in plan.tasks if t.name == image), None)
+        if task is None:
+            return None, None, f"the record's config has no image {image}"
+        x, y = degraded(plan, task)
+    except (UserError, ValueError, FileNotFoundError, OSError, KeyError, TypeError) as exc:
+        return None, None, f"cannot rebuild the truth from the config ({str(exc).splitlines()[0]})"
+    return x, y, ""
+
+
+def central_crop(a: np.ndarray | None, shape) -> np.ndarray | None:
+    """``a`` cut to ``shape`` (H, W) around its centre (y's frame of a valid-boundary run)."""
+    if a is None or a.shape[:2] == tuple(shape[:2]):
+        return a
+    h, w = shape[:2]
+    if a.shape[0] < h or a.shape[1] < w:
+        return None
+    top, left = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
+    return a[top:top + h, left:left + w]
+
+
+def measured(image: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(PSNR, SSIM data_range 2) of ``image`` against ``truth`` by bpdip.metrics.quality."""
+    import torch
+
+    from bpdip.metrics import quality
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).permute(2, 0, 1)[None]
+
+    q = quality(tensor(image), tensor(truth))
+    return float(q["psnr"][0]), float(q["ssim_dr2"][0])
+
+
+def _cell(report, loss, kernel, var):
+    try:
+        return report.cell(loss, kernel, var)
+    except KeyError:
+        return None
+
+
+def image_names(settings: VisualSettings, cells) -> list[str]:
+    """The images to draw for a setting: the first / every image of its means, or the named."""
+    used = list(dict.fromkeys(n for c in cells for n in c.used))
+    have = list(dict.fromkeys([*used, *(n for c in cells for r in c.seeds.values() for n in r.images)]))
+    out = []
+    for item in settings.images:
+        out += have[:1] if item == "first" else have if item == "all" else [item]
+    return list(dict.fromkeys(out))
+
+
+def choose_seed(cells, image: str):
+    """The lowest seed with a complete record of ``image`` in any of the losses."""
+    from bpdip.report.sources import seed_key
+
+    seeds = {r.seed for c in cells for r in c.seeds.values()
+             if image in r.images and r.images[image].status == "complete"}
+    return min(seeds, key=seed_key) if seeds else None
+
+
+def row_label(key: str, entries: list[dict]) -> tuple[str, str]:
+    stream, rule = key.split(".")
+    if stream == "restored":
+        streams = sorted({e.get("restored_stream") or "perturbed" for e in entries})
+        stream = "/".join(streams)
+        text = f"the restored stream ({stream}) at {RULE_TEXT.get(rule, rule)}"
+    else:
+        text = f"the {stream} output at {RULE_TEXT.get(rule, rule)}"
+    return text, f"{stream} output at {RULE_SHORT.get(rule, rule)}"
+
+
+def build_visual(report, kernel: str, var: float, image: str, settings: VisualSettings) -> Visual | None:
+    """One figure's panels from the records (None: no loss has an image of it)."""
+    cells = {loss: _cell(report, loss, kernel, var) for loss in LOSSES}
+    present = [c for c in cells.values() if c is not None]
+    seed = choose_seed(present, image)
+    if seed is None:
+        return None
+    records = {}  # loss -> (job dir, raw entry)
+    for loss, c in cells.items():
+        run = c.seeds.get(seed) if c is not None else None
+        img = run.images.get(image) if run is not None else None
+        if img is not None and img.status == "complete":
+            entry = raw_entry(Path(img.source), image)
+            if entry is not None:
+                records[loss] = (Path(img.source), entry)
+    rows = []
+    oracle = any("perturbed.oracle" in (e.get("images") or {}) for _, e in records.values())
+    for key in settings.rows:
+        stream, rule = key.split(".")
+        panels, found = [], False
+        for loss in LOSSES:
+            title = LOSS_LABELS[loss]
+            if loss not in records:
+                panels.append(Panel(title, None, note="no record" if cells[loss] is None or not cells[loss].sources
+                                    else f"no complete record (seed {seed})"))
+                continue
+            job, entry = records[loss]
+            s = (entry.get("restored_stream") or "perturbed") if stream == "restored" else stream
+            rel = (entry.get("images") or {}).get(f"{s}.{rule}")
+            if rel is not None:
+                values, path, note = choice_values(entry, s, rule), job / rel, ""
+            elif key == ROWS[0] and not oracle:  # records without the images map: the restored image
+                path = restored_png(job, image)
+                values = {"psnr": entry.get("final_psnr"), "ssim": entry.get("final_ssim_dr2"),
+                          "iteration": (entry.get("restored_from") or {}).get("iteration", entry.get("iterations"))}
+                note = "final"
+            else:
+                panels.append(Panel(title, None, note=f"no {s}.{rule} image"))
+                continue
+            pixels = read_png(path)
+            if pixels is None:
+                panels.append(Panel(title, None, note=f"image missing ({path.name})"))
+                continue
+            found = True
+            it = values.get("iteration")
+            its = f"@{it}" + (f" ({note})" if note else "") if it is not None else note
+            panels.append(Panel(title, pixels, values.get("psnr"), values.get("ssim"), its))
+        if not found:
+            continue
+        entries = [e for _, e in records.values()]
+        if key == ROWS[0] and not oracle:
+            rules = sorted({e["restored_from"]["rule"] for e in entries if isinstance(e.get("restored_from"), dict)})
+            which = f"the stop.early rule's choice ({', '.join(rules)})" if rules else "the last iterate"
+            rows.append(Row("restored", f"the restored image each record kept (restored/{image}.png: {which}) with "
+                            "the record's final PSNR / SSIM: these records keep no image of the peak, so this is not "
+                            "Table I's iteration",
+                            f"the restored image each record kept ({which}), with its final PSNR / SSIM", panels))
+        else:
+            label, short = row_label(key, entries)
+            if key == "perturbed.oracle":
+                label = ("the perturbed output (Table I's stream) at each image's own best logged iteration (oracle, "
+                         "chosen with ground truth; Table I itself takes the best common iteration of the "
+                         "image-averaged curve)")
+            rows.append(Row(key, label, short, panels))
+    if not rows:
+        return None
+    shape = next(p.image.shape for p in rows[0].panels if p.image is not None)
+    notes = []
+    x = y = None
+    for job, _ in records.values():
+        x, y, why = rebuild_truth(job, image)
+        if x is not None:
+            break
+    x, y = central_crop(x, shape), central_crop(y, shape)
+    if x is None and y is not None:
+        notes.append("no truth panel: these records have no ground truth (data=observed: the file is y itself)")
+    elif x is None:
+        notes.append(f"truth and blurred input not shown: {why or 'their size does not fit the restored images'}")
+    truth = blurred = None
+    if y is not None:
+        clipped = np.clip(y, 0.0, 1.0)
+        numbers = measured(clipped, x) if x is not None else (None, None)
+        blurred = Panel("Blurred input y", clipped, *numbers)
+    if x is not None:
+        truth = Panel("Truth x", x, note="reference")
+    visual = Visual(kernel, var, image, seed, truth, blurred, rows, notes=notes)
+    visual.region, visual.region_note = pick_region(visual, settings.region, shape)
+    return visual
+
+
+def pick_region(v: Visual, configured, shape) -> tuple[tuple[int, int, int], str]:
+    h, w = shape[:2]
+    if configured is not None:
+        top, left, size = configured
+        if top + size <= h and left + size <= w:
+            return configured, "the configured window"
+        note = f"the configured window {top},{left},{size} does not fit the {h}x{w} image; "
+    else:
+        note = ""
+    images = [p.image for p in v.rows[0].panels if p.image is not None]
+    region = detail_region(images, v.truth.image if v.truth else None, window_size(shape))
+    how = "where the methods' local errors differ most" if v.truth else "where the methods differ most"
+    return region, note + f"chosen automatically: {how}"
+
+
+def build_visuals(report) -> tuple[list[Visual], list[str]]:
+    """Every figure the report's settings ask for, and notes on what was asked but not found."""
+    settings = report.visual_settings
+    visuals, notes = [], []
+    cells = [c for c in report.cells if not c.cell.is_sr]
+    for kernel, var in settings.wanted(cells):
+        here = [c for c in cells if (c.cell.kernel, c.cell.noise_var) == (kernel, var)]
+        names = image_names(settings, here)
+        if not any(c.sources for c in here):
+            notes.append(f"{kernel} / var {var:g}: no records")
+            continue
+        for name in names:
+            v = build_visual(report, kernel, var, name, settings)
+            if v is None:
+                notes.append(f"{kernel} / var {var:g} / image {name}: no complete record with a saved image")
+            else:
+                visuals.append(v)
+    return visuals, notes
+
+
+# ----------------------------------------------------------------------------- the figure
+
+# layout in inches: panel width, gaps above the image (title), image to close-up, under
+# the close-up (two lines of numbers), row heading, the figure's title; margins
+PANEL_W, TITLE_H, ZOOM_GAP, TEXT_H, HEAD_H, SUPTITLE_H, MARGIN, COL_GAP = 1.9, 0.24, 0.06, 0.42, 0.22, 0.4, 0.12, 0.1
+
+
+def figure(v: Visual):
+    """The matplotlib Figure: one row of six panels (truth, blurred input, the four losses)
+    per row of ``v``, each image over its close-up with the numbers under it. Axes are
+    placed in inches so that the panels line up whatever the image's aspect."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    h, w = next(p.image.shape[:2] for p in v.rows[0].panels if p.image is not None)
+    cols = 2 + len(LOSSES)
+    image_h = PANEL_W * h / w
+    row_h = HEAD_H + TITLE_H + image_h + ZOOM_GAP + PANEL_W + TEXT_H
+    fig_w = 2 * MARGIN + cols * PANEL_W + (cols - 1) * COL_GAP
+    fig_h = SUPTITLE_H + len(v.rows) * row_h + MARGIN
+    fig = plt.figure(figsize=(fig_w, fig_h))
+
+    def axes(col, y_top, height):  # y_top: inches from the figure's top
+        x = MARGIN + col * (PANEL_W + COL_GAP)
+        ax = fig.add_axes((x / fig_w, 1 - (y_top + height) / fig_h, PANEL_W / fig_w, height / fig_h))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return ax
+
+    top, left, size = v.region
+    for r, row in enumerate(v.rows):
+        y0 = SUPTITLE_H + r * row_h
+        fig.text(MARGIN / fig_w, 1 - (y0 + HEAD_H * 0.6) / fig_h, f"Row {r + 1}: {row.short}", fontsize=8.5,
+                 ha="left", va="center", style="italic")
+        panels = [v.truth, v.blurred] if r == 0 else [None, None]
+        panels += row.panels
+        numbered = [p.psnr for p in row.panels if p.image is not None and p.psnr is not None]
+        best = max(numbered) if numbered else None
+        for c, panel in enumerate(panels):
+            if panel is None:
+                continue
+            ax = axes(c, y0 + HEAD_H + TITLE_H, image_h)
+            ax.set_title(panel.title, fontsize=9)
+            if panel.image is None:
+                ax.set_frame_on(False)
+                ax.text(0.5, 0.5, panel.text(), ha="center", va="center", fontsize=8, color="0.4",
+                        transform=ax.transAxes, wrap=True)
+                continue
+            ax.imshow(np.clip(panel.image, 0, 1), interpolation="nearest")
+            ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec=REGION_COLOR, lw=1.0))
+            zoom = axes(c, y0 + HEAD_H + TITLE_H + image_h + ZOOM_GAP, PANEL_W)
+            zoom.imshow(np.clip(panel.image[top:top + size, left:left + size], 0, 1), interpolation="nearest")
+            for spine in zoom.spines.values():
+                spine.set_edgecolor(REGION_COLOR)
+            bold = c >= 2 and best is not None and panel.psnr == best
+            zoom.set_xlabel(panel.text(), fontsize=8, fontweight="bold" if bold else "normal", labelpad=2)
+    fig.suptitle(v.title, fontsize=10, y=1 - 0.5 * SUPTITLE_H / fig_h, va="center")
+    return fig
+
+
+def save_visuals(report, stem) -> list:
+    """Write every figure of the report as ``<stem>-<kernel>-<var>-<image>`` .png and .pdf."""
+    from bpdip.report.figure import save_figure
+
+    stem = Path(stem)
+    paths = []
+    for v in report.visuals[0]:
+        paths += save_figure(figure(v), stem.with_name(v.file_stem(stem.name)))
+    return paths
+
+
+# ----------------------------------------------------------------------------- report text
+
+SECTION_TITLE = "Restored images (Figs. 2-5)"
+
+
+def caption(v: Visual) -> str:
+    rows = "; ".join(f"row {i + 1}: {row.label}" for i, row in enumerate(v.rows)) if len(v.rows) > 1 else \
+        v.rows[0].label
+    top, left, size = v.region
+    parts = [f"Truth x, blurred input y and the four losses' restorations of image {v.image} (seed {v.seed}); "
+             f"{rows}.",
+             "Under each panel: PSNR [dB] / SSIM (data_range 2, as Table I) from the record of that image "
+             "(the input's computed against x with bpdip.metrics), and the iteration; bold: the row's best PSNR.",
+             f"Close-up: the {size}x{size} window at row {top}, column {left} (yellow frame), {v.region_note}."]
+    parts += [n[0].upper() + n[1:] + "." for n in v.notes]
+    return " ".join(parts)
+
+
+def md_visual(report) -> str:
+    visuals, notes = report.visuals
+    if not visuals:
+        return ""
+    parts = [f"## {SECTION_TITLE}", "",
+             "The paper's Figs. 2-5 from these records: for each setting, the truth, the blurred input and the "
+             "images of LS, LS-TV, BP and BP-TV, each over a close-up of the same window. Numbers are the records' "
+             "own (never recomputed from the 8-bit PNGs). Settings and images: `--visual`, `--visual-images`, "
+             "`--visual-region` (bpdip.report.visual)."]
+    for v in visuals:
+        stem = v.file_stem()
+        parts += ["", f"### {v.title}", "", f"![{v.title}]({stem}.png)", "",
+                  f"{caption(v)} PDF: [{stem}.pdf]({stem}.pdf)."]
+    if notes:
+        parts += ["", "Not drawn: " + "; ".join(notes) + "."]
+    return "\n".join(parts)
+
+
+def tex_visual(report) -> str:
+    from bpdip.report.render import tex_escape
+
+    visuals, _ = report.visuals
+    if not visuals:
+        return ""
+    lines = ["% restored images (bpdip.report.visual); needs \\usepackage{graphicx}"]
+    for v in visuals:
+        name = f"{v.file_stem()}.pdf"
+        lines += ["\\begin{figure}[p]", "\\centering",
+                  f"\\IfFileExists{{{name}}}{{\\includegraphics[width=\\linewidth,height=0.82\\textheight,"
+                  f"keepaspectratio]{{{name}}}}}{{\\fbox{{{tex_escape(name)} was not written (report built "
+                  f"without figures)}}}}",
+                  f"\\caption{{{tex_escape(v.title)}. {tex_escape(caption(v))}}}",
+                  f"\\label{{fig:{v.file_stem()}}}", "\\end{figure}", ""]
+    return "\n".join(lines)
