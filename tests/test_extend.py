@@ -1,4 +1,4 @@
-"""README "Extend it" works as written: its module and configs, copied from the README,
+"""docs/extending.md works as written: its module and configs, copied from the page,
 give a new fidelity and kernel that run through run.py, the store and the report."""
 
 import json
@@ -19,28 +19,28 @@ from bpdip.registry import resolve
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def readme_blocks(lang: str, first_line: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    blocks = [b.split("```", 1)[0] for b in readme.split(f"```{lang}\n")[1:]]
+def page_blocks(lang: str, first_line: str) -> str:
+    page = (ROOT / "docs" / "extending.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in page.split(f"```{lang}\n")[1:]]
     (block,) = [b for b in blocks if b.startswith(first_line)]
     return block
 
 
 @pytest.fixture(scope="module")
 def ext(tmp_path_factory):
-    """The README's myext.py and myconf/ in a fresh folder, importable as ``myext``."""
+    """The page's myext.py and myconf/ in a fresh folder, importable as ``myext``."""
     root = tmp_path_factory.mktemp("ext")
-    (root / "myext.py").write_text(readme_blocks("python", "# myext.py\n"))
+    (root / "myext.py").write_text(page_blocks("python", "# myext.py\n"))
     for group, name in (("loss", "power_bp"), ("kernel", "motion")):
         (root / "myconf" / group).mkdir(parents=True, exist_ok=True)
-        (root / "myconf" / group / f"{name}.yaml").write_text(readme_blocks("yaml", f"# myconf/{group}/{name}.yaml\n"))
+        (root / "myconf" / group / f"{name}.yaml").write_text(page_blocks("yaml", f"# myconf/{group}/{name}.yaml\n"))
     sys.path.insert(0, str(root))
     yield root
     sys.path.remove(str(root))
     sys.modules.pop("myext", None)
 
 
-def test_the_readme_fidelity_spans_ls_to_bp(ext):
+def test_the_docs_fidelity_spans_ls_to_bp(ext):
     """PowerBP at p = 0 is LS and at p = 1 is BP with eps1 = 0 (eq. 10), evaluated through
     make_loss by import path, against the built-in classes on a random problem."""
     g = torch.Generator().manual_seed(0)
@@ -55,7 +55,7 @@ def test_the_readme_fidelity_spans_ls_to_bp(ext):
     assert not torch.allclose(make_loss("myext.PowerBP", blur, y, 0.01)(x), bp)  # p = 0.5 is neither
 
 
-def test_the_readme_kernel_is_validated_and_normalised(ext):
+def test_the_docs_kernel_is_validated_and_normalised(ext):
     k = make_kernel("myext.motion", size=7)
     want = np.zeros((7, 7))
     want[3] = 1 / 7
@@ -76,8 +76,8 @@ def test_bad_import_paths_fail_in_one_clear_line(ext):
     assert resolve({"a": len}, "a", "x") is len
 
 
-def test_the_readme_sweep_runs_and_reports(ext, tmp_path):
-    """The README's command (smoke-sized) trains the new cells, stores them, and the report
+def test_the_docs_sweep_runs_and_reports(ext, tmp_path):
+    """The page's command (smoke-sized) trains the new cells, stores them, and the report
     lists them beside the paper's."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ext), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "--config-dir", str(ext / "myconf"),
