@@ -149,5 +149,9 @@ def print_table(report: dict) -> None:
         note += "" if q.get("protocol_run") else "; reduced run (crop, slim net or fewer iterations): not evidence"
         print(f"quality verdict: {'PASS' if q['passed'] else 'not passed'} (|gap| <= {QUALITY_TOLERANCE_DB} dB on "
               f"every loss, >= 3 images{note})")
+    for cand, v in report.get("quality", {}).get("cpu_scale", {}).items():  # issue 21's CPU-scale check
+        gaps = ", ".join(f"{loss} {p['gap_db']:+.3f} dB (bound {p['bound_db']:.2f}: {p['bound_is']})"
+                         for loss, p in v["per_loss"].items())
+        print(f"CPU-scale check {cand}: {'PASS' if v['passed'] else 'not passed'}: {gaps}")
     if report.get("default"):
         print(f"engine default on this device: {report['default']}")
