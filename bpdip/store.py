@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # new config key is hashed by default (a wrongly reused result is worse than a redo).
 BOOKKEEPING = (
     "hydra", "logger", "results_root", "reuse", "retry_failed", "device", "threads",
-    "progress", "save_images", "checkpoint_every", "claim_timeout_min", "demo",
+    "progress", "save_images", "baselines", "checkpoint_every", "claim_timeout_min", "demo",
     "data.name", "data.folder", "data.images", "data.path",  # which files: replaced by the image hash
     "kernel.path",  # replaced by the kernel hash
     # speed-only engine switches (the engine keeps results equal across them); the

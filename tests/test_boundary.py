@@ -94,6 +94,14 @@ def test_a_valid_run_measures_y_frame_and_keeps_the_extended_image(cfg_of, tmp_p
     truth = center_crop(load_image(SET14_DIR / "face.png"), 40)
     mine = np.asarray(Image.open(restored / "face.png"), dtype=np.float64) / 255
     assert entry["final_psnr"] == pytest.approx(10 * np.log10(1 / np.mean((mine - truth) ** 2)), abs=0.05)
+    # the baselines ran on the same y, measured against the same frame
+    from bpdip.baselines import run_baselines
+
+    plan = plan_cell(cfg)
+    x, y = degraded(plan, plan.tasks[0])
+    records, _ = run_baselines(y, plan.kernel, truth)
+    assert entry["baselines"] == records
+    assert not list(restored.glob("face.wiener*"))  # with ground truth: numbers, no images
     # the store keeps both images and copies them back on reuse
     [run_dir] = [d for d in store.iterdir() if d.is_dir()]
     assert (run_dir / "restored_extended.png").is_file()

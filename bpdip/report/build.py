@@ -19,7 +19,7 @@ import pandas as pd
 
 from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
-from bpdip.report import render, sr, stopping
+from bpdip.report import baselines, render, sr, stopping
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.stats import column_comparisons, paper_orderings
@@ -52,6 +52,7 @@ SECTIONS = [
     Section("orderings", render.md_orderings),
     Section("final", render.md_final, render.tex_final, "table1_final.tex"),
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
+    Section("baselines", baselines.md_baselines),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
@@ -70,6 +71,7 @@ CSV_TABLES: dict[str, Callable] = {
     "comparisons.csv": lambda r: r.comparisons,
     "orderings.csv": lambda r: r.orderings,
     "stopping.csv": lambda r: r.stopping,
+    "baselines.csv": baselines.baselines_table,
     "issues.csv": lambda r: issues_table(r.issues),
     "mean_curves.csv": lambda r: r.mean_curves(),
 }

@@ -27,7 +27,9 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
                   # schema 2: every stopping rule's choice (bpdip.stopping), stop.early's outcome
                   "stopping", "stopped_early", "restored_from", "last_psnr",
                   # super-resolution (bpdip.records.image_summary): Y-PSNR values, the bicubic baseline
-                  "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline")
+                  "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline",
+                  # deblurring's baselines (bpdip.baselines) and BP's conjugate gradients (boundary=valid)
+                  "baselines", "cg")
 
 
 @dataclass(frozen=True, order=True)

@@ -85,6 +85,20 @@ def baseline(plan: CellPlan, task: ImageTask) -> dict | None:
     return {"method": "bicubic", **{k: float(v[0]) for k, v in quality(up, ref, plan.sr.shave).items()}}
 
 
+def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict] | None:
+    """Deblurring's baselines (``bpdip.baselines``: Wiener, unsupervised Wiener,
+    Richardson-Lucy) on the image's y, measured on y's frame; (records, images), or None
+    for super-resolution or with ``baselines=false``. Without ground truth (``data=observed``)
+    only the fixed-parameter methods run, and their images are kept."""
+    if plan.sr is not None or not plan.config.get("baselines", True):
+        return None
+    from bpdip.baselines import run_baselines
+
+    x, y = degraded(plan, task)
+    truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None else x)
+    return run_baselines(y, plan.kernel, truth)
+
+
 def shave_of(plan: CellPlan) -> int | None:
     """The Y-PSNR border of an SR run (the loop logs psnr_y with it); None for deblurring."""
     return None if plan.sr is None else plan.sr.shave
@@ -411,6 +425,11 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
         if result.cg is not None:  # BP by conjugate gradients (boundary=valid)
             entry["cg"] = result.cg
         extras = {} if result.extended is None else {"extended": result.extended}
+        bases = deblur_baselines(plan, task) if result.status == "complete" else None
+        if bases is not None:
+            entry["baselines"] = bases[0]
+            if plan.observed:  # no truth to measure them: the images are the comparison
+                extras.update(bases[1])
         if store is not None:
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})

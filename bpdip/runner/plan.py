@@ -219,7 +219,7 @@ def _plan(cfg) -> CellPlan:
     task = dict(config.get("task") or {"name": "deblur"})
     sr = SRSettings.from_config(task, config, kname, kcfg)  # ValueError: one line
     boundary = BoundarySettings.from_config(config.get("boundary"))  # ValueError: one line
-    if boundary.valid and sr is not None:
+    if boundary.valid and sr is not None and dcfg.get("name") != "observed":  # observed: its own line below
         raise UserError("boundary=valid is for deblurring; task=sr uses the circular model (boundary=circular)")
     kernel = make_kernel(kname, path=absolute(kcfg.pop("path", None)), **kcfg)
 
