@@ -2,7 +2,7 @@
 and the circular boundary model, against scikit-image's baselines.
 
 For every image (scikit-image pictures that are not in Set14) x kernel (the paper's gaussian
-and bpdip's ``motion``): ``scripts/make_observation.observe`` blurs the crop grown by the
+and bpdip's ``shake``, a straight motion blur): ``scripts/make_observation.observe`` blurs the crop grown by the
 kernel's reach linearly, keeps the valid part, adds noise (var 2) and quantises to 8 bits.
 Each observation is then restored as a user would restore it, ``run.py data=observed``
 (the file is y, no ground truth in the run) with ``stop=wmv stop.early=true`` choosing the
@@ -22,7 +22,7 @@ Writes into ``--out`` (default ``results/photo``):
 ``provenance.json`` command, commit, versions, settings, seeds, the truth files, wall time
 
     python scripts/photo_evidence.py               # the full evidence (CPU: see README)
-    python scripts/photo_evidence.py --images chelsea,coffee --kernels motion --iterations 20 \\
+    python scripts/photo_evidence.py --images chelsea,coffee --kernels shake --iterations 20 \\
         --model slim --crop 32 --out /tmp/photo     # a seconds-long smoke run
 """
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 IMAGES = ("chelsea", "astronaut", "coffee", "rocket")  # scikit-image's colour pictures, none in Set14
-KERNELS = ("gaussian", "motion")
+KERNELS = ("gaussian", "shake")
 LOSSES = ("ls", "ls_tv", "bp", "bp_tv")
 BOUNDARIES = ("valid", "circular")
 SHOWN = "bp_tv"  # the loss of the picture and of the targets

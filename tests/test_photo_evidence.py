@@ -48,7 +48,7 @@ def test_the_shipped_example_is_made_as_a_camera_makes_it():
 def test_photo_evidence_end_to_end_at_a_tiny_scale(tmp_path):
     ev = _script("photo_evidence")
     out = tmp_path / "photo"
-    result = ev.main(["--images", "chelsea,coffee", "--kernels", "motion", "--losses", "bp,bp_tv", "--iterations",
+    result = ev.main(["--images", "chelsea,coffee", "--kernels", "shake", "--losses", "bp,bp_tv", "--iterations",
                       "12", "--model", "slim", "--crop", "24", "--log-every", "4", "--out", str(out),
                       "--set", "threads=1"])
     frame = pd.read_csv(out / "per_image.csv")
@@ -57,15 +57,15 @@ def test_photo_evidence_end_to_end_at_a_tiny_scale(tmp_path):
             ("unsupervised_wiener", ""), ("richardson_lucy_oracle", ""), ("richardson_lucy", "")} == methods
     assert len(frame) == 2 * (1 + 4 + 4) and frame["psnr"].notna().all()
     # every restored image is measured against its truth file, which the runs never read
-    truth = np.asarray(Image.open(out / "observations" / "coffee-motion.truth.png"), dtype=np.float64) / 255
-    restored = np.asarray(Image.open(out / "jobs" / "coffee-motion" / "bp_tv-valid" / "restored" / "coffee-motion.png"),
+    truth = np.asarray(Image.open(out / "observations" / "coffee-shake.truth.png"), dtype=np.float64) / 255
+    restored = np.asarray(Image.open(out / "jobs" / "coffee-shake" / "bp_tv-valid" / "restored" / "coffee-shake.png"),
                           dtype=np.float64) / 255
-    row = frame[(frame.observation == "coffee-motion") & (frame.method == "bp_tv") & (frame.boundary == "valid")]
+    row = frame[(frame.observation == "coffee-shake") & (frame.method == "bp_tv") & (frame.boundary == "valid")]
     assert float(row.psnr.iloc[0]) == pytest.approx(10 * np.log10(1 / np.mean((restored - truth) ** 2)), abs=0.05)
     summary = (out / "summary.md").read_text()
     assert "bp_tv valid" in summary and "Targets" in summary
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["observations"][0]["truth"] == "observations/chelsea-motion.truth.png"
+    assert prov["observations"][0]["truth"] == "observations/chelsea-shake.truth.png"
     assert set(result["targets"]) >= {"bp_tv_valid", "input", "wiener_oracle", "circular"}
     assert Image.open(out / "photo.png").size[0] > 0
-    assert (out / "jobs" / "coffee-motion" / "bp_tv-valid" / "restored" / "coffee-motion.extended.png").is_file()
+    assert (out / "jobs" / "coffee-shake" / "bp_tv-valid" / "restored" / "coffee-shake.extended.png").is_file()

@@ -170,7 +170,7 @@ def test_motion_kernel_is_a_centred_line_of_its_length():
     and correlation agree, like the paper's kernels), and its spread along the line is a
     uniform segment's, length^2 / 12 (+ 1/6 from the bilinear splat), ~0 across it."""
     for length, angle in ((11, 30), (7, 0), (9, 90)):
-        k = make_kernel("motion", length=length, angle=angle)
+        k = make_kernel("shake", length=length, angle=angle)
         assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and k.sum() == pytest.approx(1.0)
         np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-12)
         c = k.shape[0] // 2
@@ -181,4 +181,4 @@ def test_motion_kernel_is_a_centred_line_of_its_length():
         assert (k * along**2).sum() == pytest.approx(length**2 / 12 + 1 / 6, rel=0.05)
         assert (k * across**2).sum() < 0.2
     with pytest.raises(ValueError, match="kernel.length"):
-        make_kernel("motion", length=0)
+        make_kernel("shake", length=0)

@@ -120,7 +120,7 @@ def motion(length: float = 11.0, angle: float = 30.0, size: int | None = None) -
 
 
 KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2,
-           "motion": motion}
+           "shake": motion}  # conf/kernel/shake.yaml (README "Extend it" names its own kernel motion)
 
 
 def validate_kernel(k: np.ndarray, source: str = "kernel") -> np.ndarray:
