@@ -88,6 +88,8 @@ class Result:
     stopping: dict = field(default_factory=dict)
     restored_from: dict | None = None  # {"rule", "iteration"} when stop.early returned a candidate
     stopped_early: bool = False  # training ended at the rule's stop, before settings.iterations
+    extended: np.ndarray | None = None  # restore(frame=...): all of x for the restored image (image: y's frame)
+    cg: dict | None = None  # BP by conjugate gradients: its solves' iterations and residuals (the runner's)
 
     @property
     def seconds_per_iteration(self) -> float | None:
@@ -266,6 +268,7 @@ def restore(
     stop_early: str | None = None,
     image_shape: tuple[int, int] | None = None,
     shave: int | None = None,
+    frame: tuple[int, int, int, int] | None = None,
 ) -> list[Result]:
     """Train ``model`` so that each sample of f(z) explains its y; return one Result each.
 
@@ -284,6 +287,9 @@ def restore(
     ``shave`` (super-resolution): also log ``psnr_y``, the Y-channel PSNR with ``shave``
     border pixels dropped (bpdip.metrics.psnr_y), and give it for the final image and the
     rules' choices; None (deblurring) logs exactly the three PROTOCOL metrics.
+    ``frame`` = (top, left, h, w) (boundary=valid: x is larger than y): metrics, the restored
+    image and ``x_true`` are on that crop of the output (``stopping`` is built with the same
+    frame), and ``Result.extended`` keeps the whole restored x; None: no crop.
     """
     device = resolve_device(device)
     b = y.shape[0]
@@ -339,7 +345,7 @@ def restore(
                 if it % settings.log_every == 0:
                     failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
                     stats = stopping.statistics() if stopping is not None else {}
-                    _log(results, out, x_ref, loss_buf[it], stats, failed, it, _seconds(t0, device), callbacks, bar,
+                    _log(results, _framed(out, frame), x_ref, loss_buf[it], stats, failed, it, _seconds(t0, device), callbacks, bar,
                          shave)
                     if all(r.status == "failed" for r in results):
                         break
@@ -358,12 +364,16 @@ def restore(
             runtime = _seconds(t0, device)
             with torch.no_grad(), autocast(step.engine, device):
                 # the uncompiled module: a no-grad forward would make torch.compile recompile
-                last = model(z).float().clamp(0.0, 1.0)
+                extended = model(z).float().clamp(0.0, 1.0)
+            last = _framed(extended, frame)
             choices = stopping.choices(done) if stopping is not None else {}
             final = last
             if stop_early is not None:
                 use = torch.tensor([c["candidate"] for c in choices[stop_early]], device=device)
                 final = torch.where(use[:, None, None, None], stopping.rules[stop_early].candidate.clamp(0, 1), last)
+                if frame is not None:
+                    extended = torch.where(use[:, None, None, None], stopping.extended[stop_early].clamp(0, 1),
+                                           extended)
             with torch.no_grad():
                 metrics = quality(final, x_ref, shave) if x_ref is not None else None
                 last_metrics = quality(last, x_ref, shave) if x_ref is not None else None
@@ -380,6 +390,8 @@ def restore(
         else:
             r.status = "complete"
             r.image = final[i].permute(1, 2, 0).float().cpu().numpy()
+            if frame is not None:
+                r.extended = extended[i].permute(1, 2, 0).float().cpu().numpy()
             r.stopped_early = stopped_early
             if metrics is not None:
                 r.final = {k: float(v[i]) for k, v in metrics.items()}
@@ -417,6 +429,14 @@ def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> 
         if choice is not None:
             out[name] = choice
     return out
+
+
+def _framed(t: torch.Tensor, frame) -> torch.Tensor:
+    """y's frame (top, left, h, w) of a (B, C, H, W) output; the output itself for None."""
+    if frame is None:
+        return t
+    top, left, h, w = frame
+    return t[..., top : top + h, left : left + w]
 
 
 def _seconds(t0: float, device: torch.device) -> float:

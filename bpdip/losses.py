@@ -8,6 +8,12 @@ a fidelity is the mean over (channel, frequency, real/imaginary part) of the squ
 components of G * R, where G = 1 for LS and G = W for BP. By Parseval's theorem this
 equals (H * W / 2) * mean over pixels of (F^-1(G * R))^2, which is what we compute, with
 half-spectrum FFTs (exact for real signals; G is real and even, so G * R stays Hermitian).
+
+BP for an operator whose A A^T is not circulant (``op.circulant`` False, e.g. the valid
+blur; issue 19, REFERENCES.md "Boundaries"): the same value in its matrix form,
+(h*w/2) * mean |(A A^T + eps I)^(-1/2) r|^2 = (h*w/2) / N * r^T (A A^T + eps I)^(-1) r with
+r = y - A x and N = C*h*w, computed from u = (A A^T + eps I)^(-1) r (``op.gram_solve``:
+conjugate gradients, warm-started from the previous step's u) by :class:`_SolvedBP`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from bpdip.physics import Operator
+from bpdip.physics.cg import CGStats
 from bpdip.registry import resolve
 
 
@@ -66,14 +73,63 @@ class BP(Fidelity):
 
     name = "bp"
 
-    def __init__(self, op: Operator, y: torch.Tensor, sigma: float, eps1: float = 0.01, eps2: float = 1e-3):
+    def __init__(self, op: Operator, y: torch.Tensor, sigma: float, eps1: float = 0.01, eps2: float = 1e-3,
+                 solver: str = "auto"):
         if eps1 < 0 or eps2 < 0:
             raise ValueError(f"loss.eps1 and loss.eps2 must be >= 0, got {eps1}, {eps2}")
+        if solver not in ("auto", "fft", "cg"):
+            raise ValueError(f"loss.solver must be auto, fft or cg, got {solver!r}")
+        if solver == "fft" and not op.circulant:
+            raise ValueError("loss.solver=fft needs an operator whose A A^T is circulant (boundary=circular)")
         self.eps1, self.eps2 = eps1, eps2
+        self.solved = solver == "cg" or not op.circulant
+        if self.solved:  # no FFT weight: r^T (A A^T + eps I)^(-1) r by op.gram_solve
+            self.op, self.y, self.eps = op, y.float(), eps1 * sigma**2 + eps2
+            if self.eps <= 0:
+                raise ValueError("BP's (A A^T + eps I)^(-1) needs eps > 0; set loss.eps2 > 0")
+            self.scale = op.out_shape[0] * op.out_shape[1] / 2.0
+            self.cg = CGStats()
+            self.u = None  # the last solution, the next solve's warm start
+            return
         power = op.gram_spectrum().to(torch.float64) + eps1 * sigma**2 + eps2
         if bool((power <= 0).any()):
             raise ValueError("BP weight is infinite: the kernel's OTF has zeros; set loss.eps2 > 0")
         super().__init__(op, y, power.rsqrt().to(torch.float32))
+
+    def solve(self, r: torch.Tensor) -> torch.Tensor:
+        """u = (A A^T + eps I)^(-1) r (float64), warm-started from the previous solve."""
+        warm = self.u if self.u is not None and self.u.shape == r.shape else None
+        # loss.solver=cg on a circulant operator: conjugate gradients all the same (tests)
+        solve = self.op.gram_solve if not self.op.circulant else self.op.cg_solve
+        self.u = solve(r, self.eps, x0=warm, stats=self.cg)
+        return self.u
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.solved:
+            return super().__call__(x)
+        return _SolvedBP.apply(x, self)
+
+
+class _SolvedBP(torch.autograd.Function):
+    """BP's value (h*w/2) / N * <u, r> per sample with u = (A A^T + eps I)^(-1) r, r = y - A x,
+    and its gradient -2 (h*w/2) / N * A^T u (d/dx r^T M r = -2 A^T M r for a symmetric M):
+    the solve runs without a graph, so autograd never goes through the CG iterations."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bp: BP) -> torch.Tensor:
+        r = bp.y - bp.op.A(x)
+        u = bp.solve(r)
+        n = r[0].numel()
+        ctx.bp, ctx.n = bp, n
+        ctx.save_for_backward(u)
+        return (bp.scale / n * (u * r.double()).sum(dim=(-3, -2, -1))).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        bp = ctx.bp
+        g = (-2.0 * bp.scale / ctx.n) * grad.double()[:, None, None, None] * u
+        return bp.op.A_adjoint(g.to(grad.dtype)), None
 
 
 FIDELITIES = {"ls": LS, "bp": BP}

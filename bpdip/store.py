@@ -7,6 +7,8 @@ in ``<results_root>/<run_id>/``:
                    and atomically: its presence and validity mark the image as done.
 ``metrics.csv``    the image's curve.
 ``restored.png``   the final restored image (8-bit).
+``restored_<x>.png`` more images of it: ``restored_extended.png`` (boundary=valid: all of
+                   x, y's frame and the border) and the baselines' (``restored_wiener.png``...).
 ``config.json``    the result-relevant config the id was computed from (for humans).
 ``checkpoint.pt``  while training: the resumable state (removed once the record exists).
 ``claim.json``     while training: which job trains the image (host, pid, SLURM job), so a
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 # new config key is hashed by default (a wrongly reused result is worse than a redo).
 BOOKKEEPING = (
     "hydra", "logger", "results_root", "reuse", "retry_failed", "device", "threads",
-    "progress", "save_images", "checkpoint_every", "claim_timeout_min", "demo",
+    "progress", "save_images", "baselines", "checkpoint_every", "claim_timeout_min", "demo",
     "data.name", "data.folder", "data.images", "data.path",  # which files: replaced by the image hash
     "kernel.path",  # replaced by the kernel hash
     # speed-only engine switches (the engine keeps results equal across them); the
@@ -147,6 +149,7 @@ class StoredImage:
     entry: dict  # its summary.json image entry
     rows: list[dict]  # its metrics.csv rows
     png: Path | None
+    extras: dict = None  # suffix -> path of restored_<suffix>.png (JobRecords.add's extras)
 
 
 class Store:
@@ -181,8 +184,10 @@ class Store:
             ckpt.unlink()
         return stored
 
-    def save(self, run_id: str, summary: dict, rows: list[dict], image=None, config: dict | None = None) -> Path:
-        """Write an image's record; summary.json goes last, so it marks completion."""
+    def save(self, run_id: str, summary: dict, rows: list[dict], image=None, config: dict | None = None,
+             extras: dict | None = None) -> Path:
+        """Write an image's record; summary.json goes last, so it marks completion.
+        ``extras``: suffix -> image, written as ``restored_<suffix>.png``."""
         d = self.dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
         if config is not None:
@@ -190,6 +195,8 @@ class Store:
         write_metrics_csv(d / "metrics.csv", rows)
         if image is not None:
             write_png(d / "restored.png", image)
+        for suffix, extra in (extras or {}).items():
+            write_png(d / f"restored_{suffix}.png", extra)
         write_json(d / "summary.json", summary)
         self.checkpoint(run_id).unlink(missing_ok=True)
         return d
@@ -291,4 +298,5 @@ class Store:
         elif len(rows) > n:
             raise CorruptRecord(f"{len(rows)} curve rows, at most {n} expected")
         png = d / "restored.png"
-        return StoredImage(run_id, entry, rows, png if png.is_file() else None)
+        extras = {p.stem[len("restored_"):]: p for p in sorted(d.glob("restored_*.png"))}
+        return StoredImage(run_id, entry, rows, png if png.is_file() else None, extras)

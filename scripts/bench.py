@@ -128,6 +128,10 @@ def parse_args(argv=None):
     p.add_argument("--cpu-variants", help="variants for --cpu-matrix (default: all of bpdip.bench.cpu.CPU_VARIANTS)")
     p.add_argument("--rounds", type=int, default=5, help="A/B rounds of --cpu-matrix")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
+    p.add_argument("--boundary", action="store_true", help="only issue 19's row: ms/step of boundary=valid vs "
+                   "circular (paper net 128 px, small net 96 px; bpdip.bench.boundary); --boundary-sizes for a smoke")
+    p.add_argument("--boundary-sizes", help="comma list NET:SIZE replacing paper:128,small:96 (e.g. slim:24)")
+    p.add_argument("--boundary-tols", default="1e-6", help="CG tolerances of the valid rows")
     args = p.parse_args(argv)
     if args.log_every is None:  # the timing window runs from one logged iteration to another
         args.log_every = args.steps if 0 < args.steps < 100 else math.gcd(args.steps, 100) or 100
@@ -165,6 +169,8 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.boundary:
+        return _boundary(args, device)
     kind = device.type if device.type in DEFAULT_VARIANTS else "cpu"
     default_variant = {"cuda": "graphs-tf32", "cpu": "eager-fp32"}[kind]
     # the table's "default" is the engine's own default on this device
@@ -376,6 +382,21 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
         px = [h * w for n, (h, w) in set14_sizes().items() if n in args.quality_images]
         report["quality_projection_min"] = 2 * sum(max(ITERATIONS.values()) * fit(p) / 1e3 for p in px) / 60
     save()
+
+
+def _boundary(args, device) -> dict:
+    from bpdip.bench.boundary import CASES, SMALL, boundary_rows, print_rows
+
+    nets = {"paper": {}, "small": SMALL, **NETS}
+    cases = [(n, nets[n], int(s)) for n, s in (c.split(":") for c in args.boundary_sizes.split(","))] \
+        if args.boundary_sizes else CASES
+    rows = boundary_rows(device, args.steps, cases, tuple(float(t) for t in args.boundary_tols.split(",")))
+    print_rows(rows)
+    report = {"boundary": rows, "device": device_info(device), "steps": args.steps,
+              "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    if args.out:
+        write_json(args.out, report)
+    return report
 
 
 if __name__ == "__main__":

@@ -242,3 +242,32 @@ def test_stopping_rules_have_their_overhead_row(cpu_run):
     assert o["ms_with"] == rows["eager-fp32+stop"]["ms_per_step"] and o["ms_without"] > 0
     assert o["overhead"] == pytest.approx(o["ms_with"] / o["ms_without"] - 1) and o["limit"] == 0.05
     assert o["passed"] == (o["overhead"] <= 0.05)
+
+
+def test_cpu_matrix_alternates_variants_and_reports_ratios(tmp_path, monkeypatch):
+    """--cpu-matrix (issue 21): every variant of a (net, size) block is timed in every round,
+    the fp32 row's ratio to itself is exactly 1, a ratio is the median of the per-round
+    ratios (recomputed here from the JSON's rounds), and the profile has its categories.
+    torch.compile is swapped for an eager pass-through: inductor's C++ build takes about a
+    minute on this CPU (the real run times it)."""
+    from bpdip.bench import cpu
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    out = tmp_path / "matrix.json"
+    bench.main(["--device", "cpu", "--cpu-matrix", "--cpu-problems", "slim:33", "--cpu-variants",
+                "fp32,bf16,compile-fp32,fp32@2", "--rounds", "3", "--threads", "1", "--profile", "eager-fp32",
+                "--out", str(out)])
+    rep = json.loads(out.read_text())
+    [block] = rep["cpu_matrix"]
+    rows = {r["variant"]: r for r in block["rows"]}
+    assert list(rows) == ["fp32", "bf16", "compile-fp32", "fp32@2"]
+    assert rows["fp32"]["speedup_vs_fp32"] == 1.0 and rows["fp32@2"]["threads"] == 2
+    assert rows["bf16"]["engine"] == "bf16" and rows["compile-fp32"]["engine"] == "fp32+compile"
+    for r in rows.values():
+        assert len(r["ms_rounds"]) == 3 and r["ms_per_step"] == float(np.median(r["ms_rounds"]))
+        want = float(np.median([b / m for b, m in zip(rows["fp32"]["ms_rounds"], r["ms_rounds"])]))
+        assert r["speedup_vs_fp32"] == pytest.approx(want)
+    assert cpu.steps_for("paper", 256) < cpu.steps_for("paper", 128) < cpu.steps_for("small", 96)
+    [prof] = rep["profiles"]
+    assert prof["net"] == "slim" and "convolution" in prof["categories"]
+    assert sum(c["share"] for c in prof["categories"].values()) == pytest.approx(1.0)

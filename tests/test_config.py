@@ -140,8 +140,8 @@ def test_unknown_choice_lists_the_valid_ones(tmp_path):
     assert out.returncode != 0
     assert "Could not find 'kernel/foo'" in out.stderr
     listed = out.stderr.split("Available options in 'kernel':")[1].split()
-    # the paper's kernels, a file, and the super-resolution kernels (task=sr)
-    assert set(listed[:6]) == {"file", "gaussian", "radial", "uniform", "bicubic", "lanczos2"}
+    # the paper's kernels, a file, the super-resolution kernels (task=sr) and issue 19's shake (motion) blur
+    assert set(listed[:7]) == {"file", "gaussian", "radial", "uniform", "bicubic", "lanczos2", "shake"}
 
 
 def test_missing_image_fails_before_training(tmp_path):

@@ -49,6 +49,13 @@ def test_observed_run_restores_without_any_psnr(cfg_of, tmp_path):
     assert frame["residual"].notna().all() and frame["wmv_var"].notna().any()
     restored = Image.open(tmp_path / "job" / "restored" / "chelsea_blurred.png")
     assert restored.size == (96, 96)
+    # data=observed defaults to boundary=valid: x is larger by the kernel's reach, kept too
+    assert Image.open(tmp_path / "job" / "restored" / "chelsea_blurred.extended.png").size == (110, 110)
+    # no truth: the fixed-parameter baselines' images beside the restored one, no numbers
+    assert [b["method"] for b in entry["baselines"]] == ["unsupervised_wiener", "richardson_lucy"]
+    assert all(b["psnr"] is None for b in entry["baselines"])
+    for method in ("unsupervised_wiener", "richardson_lucy"):
+        assert Image.open(tmp_path / "job" / "restored" / f"chelsea_blurred.{method}.png").size == (96, 96)
     # the report takes it: no PSNR, the rules' iterations, no corrupt-record flag
     from bpdip.report import build_report, load_local
     from bpdip.report.build import markdown

@@ -163,3 +163,22 @@ def test_degraded_y_is_pinned():
 def test_negative_noise_refused(var):
     with pytest.raises(ValueError, match="noise.var must be"):
         noise_sigma(var)
+
+
+def test_motion_kernel_is_a_centred_line_of_its_length():
+    """issue 19's motion kernel: sums to 1, point-symmetric about the centre (so convolution
+    and correlation agree, like the paper's kernels), and its spread along the line is a
+    uniform segment's, length^2 / 12 (+ 1/6 from the bilinear splat), ~0 across it."""
+    for length, angle in ((11, 30), (7, 0), (9, 90)):
+        k = make_kernel("shake", length=length, angle=angle)
+        assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and k.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-12)
+        c = k.shape[0] // 2
+        r, q = np.meshgrid(np.arange(k.shape[0]) - c, np.arange(k.shape[1]) - c, indexing="ij")
+        a = np.deg2rad(angle)
+        along, across = q * np.cos(a) - r * np.sin(a), q * np.sin(a) + r * np.cos(a)
+        assert (k * along).sum() == pytest.approx(0, abs=1e-12)
+        assert (k * along**2).sum() == pytest.approx(length**2 / 12 + 1 / 6, rel=0.05)
+        assert (k * across**2).sum() < 0.2
+    with pytest.raises(ValueError, match="kernel.length"):
+        make_kernel("shake", length=0)

@@ -58,7 +58,10 @@ def test_deblurring_config_has_nothing_new(cfg):
     assert "sr" not in c and c["task"] == {"name": "deblur"}
     assert set(c) == {"task", "kernel", "loss", "data", "model", "logger", "engine", "stop", "noise", "optim",
                       "seed", "device", "threads", "log_every", "progress", "save_images", "results_root", "reuse",
-                      "retry_failed", "checkpoint_every", "claim_timeout_min"}
+                      "retry_failed", "checkpoint_every", "claim_timeout_min",
+                      # issue 19: neither changes a deblurring id (boundary=circular is left out of
+                      # the hash, baselines is bookkeeping; tests/test_boundary.py)
+                      "boundary", "baselines"}
     plan = plan_cell(cfg("experiment=smoke"))
     assert plan.sr is None and set(plan.cell) == {"kernel", "noise_var", "loss"}
     assert plan.cell_name == "uniform-0.3-bp"

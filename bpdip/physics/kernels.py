@@ -1,5 +1,5 @@
 """Blur kernels of the paper (Sec. IV), the super-resolution kernels of issue 14 (bicubic,
-lanczos2; the gaussian serves both) and user kernels read from files.
+lanczos2; the gaussian serves both), a motion blur (issue 19) and user kernels read from files.
 
 All kernels are 2-D float64 arrays normalised to sum 1 (paper Sec. IV: "All three kernels
 are normalized to the sum of 1").
@@ -94,7 +94,33 @@ def lanczos2(factor: int = 4) -> np.ndarray:
     return _separable(np.where(np.abs(t) < 2, np.sinc(t) * np.sinc(t / 2), 0.0))
 
 
-KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2}
+def motion(length: float = 11.0, angle: float = 30.0, size: int | None = None) -> np.ndarray:
+    """A straight camera-shake blur (issue 19's evidence; not the paper's): a line segment of
+    ``length`` pixels through the centre at ``angle`` degrees (counter-clockwise from the
+    horizontal), on an odd ``size`` x ``size`` grid (default: the smallest odd size that holds
+    it). The segment is sampled at 16 points per pixel, each splatted bilinearly onto the
+    grid (an antialiased line of unit width), then normalised to sum 1."""
+    if not (length >= 1 and np.isfinite(length)):
+        raise ValueError(f"kernel.length must be a number >= 1 (pixels), got {length!r}")
+    reach = int(np.ceil(length / 2)) + 1
+    size = size if size is not None else 2 * reach - 1
+    if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel.size must be an odd integer, got {size!r}")
+    t = np.linspace(-length / 2, length / 2, int(16 * length) + 1)
+    a = np.deg2rad(angle)
+    rows, cols = size // 2 - t * np.sin(a), size // 2 + t * np.cos(a)  # image rows grow downwards
+    k = np.zeros((size, size))
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    fr, fc = rows - r0, cols - c0
+    for dr, dc, wgt in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
+        rr, cc = r0 + dr, c0 + dc
+        inside = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
+        np.add.at(k, (rr[inside], cc[inside]), wgt[inside])
+    return k / k.sum()
+
+
+KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2,
+           "shake": motion}  # conf/kernel/shake.yaml (README "Extend it" names its own kernel motion)
 
 
 def validate_kernel(k: np.ndarray, source: str = "kernel") -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The degradation as an interface: a linear operator ``A`` whose Gram matrix ``A A^T`` is
-circulant on the measurement grid.
+"""The degradation as an interface: a linear operator ``A``, whose Gram matrix ``A A^T`` is
+circulant on the measurement grid for the paper's operators (``circulant = True``).
 
 Notation (as deepinv's ``LinearPhysics``): an image ``x`` of shape (B, C, H, W) on the
 image grid ``in_shape = (H, W)`` is measured as
@@ -27,8 +27,17 @@ the same ``A`` for every channel. Everything bpdip's losses need from an operato
     computes ``G y`` once and ``G (A x)`` per call; an operator may fuse the two filters
     (``Blur`` does: one FFT pair per call).
 
+``gram_solve(r, eps)``
+    ``(A A^T + eps I)^(-1) r``: what BP needs when ``A A^T`` is not circulant (issue 19:
+    r^T (A A^T + eps I)^(-1) r is BP's value). Circulant operators: the FFT filter
+    ``1 / (g + eps)``. Others (``circulant = False``, e.g. the valid blur of
+    :mod:`bpdip.physics.valid`): preconditioned conjugate gradients
+    (:func:`bpdip.physics.cg.pcg`) on ``gram_apply`` with ``gram_precondition``, to
+    ``cg_tol`` within ``cg_max_iter`` iterations, warm-started from ``x0``.
+
 A new degradation subclasses :class:`Operator` and implements ``A``, ``A_adjoint`` and
-``gram_spectrum``; the LS, BP and TV losses then work for it unchanged.
+``gram_spectrum`` (or sets ``circulant = False``: then BP solves by conjugate gradients
+with ``A`` and ``A_adjoint`` alone); the LS, BP and TV losses then work for it unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ class Operator:
 
     in_shape: tuple[int, int]
     out_shape: tuple[int, int]
+    circulant = True  # A A^T is F^-1 diag(gram_spectrum()) F on the measurement grid
+    cg_tol, cg_max_iter = 1e-6, 100  # gram_solve of a non-circulant operator (conf/boundary/)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -77,6 +88,34 @@ class Operator:
         if bool((power <= 0).any()):
             raise ValueError("(A A^T + eps I)^(-1/2) is infinite: A A^T is singular; use eps > 0")
         return self.apply_filter(r, power.rsqrt().to(torch.float32))
+
+    def gram_apply(self, u: torch.Tensor, eps: float) -> torch.Tensor:
+        """(A A^T + eps I) u; an operator may fuse the two (``ValidBlur``: one FFT pair)."""
+        return self.A(self.A_adjoint(u)) + eps * u
+
+    def gram_precondition(self, r: torch.Tensor, eps: float) -> torch.Tensor:
+        """An SPD approximation of (A A^T + eps I)^(-1) for conjugate gradients (default: I)."""
+        return r
+
+    def gram_solve(self, r: torch.Tensor, eps: float, x0: torch.Tensor | None = None, stats=None) -> torch.Tensor:
+        """(A A^T + eps I)^(-1) r, float64 (module docstring). ``x0`` warm-starts and ``stats``
+        (a :class:`bpdip.physics.cg.CGStats`) records a conjugate-gradient solve."""
+        if self.circulant:
+            power = self.gram_spectrum().to(torch.float64) + eps
+            if bool((power <= 0).any()):
+                raise ValueError("(A A^T + eps I)^(-1) is infinite: A A^T is singular; use eps > 0")
+            return self.apply_filter(r.double(), 1.0 / power)
+        return self.cg_solve(r, eps, x0, stats)
+
+    def cg_solve(self, r: torch.Tensor, eps: float, x0: torch.Tensor | None = None, stats=None) -> torch.Tensor:
+        """(A A^T + eps I)^(-1) r by preconditioned conjugate gradients, for any operator."""
+        from bpdip.physics.cg import pcg
+
+        u, its, rel, converged = pcg(lambda v: self.gram_apply(v, eps), lambda v: self.gram_precondition(v, eps),
+                                     r, x0, self.cg_tol, self.cg_max_iter)
+        if stats is not None:
+            stats.add(its, rel, converged, self.cg_tol)
+        return u
 
     def filtered_residual(self, y: torch.Tensor, filt: torch.Tensor | None = None) -> Callable:
         """``x -> G (y - A x)`` for the filter ``G`` of half-spectrum ``filt`` (None: G = I)."""

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bpdip.paper import canonical_noise
 from bpdip.records import atomic_write_text
-from bpdip.report import render, sr, stopping, stream_stopping, streams, visual
+from bpdip.report import baselines, render, sr, stopping, stream_stopping, streams, visual
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.stats import column_comparisons, paper_orderings
@@ -57,6 +57,7 @@ SECTIONS = [
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
     Section("stopping_streams", stream_stopping.md_stopping_streams, stream_stopping.tex_stopping_streams,
             "stopping_streams.tex"),
+    Section("baselines", baselines.md_baselines),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
     Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
@@ -76,6 +77,7 @@ CSV_TABLES: dict[str, Callable] = {
     "comparisons.csv": lambda r: r.comparisons,
     "orderings.csv": lambda r: r.orderings,
     "stopping.csv": lambda r: r.stopping,
+    "baselines.csv": baselines.baselines_table,
     "issues.csv": lambda r: issues_table(r.issues),
     "mean_curves.csv": lambda r: r.mean_curves(),
     # None (no file) unless the records have the other output streams (issue 20)

@@ -29,7 +29,9 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
                   # super-resolution (bpdip.records.image_summary): Y-PSNR values, the bicubic baseline
                   "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline",
                   # schema 3 (issue 20): per output stream its peak, final and stopping choices
-                  "restored_stream", "streams")
+                  "restored_stream", "streams",
+                  # deblurring's baselines (bpdip.baselines) and BP's conjugate gradients (boundary=valid)
+                  "baselines", "cg")
 
 
 @dataclass(frozen=True, order=True)

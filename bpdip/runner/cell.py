@@ -37,7 +37,8 @@ from bpdip.loop import Callback, Result, restore, seeded_model
 from bpdip.losses import make_loss
 from bpdip.models import build_model
 from bpdip.metrics import quality
-from bpdip.physics import degrade, degrade_sr
+from bpdip.physics import degrade, degrade_sr, degrade_valid
+from bpdip.physics.valid import crop_hw
 from bpdip.physics.resize import bicubic_upsample, degrade_pil
 from bpdip.records import (
     atomic_write_text, curve_rows, image_summary, new_summary, write_json, write_metrics_csv, write_png,
@@ -55,11 +56,15 @@ def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray | None, np.nda
     """(x, y) of one image: y = h * x + e with the image's own noise seed (paper eq. 1); for
     ``data=observed`` the file is y itself and there is no x (None). Super-resolution: x is
     the HR image (cropped to a multiple of s) and y = S H x + e (``bpdip.physics.sr``), or
-    with ``sr.lr_source=pil`` PIL's Lanczos LR + e (DIP's protocol, ``bpdip.physics.resize``)."""
+    with ``sr.lr_source=pil`` PIL's Lanczos LR + e (DIP's protocol, ``bpdip.physics.resize``).
+    boundary=valid: x is the extended image (the network's size) and y = valid(h * x) + e
+    on its frame (``bpdip.physics.valid``)."""
     if plan.observed:
         return None, center_crop(load_image(task.path), plan.crop)
     image = plan.ground_truth(load_image(task.path))
     seed = plan.seeds(task.name)["noise"]
+    if plan.boundary.valid:
+        return image, degrade_valid(image, plan.kernel, plan.noise_var, seed)
     if plan.sr is None:
         return image, degrade(image, plan.kernel, plan.noise_var, seed)
     if plan.sr.lr_source == "pil":
@@ -80,6 +85,20 @@ def baseline(plan: CellPlan, task: ImageTask) -> dict | None:
     return {"method": "bicubic", **{k: float(v[0]) for k, v in quality(up, ref, plan.sr.shave).items()}}
 
 
+def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict] | None:
+    """Deblurring's baselines (``bpdip.baselines``: Wiener, unsupervised Wiener,
+    Richardson-Lucy) on the image's y, measured on y's frame; (records, images), or None
+    for super-resolution or with ``baselines=false``. Without ground truth (``data=observed``)
+    only the fixed-parameter methods run, and their images are kept."""
+    if plan.sr is not None or not plan.config.get("baselines", True):
+        return None
+    from bpdip.baselines import run_baselines
+
+    x, y = degraded(plan, task)
+    truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None else x)
+    return run_baselines(y, plan.kernel, truth)
+
+
 def shave_of(plan: CellPlan) -> int | None:
     """The Y-PSNR border of an SR run (the loop logs psnr_y with it); None for deblurring."""
     return None if plan.sr is None else plan.sr.shave
@@ -87,8 +106,11 @@ def shave_of(plan: CellPlan) -> int | None:
 
 def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(y, x) of one image as (1, 3, H, W) tensors: y float32 (what the loss sees), x float64
-    (metrics run in float64 against the exact ground truth; None without ground truth)."""
+    (metrics run in float64 against the exact ground truth, on y's frame for boundary=valid;
+    None without ground truth)."""
     x, y = degraded(plan, task)
+    if x is not None and task.frame is not None:
+        x = crop_hw(x, task.frame)
 
     def to_tensor(a, dtype):
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device=device, dtype=dtype)
@@ -96,9 +118,18 @@ def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor
     return to_tensor(y, torch.float32), None if x is None else to_tensor(x, torch.float64)
 
 
-def stopping_for(plan: CellPlan, op, y: torch.Tensor, device) -> Stopping:
-    """Every online stopping rule of ``plan``'s runs on ``device`` (bpdip.stopping)."""
-    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device)
+def stopping_for(plan: CellPlan, op, y: torch.Tensor, device, frame=None) -> Stopping:
+    """Every online stopping rule of ``plan``'s runs on ``device`` (bpdip.stopping), watching
+    y's ``frame`` of the output (boundary=valid)."""
+    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device, frame=frame)
+
+
+def cg_summary(loss) -> dict | None:
+    """BP by conjugate gradients (boundary=valid): the solves' iterations and the largest
+    residual reached, for the record; None for the FFT losses."""
+    stats = getattr(getattr(loss, "fidelity", None), "cg", None)
+    s = stats.summary() if stats is not None else None
+    return None if s is None else {k: (v[0] if isinstance(v, list) else v) for k, v in s.items()}
 
 
 def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None) -> Result:
@@ -110,8 +141,10 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
-                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device),
-                       stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan))
+                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device, task.frame),
+                       stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
+                       frame=task.frame)
+    result.cg = cg_summary(loss)
     return result
 
 
@@ -124,17 +157,20 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
     pairs = [image_tensors(plan, t, device) for t in tasks]
     seeds = [plan.seeds(t.name) for t in tasks]
     op = plan.operator(tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
-    loss = StackedLoss([make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
-                        for y_t, _ in pairs])
+    losses = [make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params) for y_t, _ in pairs]
+    loss = StackedLoss(losses)
     # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
     model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds])
     y = torch.cat([y for y, _ in pairs])
     x_true = None if plan.observed else torch.cat([x for _, x in pairs])
-    return restore(model, loss, y, [t.name for t in tasks], plan.settings,
-                   x_true=x_true, seed=[s["z"] for s in seeds], device=device,
-                   callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
-                   stopping=stopping_for(plan, op, y, device), stop_early=plan.stop.early_rule,
-                   image_shape=op.in_shape, shave=shave_of(plan))
+    results = restore(model, loss, y, [t.name for t in tasks], plan.settings,
+                      x_true=x_true, seed=[s["z"] for s in seeds], device=device,
+                      callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
+                      stopping=stopping_for(plan, op, y, device, tasks[0].frame), stop_early=plan.stop.early_rule,
+                      image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame)
+    for result, one in zip(results, losses):
+        result.cg = cg_summary(one)
+    return results
 
 
 def group_checkpoint(tasks: list[ImageTask], store: Store | None, out_dir: Path) -> Path:
@@ -173,16 +209,20 @@ class JobRecords:
         self.summary["images"][name] = {"status": "running", "run_id": run_id, "reused": False}
         self.write()
 
-    def add(self, name: str, entry: dict, rows: list[dict], image=None, png: Path | None = None) -> None:
+    def add(self, name: str, entry: dict, rows: list[dict], image=None, png: Path | None = None,
+            extras: dict | None = None) -> None:
+        """``extras``: more images of this one, ``restored/<name>.<suffix>.png`` for each
+        suffix (``extended``: boundary=valid's whole x; the baselines), arrays or PNG paths."""
         self.summary["images"][name] = entry
         self.rows = [r for r in self.rows if r["image"] != name] + rows
         if self.save_images:
-            target = self.out_dir / "restored" / f"{name}.png"
-            if image is not None:
-                write_png(target, image)
-            elif png is not None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(png, target)
+            for target, item in [(self.out_dir / "restored" / f"{name}.png", image if image is not None else png),
+                                 *((self.out_dir / "restored" / f"{name}.{k}.png", v) for k, v in (extras or {}).items())]:
+                if isinstance(item, Path):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(item, target)
+                elif item is not None:
+                    write_png(target, item)
         self.write()
 
     def finish(self) -> dict:
@@ -339,7 +379,7 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
         return False
     _drop_other_group_checkpoints(store, [task])  # a finished image's groups are over
     entry = {**stored.entry, "run_id": task.run_id, "reused": True}
-    records.add(task.name, entry, stored.rows, png=stored.png)
+    records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras)
     for lg in loggers:
         lg.on_image_done(task.name, entry, stored.rows, None, True)
     return True
@@ -382,14 +422,22 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
         base = baseline(plan, task)
         if base is not None:  # super-resolution only: deblurring entries keep their keys
             entry["baseline"] = base
+        if result.cg is not None:  # BP by conjugate gradients (boundary=valid)
+            entry["cg"] = result.cg
+        extras = {} if result.extended is None else {"extended": result.extended}
+        bases = deblur_baselines(plan, task) if result.status == "complete" else None
+        if bases is not None:
+            entry["baselines"] = bases[0]
+            if plan.observed:  # no truth to measure them: the images are the comparison
+                extras.update(bases[1])
         if store is not None:
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})
             own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
-            store.save(task.run_id, own, rows, result.image, plan.result_config)
+            store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras)
         elif len(tasks) == 1:
             checkpoint.unlink(missing_ok=True)
-        records.add(task.name, entry, rows, image=result.image)
+        records.add(task.name, entry, rows, image=result.image, extras=extras)
         for lg in loggers:
             lg.on_image_done(task.name, entry, rows, result.image, False)
     if len(tasks) > 1:

@@ -19,9 +19,10 @@ from bpdip.engine.settings import network_parameters
 from bpdip.loop import LoopSettings, resolve_device
 from bpdip.losses import FIDELITIES, make_loss
 from bpdip.models import build_model
-from bpdip.physics import Blur, SuperResolution, crop_to_multiple, derive_seed, make_kernel, noise_sigma
+from bpdip.physics import Blur, SuperResolution, ValidBlur, crop_to_multiple, derive_seed, make_kernel, noise_sigma
 from bpdip.physics.sr import check_factor, check_multiple
 from bpdip.registry import is_import_path, source_sha256
+from bpdip.runner.boundary import BoundarySettings
 from bpdip.stopping import StopSettings
 from bpdip.store import digest, file_sha256, make_run_id, result_config
 
@@ -104,6 +105,7 @@ class ImageTask:
     shape: tuple[int, int]
     sha256: str
     run_id: str
+    frame: tuple[int, int, int, int] | None = None  # boundary=valid: y's frame in x (shape is x's)
 
 
 @dataclass
@@ -128,6 +130,7 @@ class CellPlan:
     protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
     sr: SRSettings | None = None  # task=sr; None: deblurring
+    boundary: BoundarySettings = field(default_factory=BoundarySettings)
     network_parameters: int | None = None  # of one network: the engine's CPU rule reads it
 
     def engine(self, device) -> "EngineSettings":
@@ -138,14 +141,22 @@ class CellPlan:
             device, self.network_parameters, self.settings.iterations)
 
     def operator(self, shape: tuple[int, int], device="cpu"):
-        """The degradation A of an image of ``shape`` (the HR size for SR): the circular blur
-        (paper eq. 1) or A = S H (bpdip.physics.sr)."""
+        """The degradation A of an image of ``shape`` (x's size: the HR size for SR, the
+        extended size for boundary=valid): the circular blur (paper eq. 1), A = S H
+        (bpdip.physics.sr) or the valid blur (bpdip.physics.valid)."""
+        if self.boundary.valid:
+            frame = self.boundary.frame(shape, self.kernel)
+            return ValidBlur(self.kernel, frame[2:], device=device, cg_tol=self.boundary.cg_tol,
+                             cg_max_iter=self.boundary.cg_max_iter)
         if self.sr is None:
             return Blur(self.kernel, shape, device=device)
         return SuperResolution(self.kernel, shape, self.sr.factor, device=device)
 
     def ground_truth(self, x: np.ndarray) -> np.ndarray:
-        """The image after ``data.crop``, as the run sees it (for SR cropped to a multiple of s)."""
+        """The image after ``data.crop``, as the run sees it (for SR cropped to a multiple of s;
+        for boundary=valid the crop grown by the kernel's reach, bpdip.runner.boundary)."""
+        if self.boundary.valid and not self.observed:
+            return self.boundary.window(x, self.crop, self.kernel)
         x = center_crop(x, self.crop)
         return x if self.sr is None else self.sr.hr(x)
 
@@ -216,6 +227,9 @@ def _plan(cfg) -> CellPlan:
     kname = kcfg.pop("name")
     task = dict(config.get("task") or {"name": "deblur"})
     sr = SRSettings.from_config(task, config, kname, kcfg)  # ValueError: one line
+    boundary = BoundarySettings.from_config(config.get("boundary"))  # ValueError: one line
+    if boundary.valid and sr is not None and dcfg.get("name") != "observed":  # observed: its own line below
+        raise UserError("boundary=valid is for deblurring; task=sr uses the circular model (boundary=circular)")
     kernel = make_kernel(kname, path=absolute(kcfg.pop("path", None)), **kcfg)
 
     fidelity = lcfg.get("fidelity")
@@ -229,10 +243,18 @@ def _plan(cfg) -> CellPlan:
     if sr is not None:
         size = -(-size // sr.factor) * sr.factor  # a multiple of s
     probe = Blur(kernel, (size, size)) if sr is None else SuperResolution(kernel, (size, size), sr.factor)
+    if boundary.valid:
+        probe = ValidBlur(kernel, (size, size))
     size = probe.out_shape[0]  # y lives on the measurement grid
     make_loss(fidelity, probe, torch.zeros(1, 3, size, size), sigma, tv_weight, **loss_params)
 
     stop = StopSettings.from_config(config.get("stop"))
+    if boundary.valid and isinstance(config.get("engine"), dict):
+        # conjugate gradients test convergence on the host: a CUDA graph cannot hold them
+        if config["engine"].get("cuda_graphs") is True:
+            raise UserError("boundary=valid solves BP by conjugate gradients, which a CUDA graph cannot capture; "
+                            "use engine.cuda_graphs=auto or false")
+        config["engine"]["cuda_graphs"] = False
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -273,6 +295,8 @@ def _plan(cfg) -> CellPlan:
     cell = {"kernel": kname, "noise_var": noise_var, "loss": str(lcfg.get("name", fidelity))}
     if sr is not None:  # deblurring cells keep exactly their three fields
         cell["task"] = sr.label
+    if boundary.valid:  # circular cells keep theirs
+        cell["boundary"] = boundary.name
     name = cell_name(cell["kernel"], noise_var, cell["loss"], cell.get("task"))
     rcfg = result_config(config, hashlib.sha256(np.ascontiguousarray(kernel).tobytes()).hexdigest())
     if engine is not None and isinstance(rcfg.get("engine"), dict):
@@ -285,6 +309,9 @@ def _plan(cfg) -> CellPlan:
         rcfg["extension_sha256"] = {k: v for k, v in sources.items() if v}
     if observed:  # data.name is bookkeeping, but a file read as y is not the same run as read as x
         rcfg["observed"] = True
+    if not boundary.valid:
+        # the paper's model, as before the boundary group existed: every circular id is unchanged
+        rcfg.pop("boundary", None)
     if not stop.early and isinstance(rcfg.get("stop"), dict):
         # every run evaluates every rule: without stop.early the named rule changes nothing
         rcfg["stop"].pop("name", None)
@@ -292,15 +319,17 @@ def _plan(cfg) -> CellPlan:
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
-                    protocol_hash=protocol, observed=observed, sr=sr, network_parameters=network_parameters(model))
+                    protocol_hash=protocol, observed=observed, sr=sr, boundary=boundary,
+                    network_parameters=network_parameters(model))
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         x = plan.ground_truth(load_image(ref.path))
-        h, w = x.shape[:2]
+        h, w = boundary.x_shape(x.shape[:2], kernel) if observed else x.shape[:2]  # observed: x is y's file
         if hasattr(model, "check_size"):
             model.check_size(h, w)  # the network's output (and z) has the HR size
         plan.operator((h, w))  # the kernel must fit in the image
         if sr is not None and 2 * sr.shave >= min(h, w):
             raise UserError(f"sr.shave={sr.shave} leaves nothing of the {h}x{w} image {ref.name}; lower sr.shave")
         sha = file_sha256(ref.path)
-        plan.tasks.append(ImageTask(ref.name, Path(ref.path), (h, w), sha, make_run_id(name, ref.name, chash, sha)))
+        plan.tasks.append(ImageTask(ref.name, Path(ref.path), (h, w), sha, make_run_id(name, ref.name, chash, sha),
+                                    boundary.frame((h, w), kernel)))
     return plan

@@ -17,6 +17,11 @@ The online rules (wmv, emv, discrepancy) run on the training device inside the t
 step (``bpdip.engine.step.TrainStep``'s ``after`` hook, so also inside a CUDA graph), with
 no host synchronisation: the loop reads their state only at logged iterations. Their state
 is part of the loop's checkpoints, so a resumed run picks the same iterations.
+
+``frame`` (boundary=valid, issue 19): the network's output x is larger than y; the rules
+watch y's frame of it (their statistics and candidates are on that crop), the discrepancy
+residual uses all of x (y - A x), and ``extended[rule]`` keeps the whole x at each rule's
+candidate iteration, for the extended restored image.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bpdip.physics.valid import crop
 from bpdip.stopping import fixed, oracle
 from bpdip.stopping.base import OnlineRule, scaled
 from bpdip.stopping.discrepancy import Discrepancy
@@ -88,7 +94,7 @@ class _View:
     """Quantities of one step shared by the rules, each computed once when first asked."""
 
     def __init__(self, stopping: "Stopping", out: torch.Tensor):
-        self.stopping, self.out, self._rms = stopping, out, None
+        self.stopping, self.out, self._rms = stopping, out, None  # out: all of x (the operator's input)
 
     def residual_mean_square(self) -> torch.Tensor:
         """||y - A x||^2 / m per sample (m = C * h * w measurements), float64."""
@@ -101,9 +107,10 @@ class _View:
 class Stopping:
     """The online rules of one run of B samples: ``update(out)`` once per iteration."""
 
-    def __init__(self, settings: StopSettings, iterations: int, op, y: torch.Tensor, sigma, device):
+    def __init__(self, settings: StopSettings, iterations: int, op, y: torch.Tensor, sigma, device, frame=None):
         b, c = y.shape[:2]
-        shape = (c, *op.in_shape)
+        self.frame = frame
+        shape = (c, *op.in_shape) if frame is None else (c, *frame[2:])
         params = settings.effective(iterations)
         self.settings, self.params = settings, params
         self.op, self.y = op, y.float()
@@ -113,13 +120,19 @@ class Stopping:
             "emv": EMV(b, shape, device, **params["emv"]),
             "discrepancy": Discrepancy(b, shape, device, sigma=sigma, **params["discrepancy"]),
         }
+        self.extended = {} if frame is None else {
+            name: torch.zeros((b, c, *op.in_shape), dtype=torch.float32, device=device) for name in self.rules}
 
     @torch.no_grad()
     def update(self, out: torch.Tensor) -> None:
         out = out.detach().float()
         view = _View(self, out)
-        for rule in self.rules.values():
-            rule.update(self.it, out, view)
+        framed = out if self.frame is None else crop(out, self.frame)
+        for name, rule in self.rules.items():
+            rule.update(self.it, framed, view)
+            if self.extended:  # best_it == it: the rule took this iteration's output as candidate
+                taken = (rule.best_it == self.it)[:, None, None, None]
+                self.extended[name].copy_(torch.where(taken, out, self.extended[name]))
         self.it.add_(1)
 
     def statistics(self) -> dict[str, torch.Tensor]:
@@ -134,12 +147,19 @@ class Stopping:
         return {name: rule.choice(iterations) for name, rule in self.rules.items()}
 
     def state_dict(self) -> dict:
-        return {"it": self.it.cpu(), **{name: rule.state_dict() for name, rule in self.rules.items()}}
+        state = {"it": self.it.cpu(), **{name: rule.state_dict() for name, rule in self.rules.items()}}
+        if self.extended:
+            state["extended"] = {name: t.cpu() for name, t in self.extended.items()}
+        return state
 
     def check_state(self, state) -> None:
         """Raise ValueError unless ``state`` is a state of these rules for this run."""
-        if not isinstance(state, dict) or set(state) != {"it", *self.rules}:
+        if not isinstance(state, dict) or set(state) != {"it", *self.rules, *(["extended"] if self.extended else [])}:
             raise ValueError("the stopping rules' state does not fit this run")
+        ext = state.get("extended", {})
+        if self.extended and not (isinstance(ext, dict) and set(ext) == set(self.extended) and all(
+                isinstance(ext[n], torch.Tensor) and ext[n].shape == t.shape for n, t in self.extended.items())):
+            raise ValueError("the stopping rules' extended candidates do not fit this run")
         it = state["it"]
         if not isinstance(it, torch.Tensor) or it.shape != () or it.dtype != torch.int64:
             raise ValueError("the stopping rules' iteration counter does not fit this run")
@@ -150,6 +170,8 @@ class Stopping:
         self.check_state(state)  # all checked before any is changed
         for name, rule in self.rules.items():
             rule.load_state_dict(state[name])
+        for name, t in self.extended.items():
+            t.copy_(state["extended"][name])
         self.it.copy_(state["it"])
 
 

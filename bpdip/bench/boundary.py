@@ -1,0 +1,84 @@
+"""``scripts/bench.py --boundary`` (issue 19): the time per training step with
+``boundary=valid`` (BP by conjugate gradients on x grown by the kernel's reach) against
+``boundary=circular`` (BP's FFT weight), on the device, for the BP-TV loss and the paper's
+gaussian kernel. Target: valid <= 1.3x circular.
+
+Both run through ``bpdip.loop.restore`` with the plain eager engine for ``2 * steps + 1``
+iterations logged every ``steps``; ms/step is the wall time between the logs at ``steps``
+and ``2 * steps`` over ``steps`` (the first ``steps`` are the warm-up: the CG warm start
+has settled). The valid row also gives the CG iterations per solve (mean over the run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+SMALL = dict(in_channels=32, channels_down=(16,) * 4, channels_up=(16,) * 4, channels_skip=(4,) * 4)  # model=small
+CASES = (("paper", {}, 128), ("small", SMALL, 96))  # issue 19: the paper's net at 128 px, the small one at 96
+TARGET = 1.3
+
+
+def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg_tol: float = 1e-6,
+                     kernel: str = "gaussian", var: float = 2.0) -> dict:
+    from bpdip.bench.measure import Times
+    from bpdip.data import SET14_DIR, center_crop, load_image
+    from bpdip.loop import LoopSettings, restore, seeded_model
+    from bpdip.losses import make_loss
+    from bpdip.models import SkipNet
+    from bpdip.physics import Blur, ValidBlur, degrade, degrade_valid, derive_seed, make_kernel, noise_sigma
+    from bpdip.runner.boundary import BoundarySettings
+
+    k = make_kernel(kernel)
+    image = load_image(SET14_DIR / "barbara.png")
+    seed = derive_seed(0, "barbara", "bench-boundary")
+    if boundary == "valid":
+        x = BoundarySettings("valid").window(image, size, k)
+        y = degrade_valid(x, k, var, seed)
+        op = ValidBlur(k, (size, size), device=device, cg_tol=cg_tol)
+        frame, truth = op.frame, center_crop(image, size)
+    else:
+        truth = x = center_crop(image, size)
+        y = degrade(x, k, var, seed)
+        op, frame = Blur(k, (size, size), device=device), None
+
+    def t(a, dtype):
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device=device, dtype=dtype)
+
+    yt = t(y, torch.float32)
+    loss = make_loss("bp", op, yt, noise_sigma(var), 1e-3)  # BP-TV (PROTOCOL "Losses")
+    model = seeded_model(lambda: SkipNet(**net), 1)
+    times = Times("r0")
+    settings = LoopSettings(iterations=2 * steps + 1, log_every=steps, progress=False)
+    [result] = restore(model, loss, yt, ["r0"], settings, x_true=t(truth, torch.float64), seed=1, device=device,
+                       callbacks=[times], image_shape=op.in_shape, frame=frame)
+    if result.status != "complete":
+        raise RuntimeError(f"run failed: {result.error}")
+    ms = (times.seconds[2 * steps] - times.seconds[steps]) / steps * 1e3
+    cg = loss.fidelity.cg.summary() if getattr(loss.fidelity, "cg", None) is not None else None
+    return {"boundary": boundary, "size": size, "x_size": list(op.in_shape), "ms_per_step": ms,
+            "cg_tol": cg_tol if boundary == "valid" else None,
+            "cg_iterations_mean": cg["iterations_mean"][0] if cg else None}
+
+
+def boundary_rows(device, steps: int, cases=CASES, tols=(1e-6,)) -> list[dict]:
+    """Per (net, size): the circular row, then a valid row per CG tolerance with its ratio."""
+    rows = []
+    for name, net, size in cases:
+        circ = {"net": name, **measure_boundary(net, size, "circular", device, steps)}
+        rows.append(circ)
+        for tol in tols:
+            row = {"net": name, **measure_boundary(net, size, "valid", device, steps, tol)}
+            row["ratio_to_circular"] = row["ms_per_step"] / circ["ms_per_step"]
+            row["meets_target"] = row["ratio_to_circular"] <= TARGET
+            rows.append(row)
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"{'net':6} {'size':>5} {'boundary':9} {'cg_tol':>7} {'ms/step':>8} {'CG its':>7} {'ratio':>6}")
+    for r in rows:
+        tol = f"{r['cg_tol']:.0e}" if r["cg_tol"] else "-"
+        its = f"{r['cg_iterations_mean']:.1f}" if r["cg_iterations_mean"] is not None else "-"
+        ratio = f"{r['ratio_to_circular']:.2f}" if "ratio_to_circular" in r else "-"
+        print(f"{r['net']:6} {r['size']:>5} {r['boundary']:9} {tol:>7} {r['ms_per_step']:8.1f} {its:>7} {ratio:>6}")

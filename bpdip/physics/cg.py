@@ -1,0 +1,110 @@
+"""Preconditioned conjugate gradients for ``(A A^T + eps I) u = r``, batched and matrix-free
+(issue 19; REFERENCES.md "Boundaries": Reeves 2005 solves the valid-blur system this way).
+
+The system is block diagonal over the batch and the channels: every (sample, channel)
+image is its own symmetric positive definite system with the same matrix, so the CG
+scalars (alpha, beta, the residual norms) are kept per (sample, channel) and a converged
+block stops moving (its step is masked to 0) while the others go on. Textbook PCG
+(Saad, "Iterative Methods for Sparse Linear Systems", Alg. 9.1):
+
+    res = r - M u0,  z = P res,  p = z
+    repeat:  alpha = <res, z> / <p, M p>;  u += alpha p;  res -= alpha M p
+             z = P res;  beta = <res_new, z_new> / <res, z>;  p = z + beta p
+
+stopped when ||res|| <= tol ||r|| per block, or after ``max_iter`` iterations. The
+convergence test reads the device every ``check_every`` iterations (the only host
+synchronisation). Everything runs in float64: the BP value and gradient must be exact to
+the tolerance, and float32's recursive residual stalls near 1e-6.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger("bpdip")
+
+
+class CGStats:
+    """What the solves of one loss did: iterations used per solve (per sample: the most over
+    its channels) and the relative residual ``||res|| / ||r||`` reached (per sample, over
+    its channels). Warns once, with the residual reached, when a solve misses ``tol``."""
+
+    def __init__(self):
+        self.calls = 0
+        self.iterations_total = 0.0  # summed over solves and samples, read at the end
+        self._its_sum = self._its_max = self._res_max = None  # device tensors: no sync per solve
+        self.warned = False
+
+    def add(self, iterations: torch.Tensor, residual: torch.Tensor, converged: bool, tol: float) -> None:
+        its, res = iterations.double(), residual.double()
+        self.calls += 1
+        if self._its_sum is None:
+            self._its_sum, self._its_max, self._res_max = its.clone(), its.clone(), res.clone()
+        else:
+            self._its_sum += its
+            torch.maximum(self._its_max, its, out=self._its_max)
+            torch.maximum(self._res_max, res, out=self._res_max)
+        if not converged and not self.warned:
+            self.warned = True
+            log.warning("conjugate gradients for BP's (A A^T + eps I)^-1 stopped at the iteration limit with relative "
+                        "residual %.3g > boundary.cg_tol=%g; training goes on (raise boundary.cg_max_iter to solve "
+                        "exactly)", float(residual.max()), tol)
+
+    def summary(self) -> dict | None:
+        """Per sample: mean and max iterations per solve, the largest residual reached."""
+        if self._its_sum is None:
+            return None
+        return {"solves": self.calls, "iterations_mean": (self._its_sum / self.calls).tolist(),
+                "iterations_max": self._its_max.tolist(), "residual_max": self._res_max.tolist()}
+
+
+def pcg(apply: Callable, precondition: Callable, b: torch.Tensor, x0: torch.Tensor | None = None,
+        tol: float = 1e-6, max_iter: int = 100, check_every: int = 4):
+    """Solve ``apply(u) = b`` for a (B, C, h, w) ``b``; ``apply`` and ``precondition`` are
+    SPD maps on such tensors. Returns (u, iterations (B,), relative residual (B,), converged).
+
+    ``x0`` warm-starts the solve. A block with ``b = 0`` is solved by ``u = 0``.
+    """
+    b = b.double()
+    dims = (-2, -1)
+
+    def dot(s, t):
+        return (s * t).sum(dims, keepdim=True)
+
+    if x0 is None or x0.shape != b.shape:
+        u, res = torch.zeros_like(b), b.clone()
+    else:
+        u = x0.double().clone()
+        res = b - apply(u)
+    thresh = tol**2 * dot(b, b)
+    active = dot(res, res) > thresh
+    z = precondition(res)
+    p = z.clone()
+    rz = dot(res, z)
+    iterations = torch.zeros(b.shape[0], dtype=torch.int64, device=b.device)
+    done = False
+    for k in range(max_iter):
+        if k % check_every == 0 and not bool(active.any()):
+            done = True
+            break
+        Mp = apply(p)
+        alpha = torch.where(active, rz / dot(p, Mp), torch.zeros_like(rz))
+        u.add_(alpha * p)
+        res.sub_(alpha * Mp)
+        z = precondition(res)
+        rz_new = dot(res, z)
+        beta = torch.where(active, rz_new / rz, torch.zeros_like(rz))
+        p = z + beta * p
+        rz = torch.where(active, rz_new, rz)
+        iterations += active.flatten(1).any(1)
+        active = active & (dot(res, res) > thresh)
+    if not done:
+        done = not bool(active.any())
+    bn = b.square().sum((1, 2, 3))
+    rel = torch.where(bn > 0, (res.square().sum((1, 2, 3)) / bn.clamp_min(math.ulp(0.0))).sqrt(),
+                      torch.zeros_like(bn))
+    return u, iterations, rel, done

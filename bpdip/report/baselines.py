@@ -1,0 +1,90 @@
+"""The report's "Baselines" part (issue 19): scikit-image's Wiener, unsupervised Wiener and
+Richardson-Lucy on the same observations as the networks (``bpdip.baselines``), laid out as
+Table I: one row per method, one column per setting (kernel, noise variance; and the
+boundary model where a report holds ``boundary=valid`` records).
+
+A value is the mean over the setting's images of each image's baseline PSNR / SSIM
+(data_range 2, as Table I) on y's frame, from the records' ``baselines`` entries. y does
+not depend on the loss, so each (seed, image) is counted once per setting, whichever
+loss's record holds it (as the SR table's bicubic row, ``bpdip.report.sr``). Records
+without ``baselines`` (older ones, ``baselines=false``) are left out; without ground truth
+(``data=observed``) there are no numbers, only the images beside the restored one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bpdip.baselines import LABELS
+from bpdip.paper import KERNEL_LABELS, KERNELS, NOISE_VARS
+
+COLUMNS = ["kernel", "noise_var", "boundary", "method", "n", "psnr", "ssim_dr2", "ssim", "params"]
+
+
+def _boundary(c) -> str:
+    return str((c.run.get("cell") or {}).get("boundary") or "circular")
+
+
+def baselines_table(report) -> pd.DataFrame:
+    """baselines.csv: per (kernel, noise_var, boundary, method), the mean metrics over the
+    unique (seed, image) records with that baseline, and the parameters it used."""
+    seen: dict = {}
+    for c in report.cells:
+        key = (c.cell.kernel, c.cell.noise_var, _boundary(c))
+        for r in c.valued_seeds:
+            for name in r.used:
+                for b in r.images[name].summary.get("baselines") or []:
+                    if isinstance(b, dict) and isinstance(b.get("psnr"), (int, float)):
+                        seen.setdefault((*key, b.get("method")), {})[(r.seed, name)] = b
+    rows = []
+    order = {m: i for i, m in enumerate(LABELS)}
+    kern = {k: i for i, k in enumerate(KERNELS)}
+    for (kernel, var, boundary, method), found in sorted(
+            seen.items(), key=lambda kv: (kern.get(kv[0][0], 9), kv[0][0], kv[0][1], kv[0][2],
+                                          order.get(kv[0][3], 9), str(kv[0][3]))):
+        values = list(found.values())
+        params = sorted({";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in sorted((b.get("params") or {}).items()) if k != "tuned_with")
+                         for b in values})
+        rows.append({"kernel": kernel, "noise_var": var, "boundary": boundary, "method": method, "n": len(values),
+                     **{m: float(np.mean([b[m] for b in values])) if all(isinstance(b.get(m), (int, float))
+                                                                         for b in values) else None
+                        for m in ("psnr", "ssim_dr2", "ssim")},
+                     "params": " | ".join(params)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def md_baselines(report) -> str:
+    from bpdip.report.render import md_table
+
+    frame = baselines_table(report)
+    if not len(frame):
+        return ""
+    several = frame["boundary"].nunique() > 1 or (frame["boundary"] != "circular").any()
+    cols = list(dict.fromkeys(zip(frame["kernel"], frame["noise_var"], frame["boundary"])))
+
+    def label(k, v, b):
+        text = f"{KERNEL_LABELS.get(k, k)} σ²={v:g}"
+        return f"{text} ({b})" if several else text
+
+    methods = list(dict.fromkeys(frame["method"]))
+    by = {(r.kernel, r.noise_var, r.boundary, r.method): r for r in frame.itertuples()}
+    rows = []
+    for m in methods:
+        row = [LABELS.get(m, m)]
+        for col in cols:
+            r = by.get((*col, m))
+            row.append("–" if r is None or r.psnr is None else f"{r.psnr:.2f} / {r.ssim_dr2:.2f} (n={r.n})")
+        rows.append(row)
+    paper_grid = all(k in KERNELS and v in NOISE_VARS for k, v, _ in cols)
+    return "\n".join([
+        "## Baselines", "",
+        "scikit-image on the same y as the networks (`bpdip.baselines`), each channel, clipped, measured on y's "
+        "frame: **PSNR [dB] / SSIM** (data_range 2) averaged over the images, n = images. Wiener's balance and "
+        "Richardson–Lucy's best count are chosen per image with the ground truth (upper bounds); unsupervised "
+        "Wiener and Richardson–Lucy at a fixed count need none. Their own boundary models: Wiener and unsupervised "
+        "Wiener circular, Richardson–Lucy zero padding (REFERENCES.md \"Boundaries\")."
+        + ("" if paper_grid else " Settings outside the paper's grid included."), "",
+        md_table(["method", *(label(*c) for c in cols)], rows),
+    ])

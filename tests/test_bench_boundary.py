@@ -1,0 +1,23 @@
+"""scripts/bench.py --boundary (issue 19): a seconds-long smoke run of the valid-vs-circular
+step timing; the numbers themselves are measured by the lead at full size."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_boundary_rows_time_both_models_and_count_cg_iterations(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    report = bench.main(["--device", "cpu", "--boundary", "--boundary-sizes", "slim:17", "--steps", "2",
+                         "--boundary-tols", "1e-6,1e-2", "--out", str(out)])
+    circ, tight, loose = report["boundary"]
+    assert circ["boundary"] == "circular" and circ["x_size"] == [17, 17] and circ["cg_iterations_mean"] is None
+    assert tight["x_size"] == [31, 31] and tight["cg_tol"] == 1e-6 and tight["ratio_to_circular"] > 0
+    # a looser tolerance never needs more iterations (same problem, same warm starts)
+    assert 1 <= loose["cg_iterations_mean"] <= tight["cg_iterations_mean"]
+    assert json.loads(out.read_text())["boundary"][1]["meets_target"] in (True, False)
