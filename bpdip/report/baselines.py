@@ -55,6 +55,12 @@ def baselines_table(report) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def baselines_csv(report) -> pd.DataFrame | None:
+    """baselines.csv, or None (no file) for records without baselines (older runners)."""
+    frame = baselines_table(report)
+    return frame if len(frame) else None
+
+
 def md_baselines(report) -> str:
     from bpdip.report.render import md_table
 

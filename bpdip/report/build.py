@@ -77,7 +77,7 @@ CSV_TABLES: dict[str, Callable] = {
     "comparisons.csv": lambda r: r.comparisons,
     "orderings.csv": lambda r: r.orderings,
     "stopping.csv": lambda r: r.stopping,
-    "baselines.csv": baselines.baselines_table,
+    "baselines.csv": baselines.baselines_csv,  # None (no file) without baselines
     "issues.csv": lambda r: issues_table(r.issues),
     "mean_curves.csv": lambda r: r.mean_curves(),
     # None (no file) unless the records have the other output streams (issue 20)
