@@ -46,7 +46,7 @@ log = logging.getLogger("bpdip")
 
 
 # engine=None: the plain eager step, no autocast, torch's backend flags left as they are
-_EAGER = EngineSettings(precision="fp32", cuda_graphs=False, compile=False)
+_EAGER = EngineSettings(precision="fp32", cuda_graphs=False, channels_last=False)
 
 
 @dataclass
@@ -301,8 +301,8 @@ def restore(
     if hasattr(model, "check_size"):
         model.check_size(h, w)
     requested = EngineSettings.from_config(engine) if engine is not None else None
-    # the CPU rule of bpdip.engine.settings reads the network's size and the run's length
-    eng = requested.resolve(device, network_parameters(model), settings.iterations) if requested is not None else None
+    # the CPU rule of bpdip.engine.settings reads the network's size
+    eng = requested.resolve(device, network_parameters(model)) if requested is not None else None
     model = model.to(device).train()  # BatchNorm stays in training mode (PROTOCOL)
     x_ref = x_true.to(device) if x_true is not None else None
     noise = _Noise(seed, b, device)
@@ -328,7 +328,6 @@ def restore(
     flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
     step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device,
                      graph_fallback=requested is not None and requested.cuda_graphs == "auto",
-                     compile_fallback=requested is not None and requested.compile == "auto",
                      after=stopping.update if stopping is not None else None)
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,

@@ -497,34 +497,38 @@ def test_optimiser_state_takes_the_channels_last_strides(problem):
 
 
 @pytest.mark.parametrize("has_bf16", [True, False])
-def test_cpu_auto_picks_bf16_and_compile_only_where_they_pay(monkeypatch, has_bf16):
-    """precision=auto on a CPU: bf16 for a paper-sized network on a CPU with bf16 in
-    hardware, fp32 for the small net or on other CPUs; compile=auto adds torch.compile on
-    that bf16 path for long runs only; a GPU keeps tf32 and no compile; explicit values win."""
+def test_cpu_auto_picks_bf16_with_channels_last_only_where_it_pays(monkeypatch, has_bf16):
+    """precision=auto on a CPU: bf16 + channels_last for a paper-sized network on a CPU with
+    bf16 in hardware, fp32 (NCHW) for the small net or on other CPUs; channels_last=auto also
+    follows an explicit bf16 there; a GPU keeps tf32 in NCHW; explicit values win."""
     import bpdip.engine.settings as settings_module
-    from bpdip.engine.settings import CPU_BF16_MIN_PARAMETERS, CPU_COMPILE_MIN_ITERATIONS
+    from bpdip.engine.settings import CPU_BF16_MIN_PARAMETERS
 
     monkeypatch.setattr(settings_module, "cpu_has_bf16", lambda: has_bf16)
-    auto = EngineSettings(compile="auto")
+    auto = EngineSettings()
     paper = SkipNet()
     small = SkipNet(channels_down=(16,) * 4, channels_up=(16,) * 4, channels_skip=(4,) * 4)
     n_paper, n_small = settings_module.network_parameters(paper), settings_module.network_parameters(small)
     assert n_small < CPU_BF16_MIN_PARAMETERS <= n_paper
-    long, short = CPU_COMPILE_MIN_ITERATIONS, CPU_COMPILE_MIN_ITERATIONS - 1
-    wide = auto.resolve("cpu", n_paper, long)
-    assert (wide.precision, wide.compile) == (("bf16", True) if has_bf16 else ("fp32", False))
-    assert auto.resolve("cpu", n_paper, short).compile is False
-    assert (auto.resolve("cpu", n_small, long).precision, auto.resolve("cpu", n_small, long).compile) == ("fp32", False)
+    wide = auto.resolve("cpu", n_paper)
+    assert (wide.precision, wide.channels_last, wide.compile) == (("bf16", True, False) if has_bf16
+                                                                 else ("fp32", False, False))
+    assert wide.label() == ("bf16+cl" if has_bf16 else "fp32")
+    assert (auto.resolve("cpu", n_small).precision, auto.resolve("cpu", n_small).channels_last) == ("fp32", False)
     assert auto.resolve("cpu").precision == "fp32"  # no network given: the conservative choice
-    assert (auto.resolve("cuda", n_paper, long).precision, auto.resolve("cuda", n_paper, long).compile) == ("tf32", False)
-    explicit = EngineSettings(precision="fp32", compile="auto").resolve("cpu", n_paper, long)
-    assert (explicit.precision, explicit.compile) == ("fp32", False)
-    assert EngineSettings(precision="bf16").resolve("cpu", n_small).precision == "bf16"
+    gpu = auto.resolve("cuda", n_paper)
+    assert (gpu.precision, gpu.channels_last) == ("tf32", False)
+    assert EngineSettings(precision="fp32").resolve("cpu", n_paper).precision == "fp32"
+    explicit = EngineSettings(precision="bf16").resolve("cpu", n_small)
+    assert (explicit.precision, explicit.channels_last) == ("bf16", True)
+    assert EngineSettings(precision="bf16", channels_last=False).resolve("cpu").channels_last is False
     # a stacked model counts one network
     assert settings_module.network_parameters(build_stacked(factory, [1, 2, 3])) == \
         settings_module.network_parameters(factory())
-    with pytest.raises(ValueError, match="engine.compile must be true, false or auto"):
-        EngineSettings(compile="yes")
+    with pytest.raises(ValueError, match="engine.channels_last must be true, false or auto"):
+        EngineSettings(channels_last="yes")
+    with pytest.raises(ValueError, match="engine.compile must be true or false"):
+        EngineSettings(compile="auto")
 
 
 def test_cpu_default_keeps_the_small_net_ids_and_separates_bf16_records(monkeypatch, compose_config):
@@ -542,37 +546,31 @@ def test_cpu_default_keeps_the_small_net_ids_and_separates_bf16_records(monkeypa
     small_auto, small_fp32 = plan("model=small"), plan("model=small", "engine.precision=fp32")
     assert small_auto.config_hash == small_fp32.config_hash
     assert small_auto.tasks[0].run_id == small_fp32.tasks[0].run_id
+    assert small_auto.engine("cpu").label() == "fp32"
     paper_auto, paper_fp32 = plan(), plan("engine.precision=fp32")
     assert paper_auto.result_config["engine"]["precision"] == "bf16"
     assert paper_auto.config_hash != paper_fp32.config_hash
-    assert paper_auto.engine("cpu").label() == "bf16+compile"  # 7,000 BP iterations: the build pays
-    assert plan("loss.iterations=100").engine("cpu").label() == "bf16"
+    assert paper_auto.engine("cpu").label() == "bf16+cl"
+    # channels_last is speed-only: not in the id
+    assert plan("engine.channels_last=false").config_hash == paper_auto.config_hash
 
 
-def test_a_failed_compile_under_auto_falls_back_to_eager_steps(problem, monkeypatch):
-    """engine.compile=auto must not crash a run where inductor cannot build (no compiler,
-    an unsupported op): the first step warns, rewinds and runs eagerly, and the curve is
-    exactly the eager run's. An explicit compile=true lets the error through."""
-    import bpdip.engine.settings as settings_module
-
-    def broken_compile(model, **kw):
-        def fails(*args, **kwargs):
-            raise RuntimeError("InductorError: C++ compile error")
-        return fails
-
-    monkeypatch.setattr(settings_module, "CPU_BF16_MIN_PARAMETERS", 1)  # the slim net counts as wide here
-    monkeypatch.setattr(settings_module, "CPU_COMPILE_MIN_ITERATIONS", 1)
-    monkeypatch.setattr(settings_module, "cpu_has_bf16", lambda: True)
+def test_cpu_bf16_channels_last_run_follows_fp32(problem):
+    """The CPU default's wide-net path (bf16 autocast, channels_last) through restore(): the
+    curve follows the fp32 run's within bf16 rounding, and the network really ran NHWC."""
     _, xs, ys = problem
     loss = losses_for(problem, torch.float32)[0]
-    settings = LoopSettings(iterations=5, log_every=2, progress=False)
-    run = lambda eng: restore(seeded_model(factory, 3), loss, tensors(ys[:1]), ["f"], settings,  # noqa: E731
-                              x_true=tensors(xs[:1]), seed=3, device="cpu", engine=eng)[0]
-    eager = run({"compile": False})
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    with pytest.warns(UserWarning, match="torch.compile failed"):
-        fell_back = run({"compile": "auto"})
-    assert [(r["psnr"], r["loss"]) for r in fell_back.curve] == [(r["psnr"], r["loss"]) for r in eager.curve]
-    np.testing.assert_array_equal(fell_back.image, eager.image)
-    with pytest.raises(RuntimeError, match="C\\+\\+ compile error"):
-        run({"compile": True})
+    settings = LoopSettings(iterations=9, log_every=4, progress=False)
+    models = []
+
+    def run(eng):
+        models.append(seeded_model(factory, 2))
+        return restore(models[-1], loss, tensors(ys[:1]), ["f"], settings, x_true=tensors(xs[:1]), seed=2,
+                       device="cpu", engine=eng)[0]
+
+    ref, fast = run({"precision": "fp32"}), run({"precision": "bf16"})
+    conv = next(m for m in models[-1].modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(ref.curve, fast.curve):
+        assert abs(a["psnr"] - b["psnr"]) < 0.5
+    assert fast.curve[-1]["psnr"] > fast.curve[0]["psnr"] + 1.0

@@ -67,7 +67,9 @@ def tv_weight(loss: str, kernel: str) -> float:
 
 def engine_settings(variant: str, k: int = 1) -> EngineSettings:
     """The engine options of a variant, K runs stacked."""
-    return EngineSettings(**{key: v for key, v in VARIANTS[variant].items() if key != "cuda"}, stack=k)
+    # a variant's layout is its name's: NCHW unless it says -cl (not the engine's "auto")
+    opts = {"channels_last": False, **{key: v for key, v in VARIANTS[variant].items() if key != "cuda"}}
+    return EngineSettings(**opts, stack=k)
 
 
 def over_budget(args) -> bool:

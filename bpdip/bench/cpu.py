@@ -37,6 +37,7 @@ CPU_VARIANTS = {
     "bf16-cl": (dict(precision="bf16", channels_last=True), None),
     "compile-fp32": (dict(precision="fp32", compile=True), None),
     "compile-bf16": (dict(precision="bf16", compile=True), None),
+    "compile-bf16-cl": (dict(precision="bf16", compile=True, channels_last=True), None),
     "fp32@2": (dict(precision="fp32"), 2),
     "bf16@2": (dict(precision="bf16"), 2),
     "compile-bf16@2": (dict(precision="bf16", compile=True), 2),
@@ -71,7 +72,7 @@ def time_problem(net: str, size: int, variants: list[str], steps: int, rounds: i
     steps_of, warm_s = {}, {}
     for v in variants:
         opts, t = CPU_VARIANTS[v]
-        engine = EngineSettings(cuda_graphs=False, **opts).resolve("cpu")
+        engine = EngineSettings(cuda_graphs=False, **{"channels_last": False, **opts}).resolve("cpu")
         torch.set_num_threads(t or threads)
         st = _step(net, prob, engine)
         t0 = time.perf_counter()

@@ -75,8 +75,7 @@ class TrainStep:
     """
 
     def __init__(self, model, losses, z: torch.Tensor, reg_noise_std: float, opt: torch.optim.Optimizer,
-                 engine: EngineSettings, device: torch.device, graph_fallback: bool = False, after=None,
-                 compile_fallback: bool = False):
+                 engine: EngineSettings, device: torch.device, graph_fallback: bool = False, after=None):
         self.model, self.losses, self.z, self.opt = model, losses, z, opt
         # after(out): per-step work on the output (the stopping rules), pure tensor ops, part
         # of the step and of its CUDA graph; not run on the warm-up steps, which are undone
@@ -90,24 +89,21 @@ class TrainStep:
         self.graphed = bool(engine.cuda_graphs) and self.device.type == "cuda"
         if engine.cuda_graphs and not self.graphed:
             raise ValueError("engine.cuda_graphs needs a CUDA device; use engine.cuda_graphs=auto or false")
-        if engine.channels_last:
+        if engine.channels_last is True:  # "auto" unresolved means no (EngineSettings.resolve decides)
             model.to(memory_format=torch.channels_last)  # same Parameter objects: opt still holds them
         _match_state_layout(opt)
         self.forward = model
-        if engine.compile is True:  # "auto" unresolved means no (EngineSettings.resolve decides)
+        if engine.compile:
             # a fresh model per run: forget earlier runs' compiled graphs, else dynamo's
             # recompile limit silently falls back to eager after a few image sizes
             torch._dynamo.reset()
             self.forward = torch.compile(model, mode=None if engine.compile_mode == "default" else engine.compile_mode)
-        # engine.compile=auto: a torch.compile build that fails on the first step (no C++
-        # compiler, an unsupported op) warns and the run goes on eagerly from the same state
-        self._compile_trial = engine.compile is True and compile_fallback
         self.graph = None
         self.static_out = self.static_loss = None
 
     def _body(self) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.z + self.noise * self.std
-        if self.engine.channels_last:
+        if self.engine.channels_last is True:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.engine, self.device):
             out = self.forward(x)
@@ -122,8 +118,6 @@ class TrainStep:
         return out.detach(), per_sample.detach()
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._compile_trial:
-            return self._first_compiled_step()
         if not self.graphed:
             self.opt.zero_grad(set_to_none=True)
             return self._body()
@@ -141,19 +135,6 @@ class TrainStep:
                 return self._body()
         self.graph.replay()
         return self.static_out, self.static_loss
-
-    def _first_compiled_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self._compile_trial = False
-        snap = snapshot(self.model, self.opt)
-        try:
-            return self()
-        except Exception as exc:  # noqa: BLE001 - any build failure; the eager step then runs
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                          "); running eager steps, which compute the same up to rounding; set engine.compile=false "
-                          "to skip the attempt")
-            rewind(self.model, self.opt, snap)
-            self.forward = self.model
-            return self()
 
     def warm_up_and_rewind(self, capture=None) -> None:
         """Run ``engine.warmup`` steps on throw-away noise, optionally ``capture(stream)``,

@@ -138,7 +138,7 @@ class CellPlan:
         from bpdip.engine import EngineSettings
 
         return EngineSettings.from_config(self.config.get("engine")).resolve(
-            device, self.network_parameters, self.settings.iterations)
+            device, self.network_parameters)
 
     def operator(self, shape: tuple[int, int], device="cpu"):
         """The degradation A of an image of ``shape`` (x's size: the HR size for SR, the
@@ -267,9 +267,9 @@ def _plan(cfg) -> CellPlan:
     if config.get("engine") is not None:  # how runs execute (bpdip.engine): unknown keys fail now
         from bpdip.engine import EngineSettings
 
-        # resolved as the loop resolves it (the CPU rule reads the network's size and the run's length)
+        # resolved as the loop resolves it (the CPU rule reads the network's size)
         engine = EngineSettings.from_config(config["engine"]).resolve(
-            job_device_type(config.get("device", "auto")), network_parameters(model), settings.iterations)
+            job_device_type(config.get("device", "auto")), network_parameters(model))
 
     observed = dcfg.get("name") == "observed"
     if observed and sr is not None:
