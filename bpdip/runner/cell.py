@@ -40,7 +40,7 @@ from bpdip.metrics import quality
 from bpdip.physics import degrade, degrade_sr
 from bpdip.physics.resize import bicubic_upsample, degrade_pil
 from bpdip.records import (
-    atomic_write_text, curve_rows, image_summary, new_summary, write_json, write_metrics_csv, write_png,
+    atomic_write_text, curve_rows, image_path, image_summary, new_summary, write_json, write_metrics_csv, write_png,
 )
 from bpdip.runner.devices import device_name, job_device
 from bpdip.runner.plan import CellPlan, ImageTask, absolute, plan_cell
@@ -111,7 +111,8 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
                        engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device),
-                       stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan))
+                       stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
+                       output=plan.output)
     return result
 
 
@@ -134,7 +135,7 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
                    x_true=x_true, seed=[s["z"] for s in seeds], device=device,
                    callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
                    stopping=stopping_for(plan, op, y, device), stop_early=plan.stop.early_rule,
-                   image_shape=op.in_shape, shave=shave_of(plan))
+                   image_shape=op.in_shape, shave=shave_of(plan), output=plan.output)
 
 
 def group_checkpoint(tasks: list[ImageTask], store: Store | None, out_dir: Path) -> Path:
@@ -158,7 +159,7 @@ def _drop_other_group_checkpoints(store: Store | None, tasks: list[ImageTask], k
 
 
 class JobRecords:
-    """The job directory's records (bpdip.records schema 1), rewritten atomically after
+    """The job directory's records (bpdip.records schema 3), rewritten atomically after
     every image, so that a killed job keeps the images it finished."""
 
     def __init__(self, out_dir: Path, run: dict, save_images: bool, order: list[str] = ()):
@@ -173,7 +174,10 @@ class JobRecords:
         self.summary["images"][name] = {"status": "running", "run_id": run_id, "reused": False}
         self.write()
 
-    def add(self, name: str, entry: dict, rows: list[dict], image=None, png: Path | None = None) -> None:
+    def add(self, name: str, entry: dict, rows: list[dict], image=None, png: Path | None = None,
+            images: dict | None = None, pngs: dict | None = None) -> None:
+        """``image``/``images`` (arrays) for a trained image, ``png``/``pngs`` (the store's
+        files) for a reused one; the stream images go to ``images/<name>/<stream>.<rule>.png``."""
         self.summary["images"][name] = entry
         self.rows = [r for r in self.rows if r["image"] != name] + rows
         if self.save_images:
@@ -183,6 +187,12 @@ class JobRecords:
             elif png is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(png, target)
+            for key, img in (images or {}).items():
+                write_png(self.out_dir / image_path(name, key), img)
+            for key, src in (pngs or {}).items():
+                dst = self.out_dir / image_path(name, key)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
         self.write()
 
     def finish(self) -> dict:
@@ -228,7 +238,8 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     engine = EngineSettings.from_config(config.get("engine"))
     run = {
         "cell": plan.cell, "config_hash": plan.config_hash, "protocol_hash": plan.protocol_hash,
-        "stop": plan.stop.name, "stop_early": plan.stop.early, "git_commit": git_commit(),
+        "stop": plan.stop.name, "stop_early": plan.stop.early,
+        "output": {"restore": plan.output.restore, "ema": plan.output.ema}, "git_commit": git_commit(),
         "git_dirty": git_dirty(), "device": device_name(device), **versions(),
         "engine": engine.resolve(device).label(),
         "iterations": plan.settings.iterations, "log_every": plan.settings.log_every, "status": "running",
@@ -339,7 +350,7 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
         return False
     _drop_other_group_checkpoints(store, [task])  # a finished image's groups are over
     entry = {**stored.entry, "run_id": task.run_id, "reused": True}
-    records.add(task.name, entry, stored.rows, png=stored.png)
+    records.add(task.name, entry, stored.rows, png=stored.png, pngs=stored.images)
     for lg in loggers:
         lg.on_image_done(task.name, entry, stored.rows, None, True)
     return True
@@ -386,10 +397,10 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})
             own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
-            store.save(task.run_id, own, rows, result.image, plan.result_config)
+            store.save(task.run_id, own, rows, result.image, plan.result_config, images=result.stream_images)
         elif len(tasks) == 1:
             checkpoint.unlink(missing_ok=True)
-        records.add(task.name, entry, rows, image=result.image)
+        records.add(task.name, entry, rows, image=result.image, images=result.stream_images)
         for lg in loggers:
             lg.on_image_done(task.name, entry, rows, result.image, False)
     if len(tasks) > 1:

@@ -22,6 +22,7 @@ from bpdip.physics import Blur, SuperResolution, crop_to_multiple, derive_seed, 
 from bpdip.physics.sr import check_factor, check_multiple
 from bpdip.registry import is_import_path, source_sha256
 from bpdip.stopping import StopSettings
+from bpdip.streams import OutputSettings
 from bpdip.store import digest, file_sha256, make_run_id, result_config
 
 # loss config keys that are not parameters of the fidelity class
@@ -127,6 +128,7 @@ class CellPlan:
     protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
     sr: SRSettings | None = None  # task=sr; None: deblurring
+    output: OutputSettings = field(default_factory=OutputSettings)  # cfg.output (bpdip.streams)
 
     def operator(self, shape: tuple[int, int], device="cpu"):
         """The degradation A of an image of ``shape`` (the HR size for SR): the circular blur
@@ -229,6 +231,7 @@ def _plan(cfg) -> CellPlan:
 
         engine = EngineSettings.from_config(config["engine"]).resolve(job_device_type(config.get("device", "auto")))
     stop = StopSettings.from_config(config.get("stop"))
+    output = OutputSettings.from_config(config.get("output"))
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -281,7 +284,7 @@ def _plan(cfg) -> CellPlan:
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
-                    protocol_hash=protocol, observed=observed, sr=sr)
+                    protocol_hash=protocol, observed=observed, sr=sr, output=output)
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         x = plan.ground_truth(load_image(ref.path))
         h, w = x.shape[:2]
