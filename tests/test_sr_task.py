@@ -56,7 +56,8 @@ def test_deblurring_config_has_nothing_new(cfg):
     (its run ids are pinned in tests/test_store.py)."""
     c = resolved(cfg())
     assert "sr" not in c and c["task"] == {"name": "deblur"}
-    assert set(c) == {"task", "kernel", "loss", "data", "model", "logger", "engine", "stop", "noise", "optim",
+    # "output": the output streams' block (issue 20, RESULTS_VERSION 3)
+    assert set(c) == {"task", "kernel", "loss", "data", "model", "logger", "engine", "stop", "output", "noise", "optim",
                       "seed", "device", "threads", "log_every", "progress", "save_images", "results_root", "reuse",
                       "retry_failed", "checkpoint_every", "claim_timeout_min"}
     plan = plan_cell(cfg("experiment=smoke"))
