@@ -35,7 +35,9 @@ A job's output directory holds (schema version 3; versions 1 and 2 are still rea
     image ``restored_stream`` (``output.restore``), ``streams`` (per stream ``peak_psnr``,
     ``peak_iteration``, ``peak_ssim``, ``peak_ssim_dr2``, ``final_psnr``, ``final_ssim``,
     ``final_ssim_dr2`` and ``stopping``: {rule: {iteration, psnr, ssim, ssim_dr2}}, the
-    stream's image at the rule's iteration, see bpdip.streams; psnr_y variants for SR) and
+    stream's image at the rule's iteration, see bpdip.streams; for SR also ``peak_psnr_y``,
+    ``peak_psnr_y_iteration``, ``psnr_y_at_peak``, ``final_psnr_y`` as above, and ``psnr_y``
+    in each rule's choice) and
     ``images`` ({"<stream>.<rule>": "images/<image>/<stream>.<rule>.png"}, relative to the
     job directory); the run block gains ``output`` ({restore, ema}).
 
@@ -198,8 +200,13 @@ def stream_entries(result) -> dict:
              "peak_ssim": values.get("ssim"), "peak_ssim_dr2": values.get("ssim_dr2"),
              "final_psnr": rec["final"].get("psnr"), "final_ssim": rec["final"].get("ssim"),
              "final_ssim_dr2": rec["final"].get("ssim_dr2")}
-        if "psnr_y" in rec["final"] or any(f"{PREFIX[stream]}psnr_y" in r for r in result.curve):
-            e.update(peak_psnr_y=values.get("psnr_y"), final_psnr_y=rec["final"].get("psnr_y"))
+        key = f"{PREFIX[stream]}psnr_y"
+        if "psnr_y" in rec["final"] or any(key in r for r in result.curve):
+            # as the top-level keys: the best logged Y-PSNR and where, the Y-PSNR at the RGB peak
+            finite = [r for r in result.curve if isinstance(r.get(key), float) and math.isfinite(r[key])]
+            best = max(finite, key=lambda r: r[key]) if finite else {}
+            e.update(peak_psnr_y=best.get(key), peak_psnr_y_iteration=best.get("iteration"),
+                     psnr_y_at_peak=values.get("psnr_y"), final_psnr_y=rec["final"].get("psnr_y"))
         e["stopping"] = rec["stopping"]
         out[stream] = e
     return out
