@@ -339,8 +339,9 @@ def restore(
     loss_buf = torch.zeros(n_iter, b, device=device)
     start, elapsed0 = 0, 0.0
     out_settings = OutputSettings.from_config(output)
-    sts = Streams(b, (y.shape[1], h, w), device, out_settings.ema, tuple(stopping.rules) if stopping is not None else (),
-                  truth=x_ref is not None, frame=frame) if streams else None
+    rule_names = tuple(stopping.rules) if stopping is not None else ()
+    sts = Streams(b, (y.shape[1], h, w), device, out_settings.ema, rule_names, truth=x_ref is not None,
+                  frame=frame) if streams else None
 
     try:
         state = load_checkpoint(checkpoint)

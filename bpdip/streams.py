@@ -32,6 +32,7 @@ device at logged iterations. All of this state is in the loop's checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,22 +73,17 @@ class OutputSettings:
         return cls(**items)
 
 
+@contextlib.contextmanager
 def restore_buffers(model: torch.nn.Module):
-    """Context manager: the model's buffers (BatchNorm running statistics and counters) as they
-    were on entry, copied back in place on exit (in place: a CUDA graph holds their addresses)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def guard():
-        saved = [b.detach().clone() for b in model.buffers()]
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for b, s in zip(model.buffers(), saved, strict=True):
-                    b.copy_(s)
-
-    return guard()
+    """The model's buffers (BatchNorm running statistics and counters) as they were on entry,
+    copied back in place on exit (in place: a CUDA graph holds their addresses)."""
+    saved = [b.detach().clone() for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(model.buffers(), saved, strict=True):
+                b.copy_(s)
 
 
 class Streams:
