@@ -19,7 +19,11 @@ from bpdip.loop import Callback
 
 log = logging.getLogger("bpdip")
 
-CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss", "wmv_var", "emv", "residual", "psnr_y")
+# the perturbed stream's metrics (the paper's), the loss, the rules' statistics, then the
+# clean and average streams (bpdip.streams; absent from older records: NaN, not logged)
+CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss", "wmv_var", "emv", "residual", "psnr_y",
+              "clean_psnr", "clean_ssim", "clean_ssim_dr2", "average_psnr", "average_ssim", "average_ssim_dr2",
+              "clean_psnr_y", "average_psnr_y")
 
 
 def _value(rec: dict, key: str) -> float:
@@ -111,6 +115,9 @@ class ConsoleLogger(JobLogger):
                 log.info("%s: restored (no ground truth: no PSNR); %s", name, how)
             if entry.get("stopping"):
                 log.info("%s: stopping rules: %s", name, format_choices(entry))
+            if entry.get("streams") and entry.get("peak_psnr") is not None:
+                log.info("%s: restored image = the %s stream; %s", name, entry.get("restored_stream"),
+                         format_streams(entry))
         else:
             log.warning("%s: %s (%s); %s", name, entry["status"].upper(), entry.get("error"), how)
 
@@ -127,6 +134,12 @@ def format_choices(entry: dict) -> str:
     restored = entry.get("restored_from")
     tail = f"; restored image: {restored['rule']} @{restored['iteration']}" if restored else ""
     return ", ".join(parts) + tail
+
+
+def format_streams(entry: dict) -> str:
+    """Each output stream's peak and final PSNR, e.g. 'average: peak 26.10 dB @900, final 26.05 dB'."""
+    return "; ".join(f"{s}: peak {_fmt(v.get('peak_psnr'))} dB @{v.get('peak_iteration')}, final "
+                     f"{_fmt(v.get('final_psnr'))} dB" for s, v in entry["streams"].items())
 
 
 def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
@@ -235,6 +248,11 @@ class WandbLogger(JobLogger):
         if with_truth:  # running mean over the images finished so far
             for key in ("peak_psnr", "final_psnr", "final_ssim_dr2"):
                 data[f"running/mean_{key}"] = float(np.mean([self.entries[n][key] for n in with_truth]))
+            for stream in _streams(self.entries, with_truth):  # per output stream (bpdip.streams)
+                for key in ("peak_psnr", "final_psnr"):
+                    vals = [self.entries[n]["streams"][stream].get(key) for n in with_truth]
+                    if all(v is not None for v in vals):
+                        data[f"running/{stream}/mean_{key}"] = float(np.mean(vals))
         if image is not None and self.settings.get("log_images", True):
             data[f"restored/{name}"] = wandb.Image(np.clip(image, 0, 1), caption=f"{name}: final PSNR "
                                                     f"{_fmt(entry.get('final_psnr'))} dB")
@@ -259,6 +277,21 @@ class WandbLogger(JobLogger):
 
         for rule, stats in rule_statistics([summary["images"][n] for n in self.done]).items():
             s.update({f"stopping/{rule}/{k}": v for k, v in stats.items() if math.isfinite(v)})
+        # each output stream's Table I numbers (the peak of its mean curve) and rule choices
+        for stream in _streams(summary["images"], self.done):
+            prefix = {"perturbed": ""}.get(stream, f"{stream}_")
+            if prefix:
+                best = max((r for r in curve if math.isfinite(r[f"{prefix}psnr"])),
+                           key=lambda r: r[f"{prefix}psnr"], default=None)
+                if best:
+                    s.update({f"streams/{stream}/table1/psnr": best[f"{prefix}psnr"],
+                              f"streams/{stream}/table1/ssim_dr2": best[f"{prefix}ssim_dr2"],
+                              f"streams/{stream}/table1/iteration": best["iteration"]})
+            per_stream = [{"status": "complete", "iterations": summary["images"][n].get("iterations"),
+                           "stopping": summary["images"][n]["streams"][stream]["stopping"]} for n in self.done]
+            for rule, stats in rule_statistics(per_stream).items():
+                s.update({f"streams/{stream}/stopping/{rule}/{k}": v for k, v in stats.items()
+                          if k in ("n", "mean_psnr", "gap_db", "within_05", "iteration") and math.isfinite(v)})
         for name, e in summary["images"].items():  # "stopping": a nested dict, as in summary.json
             s.update({f"image/{name}/{k}": v for k, v in e.items() if v is not None})
         self.run.summary.update(s)
@@ -270,6 +303,13 @@ class WandbLogger(JobLogger):
                 run.finish()
             except Exception as exc:
                 warnings.warn(f"W&B finish failed ({exc}); local records are complete")
+
+
+def _streams(entries: dict, names: list[str]) -> list[str]:
+    """The output streams every one of ``names`` records (none for schema-1/2 records)."""
+    sets = [set((entries[n].get("streams") or {})) for n in names]
+    common = set.intersection(*sets) if sets else set()
+    return [s for s in ("perturbed", "clean", "average") if s in common]
 
 
 def make_loggers(logger_cfg: dict, out_dir) -> list[JobLogger]:

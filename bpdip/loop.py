@@ -10,7 +10,12 @@ Per iteration i (0-based):
     if i % log_every == 0: PSNR/SSIM of clip(out) vs x_true are logged; ``out`` is the
         output computed from the perturbed input at iteration i, i.e. before that
         iteration's update (PROTOCOL "Optimisation and measurement").
-After the last step the final image is f(z), with no perturbation, clipped to [0, 1].
+After the last step the paper's final image is f(z), with no perturbation, clipped to [0, 1].
+
+Three output streams (bpdip.streams, issue 20): ``perturbed`` (out, above), ``clean`` (f(z)
+at logged iterations, same weights as out) and ``average`` (the exponential average of out,
+every step, inside the step). Each is logged (``clean_psnr``, ``average_psnr``...); the
+restored image is the stream ``output.restore`` at the end, or at stop.early's choice.
 
 Seeds: ``seed=s`` draws z and every perturbation of the whole batch from one generator;
 ``seed=[s_1, ..., s_B]`` gives sample b its own generator, so sample b of a stacked run
@@ -41,6 +46,7 @@ from bpdip.engine.precision import autocast, backend_flags
 from bpdip.engine.settings import EngineSettings, network_parameters
 from bpdip.engine.step import TrainStep, make_optimizer
 from bpdip.metrics import chosen_values, quality
+from bpdip.streams import PREFIX, STREAMS, OutputSettings, Streams, restore_buffers, stream_peak, stream_values
 
 log = logging.getLogger("bpdip")
 
@@ -90,6 +96,12 @@ class Result:
     stopped_early: bool = False  # training ended at the rule's stop, before settings.iterations
     extended: np.ndarray | None = None  # restore(frame=...): all of x for the restored image (image: y's frame)
     cg: dict | None = None  # BP by conjugate gradients: its solves' iterations and residuals (the runner's)
+    restored_stream: str | None = None  # output.restore: the stream of ``image`` (None: streams off)
+    # per stream (bpdip.streams): {"final": {psnr, ...}, "stopping": {rule: {iteration, psnr, ...}}}
+    streams: dict = field(default_factory=dict)
+    # "<stream>.<rule>" -> (H, W, 3) float32 image in [0, 1]: every stream's oracle (ground
+    # truth only) and, for the restored stream, every online rule with a candidate and fixed
+    stream_images: dict = field(default_factory=dict)
 
     @property
     def seconds_per_iteration(self) -> float | None:
@@ -177,14 +189,16 @@ def set_aside(path: Path, reason: str) -> None:
 CHECKPOINT_KEYS = {"iteration", "elapsed", "model", "optimizer", "z", "generator", "losses", "curves", "status"}
 
 
-def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping) -> tuple[int, float, torch.Tensor]:
+def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
+            streams=None) -> tuple[int, float, torch.Tensor]:
     """Apply a checkpoint's state, or raise :class:`UnfitCheckpoint` having changed nothing.
 
     Checks everything first (keys, the iteration within 0..iterations, shapes of z, losses,
     model and optimiser state, the generators, curves and the stopping rules' state), then
     loads; a failure while loading puts model, optimiser, generators and rules back."""
     b = len(results)
-    missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())) - set(state))
+    missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())
+                      | ({"streams"} if streams is not None else set())) - set(state))
     if missing:
         raise UnfitCheckpoint(f"wrong keys: {missing} missing")
     it = state["iteration"]
@@ -227,6 +241,8 @@ def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping) -
         if stopping is not None:
             stopping.check_state(state["stopping"])
             stopping_before = stopping.state_dict()
+        if streams is not None:
+            streams.check_state(state["streams"])
     except ValueError as exc:
         raise UnfitCheckpoint(str(exc)) from None
     model_before = {k: v.clone() for k, v in mine.items()}
@@ -238,6 +254,8 @@ def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping) -
         noise.set_state(state["generator"])
         if stopping is not None:
             stopping.load_state_dict(state["stopping"])
+        if streams is not None:
+            streams.load_state_dict(state["streams"])  # checked above: cannot fail half-way
     except Exception as exc:
         model.load_state_dict(model_before)
         opt.load_state_dict(opt_before)
@@ -269,6 +287,8 @@ def restore(
     image_shape: tuple[int, int] | None = None,
     shave: int | None = None,
     frame: tuple[int, int, int, int] | None = None,
+    output: OutputSettings | Mapping | None = None,
+    streams: bool = True,
 ) -> list[Result]:
     """Train ``model`` so that each sample of f(z) explains its y; return one Result each.
 
@@ -288,8 +308,14 @@ def restore(
     border pixels dropped (bpdip.metrics.psnr_y), and give it for the final image and the
     rules' choices; None (deblurring) logs exactly the three PROTOCOL metrics.
     ``frame`` = (top, left, h, w) (boundary=valid: x is larger than y): metrics, the restored
-    image and ``x_true`` are on that crop of the output (``stopping`` is built with the same
-    frame), and ``Result.extended`` keeps the whole restored x; None: no crop.
+    image, every stream's images and ``x_true`` are on that crop of the output (``stopping`` is
+    built with the same frame), and ``Result.extended`` keeps the whole restored x; None: no crop.
+
+    ``output`` (:class:`bpdip.streams.OutputSettings` or a ``cfg.output`` mapping; None: its
+    defaults) picks the restored image's stream and the average's weight. ``streams=False``
+    runs the loop without the clean and average streams (the benchmark's baseline and the
+    test that they change nothing): then only the perturbed stream is logged and the
+    restored image is the paper's f(z) (or stop.early's perturbed candidate).
     """
     device = resolve_device(device)
     b = y.shape[0]
@@ -312,11 +338,15 @@ def restore(
     n_iter = settings.iterations
     loss_buf = torch.zeros(n_iter, b, device=device)
     start, elapsed0 = 0, 0.0
+    out_settings = OutputSettings.from_config(output)
+    rule_names = tuple(stopping.rules) if stopping is not None else ()
+    sts = Streams(b, (y.shape[1], h, w), device, out_settings.ema, rule_names, truth=x_ref is not None,
+                  frame=frame) if streams else None
 
     try:
         state = load_checkpoint(checkpoint)
         if state is not None:
-            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping)
+            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping, sts)
             z = z_saved.to(device=device, dtype=z.dtype)
             loss_buf[:start] = state["losses"].to(device)
     except UnfitCheckpoint as exc:
@@ -326,9 +356,17 @@ def restore(
     failed = torch.tensor([r.status == "failed" for r in results], device=device)
 
     flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
+    def after(out):  # per-step work on the output, inside the step (and its CUDA graph)
+        if sts is not None:
+            sts.update(out)
+        if stopping is not None:
+            stopping.update(out)
+            if sts is not None:
+                sts.follow(stopping)
+
     step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device,
                      graph_fallback=requested is not None and requested.cuda_graphs == "auto",
-                     after=stopping.update if stopping is not None else None)
+                     after=after if (stopping is not None or sts is not None) else None)
     t0 = time.perf_counter() - elapsed0
     bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
                dynamic_ncols=True, leave=False)
@@ -338,14 +376,23 @@ def restore(
         with bar, flags:
             for it in range(start, n_iter):
                 noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
+                logged = it % settings.log_every == 0
+                clean = None
+                if logged and sts is not None:
+                    # f(z) with the weights out is computed with, i.e. before this step
+                    sts.catch_up(stopping)
+                    clean = _clean_forward(model, z, step.engine, device)
+                    sts.set_clean(clean, it)
                 out, per_sample = step()
                 loss_buf[it] = per_sample
                 done = it + 1
-                if it % settings.log_every == 0:
+                if logged:
                     failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
                     stats = stopping.statistics() if stopping is not None else {}
-                    _log(results, _framed(out, frame), x_ref, loss_buf[it], stats, failed, it, _seconds(t0, device), callbacks, bar,
-                         shave)
+                    images = {"perturbed": out} if sts is None else \
+                        {"perturbed": out, "clean": clean, "average": sts.average}
+                    _log(results, {k: _framed(v, frame) for k, v in images.items()}, x_ref, loss_buf[it], stats,
+                         failed, it, _seconds(t0, device), callbacks, bar, shave, sts)
                     if all(r.status == "failed" for r in results):
                         break
                     if stop_early is not None and stopping.all_stopped(stop_early):
@@ -354,7 +401,8 @@ def restore(
                 bar.update(1)
                 if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                         and done < n_iter:
-                    _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results, stopping)
+                    _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results, stopping,
+                          sts)
                     for cb in callbacks:
                         cb.on_checkpoint(done, Path(checkpoint))
             failed |= ~torch.isfinite(loss_buf[:done]).all(0)
@@ -366,18 +414,31 @@ def restore(
                 extended = model(z).float().clamp(0.0, 1.0)
             last = _framed(extended, frame)
             choices = stopping.choices(done) if stopping is not None else {}
-            final = last
+            if sts is not None:
+                sts.catch_up(stopping)  # candidates taken after the last log
+                # the streams' whole x (boundary=valid) and y's frame of it
+                wholes = {"perturbed": sts.last_out.clamp(0, 1), "clean": extended, "average": sts.average.clamp(0, 1)}
+                kept = out_settings.restore
+            else:
+                wholes, kept = {"clean": extended}, "clean"
+            finals = {k: _framed(v, frame) for k, v in wholes.items()}
+            final, extended = finals[kept], wholes[kept]
+            candidate = (lambda rule: sts.candidate(kept, rule, stopping)) if sts is not None else \
+                (lambda rule: stopping.rules[rule].candidate)
             if stop_early is not None:
                 use = torch.tensor([c["candidate"] for c in choices[stop_early]], device=device)
-                final = torch.where(use[:, None, None, None], stopping.rules[stop_early].candidate.clamp(0, 1), last)
+                final = torch.where(use[:, None, None, None], candidate(stop_early).clamp(0, 1), final)
                 if frame is not None:
-                    extended = torch.where(use[:, None, None, None], stopping.extended[stop_early].clamp(0, 1),
-                                           extended)
+                    whole = sts.whole_candidate(kept, stop_early, stopping) if sts is not None else \
+                        stopping.extended[stop_early]
+                    extended = torch.where(use[:, None, None, None], whole.clamp(0, 1), extended)
             with torch.no_grad():
                 metrics = quality(final, x_ref, shave) if x_ref is not None else None
                 last_metrics = quality(last, x_ref, shave) if x_ref is not None else None
                 rule_metrics = {name: quality(stopping.rules[name].candidate, x_ref, shave)
                                 if x_ref is not None else None for name in choices}
+                per_stream = _stream_records(sts, stopping, choices, finals, x_ref, shave, kept) \
+                    if sts is not None else None
     finally:
         step.close()
     for i, r in enumerate(results):
@@ -395,12 +456,81 @@ def restore(
             if metrics is not None:
                 r.final = {k: float(v[i]) for k, v in metrics.items()}
                 r.last = {k: float(v[i]) for k, v in last_metrics.items()}
-            if stop_early is not None and choices[stop_early][i]["candidate"]:
-                r.restored_from = {"rule": stop_early, "iteration": choices[stop_early][i]["iteration"]}
             r.stopping = _rule_choices(r, i, choices, rule_metrics)
+            if per_stream is not None:
+                r.restored_stream = kept
+                r.streams, r.stream_images = _stream_result(r, i, per_stream, done)
+            if stop_early is not None and choices[stop_early][i]["candidate"]:
+                chosen = r.streams[kept]["stopping"][stop_early]["iteration"] if r.streams else \
+                    choices[stop_early][i]["iteration"]
+                r.restored_from = {"rule": stop_early, "iteration": chosen}
         for cb in callbacks:
             cb.on_end(r)
     return results
+
+
+def _clean_forward(model, z, engine, device) -> torch.Tensor:
+    """f(z), no grad, BatchNorm in training mode (PROTOCOL), its running statistics put back:
+    the clean stream leaves the run's state exactly as it was (bpdip.streams)."""
+    with torch.no_grad(), autocast(engine, device), restore_buffers(model):
+        # the uncompiled module: a no-grad forward would make torch.compile recompile
+        return model(z).float()
+
+
+def _stream_records(sts, stopping, choices, finals, x_ref, shave, kept) -> dict:
+    """On the device, for every stream: its final metrics, each online rule's candidate metrics
+    and the images to write (bpdip.streams; moved to the host per sample by _stream_result)."""
+    out = {}
+    for s in STREAMS:
+        final = finals[s]
+        cands = {rule: sts.candidate(s, rule, stopping) for rule in choices}
+        its = {rule: (sts.cand_clean_it[rule] if s == "clean" else stopping.rules[rule].best_it).cpu().tolist()
+               for rule in choices}
+        images = {}
+        if sts.truth:
+            images[f"{s}.oracle"] = sts.best[s]
+        if s == kept:
+            images.update({f"{s}.{rule}": cands[rule] for rule in choices})
+            images[f"{s}.fixed"] = final
+        out[s] = {
+            "final": quality(final, x_ref, shave) if x_ref is not None else None,
+            "rules": {rule: quality(c, x_ref, shave) if x_ref is not None else None for rule, c in cands.items()},
+            "its": its, "images": images,
+        }
+    return out
+
+
+def _stream_result(r: Result, i: int, per_stream: dict, done: int) -> tuple[dict, dict]:
+    """Sample ``i``'s per-stream choices (summary.json ``streams``, rules in RULES order: the
+    oracle is the stream's own logged peak, fixed its final value, an online rule without a
+    candidate the final value too) and its images ("<stream>.<rule>" -> (H, W, 3))."""
+    from bpdip.stopping import RULES
+
+    streams, images = {}, {}
+    for s, rec in per_stream.items():
+        final = {k: float(v[i]) for k, v in rec["final"].items()} if rec["final"] is not None else {}
+        choice = {}
+        for rule in RULES:
+            if rule == "oracle":
+                peak = stream_peak(r.curve, s)
+                if peak is not None:
+                    choice[rule] = {"iteration": peak["iteration"], **stream_values(peak, s)}
+            elif rule == "fixed":
+                choice[rule] = {"iteration": done, **final}
+            elif rule in rec["rules"]:
+                it = rec["its"][rule][i]
+                if it >= 0:
+                    m = rec["rules"][rule]
+                    choice[rule] = {"iteration": it, **({k: float(v[i]) for k, v in m.items()} if m else {})}
+                else:
+                    choice[rule] = {"iteration": done, **final}
+        streams[s] = {"final": final, "stopping": choice}
+        for key, img in rec["images"].items():
+            rule = key.split(".", 1)[1]
+            if rule in rec["its"] and rec["its"][rule][i] < 0:
+                continue  # an online rule without a candidate chose the final image: no copy
+            images[key] = img[i].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+    return streams, images
 
 
 def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> dict:
@@ -495,10 +625,17 @@ class _Noise:
             g.set_state(s)
 
 
-def _log(results, out, x_ref, losses, stats, failed, it, seconds, callbacks, bar, shave=None) -> None:
+def _log(results, images, x_ref, losses, stats, failed, it, seconds, callbacks, bar, shave=None, sts=None) -> None:
+    """One record per sample: every stream's metrics (``clean_psnr``...), the rules'
+    statistics, the loss; each stream's oracle image is kept on the device (``sts``)."""
+    values = {}
     with torch.no_grad():
-        metrics = quality(out.detach(), x_ref, shave) if x_ref is not None else {}
-        values = {k: v.cpu().tolist() for k, v in metrics.items()}
+        if x_ref is not None:
+            for s, image in images.items():
+                metrics = quality(image.detach(), x_ref, shave)
+                if sts is not None:
+                    sts.track_best(s, image.detach(), metrics["psnr"])
+                values.update({f"{PREFIX[s]}{k}": v.cpu().tolist() for k, v in metrics.items()})
         values.update({k: v.cpu().tolist() for k, v in stats.items()})  # the stopping rules' statistics
     loss_values = losses.cpu().tolist()
     failed = failed.cpu().tolist()
@@ -517,7 +654,7 @@ def _log(results, out, x_ref, losses, stats, failed, it, seconds, callbacks, bar
         bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
 
 
-def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None) -> None:
+def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None, sts=None) -> None:
     state = {
         "iteration": iteration,
         "elapsed": elapsed,
@@ -531,4 +668,6 @@ def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, sto
     }
     if stopping is not None:
         state["stopping"] = stopping.state_dict()
+    if sts is not None:
+        state["streams"] = sts.state_dict()
     atomic_save(state, Path(path))

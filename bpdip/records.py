@@ -1,6 +1,6 @@
 """Run records on disk: the files that let anyone rebuild Table I without W&B.
 
-A job's output directory holds (schema version 2; version 1 records are still read):
+A job's output directory holds (schema version 3; versions 1 and 2 are still read):
 
 ``metrics.csv``
     One row per logged iteration and image, columns ``CURVE_COLUMNS``:
@@ -8,8 +8,11 @@ A job's output directory holds (schema version 2; version 1 records are still re
     old scikit-image default), loss, seconds (wall time since the image's start), then
     the statistics the stopping rules watch (``bpdip.stopping``): wmv_var (ES-WMV's window
     variance), emv (ES-EMV's moving variance), residual (||y - A x||^2 per measurement),
-    and psnr_y (Y-channel PSNR, super-resolution only). Metrics without ground truth
-    (``data=observed``) and statistics not yet defined are empty.
+    and psnr_y (Y-channel PSNR, super-resolution only). Schema 3 adds the other two output
+    streams (bpdip.streams; the columns above are the perturbed stream's): clean_psnr,
+    clean_ssim, clean_ssim_dr2, average_psnr, average_ssim, average_ssim_dr2, clean_psnr_y,
+    average_psnr_y (SR only). Metrics without ground truth (``data=observed``) and
+    statistics not yet defined are empty; older files lack the stream columns (read as NaN).
 ``summary.json``
     ``{"schema": 1, "run": {...}, "images": {name: {...}}}`` where ``run`` holds
     ``cell`` (kernel, noise_var, loss), ``config_hash``, ``git_commit``, ``device``,
@@ -27,6 +30,16 @@ A job's output directory holds (schema version 2; version 1 records are still re
     Super-resolution (``run.cell.task`` = ``sr-x4`` etc.) adds per image the Y-PSNR values of
     :func:`image_summary` and ``baseline``: the bicubic upsampling of y (``method``,
     ``psnr``, ``psnr_y``, ``ssim``, ``ssim_dr2``), the SR table's baseline row.
+    Schema 3 (issue 20) keeps every key above with its meaning (``peak_*``, ``stopping``:
+    the perturbed stream; ``final_*``: the restored image that was written) and adds per
+    image ``restored_stream`` (``output.restore``), ``streams`` (per stream ``peak_psnr``,
+    ``peak_iteration``, ``peak_ssim``, ``peak_ssim_dr2``, ``final_psnr``, ``final_ssim``,
+    ``final_ssim_dr2`` and ``stopping``: {rule: {iteration, psnr, ssim, ssim_dr2}}, the
+    stream's image at the rule's iteration, see bpdip.streams; for SR also ``peak_psnr_y``,
+    ``peak_psnr_y_iteration``, ``psnr_y_at_peak``, ``final_psnr_y`` as above, and ``psnr_y``
+    in each rule's choice) and
+    ``images`` ({"<stream>.<rule>": "images/<image>/<stream>.<rule>.png"}, relative to the
+    job directory); the run block gains ``output`` ({restore, ema}).
 
 Every file is written atomically (temporary file + rename), so a killed job leaves
 either the previous version or the new one, never half a file.
@@ -41,14 +54,17 @@ import math
 import os
 from pathlib import Path
 
-SCHEMA = 2
-SCHEMAS = (1, 2, 3)  # readable (3: issue 20's output streams)
+SCHEMA = 3
+SCHEMAS = (1, 2, 3)  # readable
 CURVE_COLUMNS_V1 = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
 STAT_COLUMNS = ("wmv_var", "emv", "residual", "psnr_y")
-CURVE_COLUMNS = (*CURVE_COLUMNS_V1, *STAT_COLUMNS)
-# Issue 20: the metrics of the other output streams (clean f(z), the running average), which
-# schema-3 files add after CURVE_COLUMNS (psnr_y ones for SR only); read in any order.
-STREAM_CURVE_COLUMNS = tuple(f"{s}_{m}" for s in ("clean", "average") for m in ("psnr", "ssim", "ssim_dr2", "psnr_y"))
+CURVE_COLUMNS_V2 = (*CURVE_COLUMNS_V1, *STAT_COLUMNS)
+# schema 3: the clean and average streams (bpdip.streams), after every older column; a reader
+# takes any of them after CURVE_COLUMNS_V2 (files written by hand or by later versions)
+STREAM_COLUMNS = tuple(f"{s}_{k}" for s in ("clean", "average") for k in ("psnr", "ssim", "ssim_dr2")) + \
+    ("clean_psnr_y", "average_psnr_y")
+STREAM_CURVE_COLUMNS = STREAM_COLUMNS  # the report's name for them
+CURVE_COLUMNS = (*CURVE_COLUMNS_V2, *STREAM_COLUMNS)
 
 
 class CorruptRecord(ValueError):
@@ -111,17 +127,18 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
             fields = tuple(reader.fieldnames or ())
-            extra = fields[len(CURVE_COLUMNS):] if fields[:len(CURVE_COLUMNS)] == CURVE_COLUMNS else None
-            if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(STREAM_CURVE_COLUMNS)
+            extra = fields[len(CURVE_COLUMNS_V2):] if fields[:len(CURVE_COLUMNS_V2)] == CURVE_COLUMNS_V2 else None
+            if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(STREAM_COLUMNS)
                                                or len(set(extra)) < len(extra)):
                 raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)} "
-                                    f"(then any of {list(STREAM_CURVE_COLUMNS)})")
+                                    f"(or without some of {list(STREAM_COLUMNS)})")
             rows = []
             for row in reader:
                 if None in row.values() or None in row:
                     raise CorruptRecord(f"{path}: truncated row {row}")
                 parsed = {"image": row["image"], "iteration": int(row["iteration"])}
-                for key in (*CURVE_COLUMNS[2:], *(extra or ())):  # a version-1 file lacks the statistics: NaN
+                # a version-1 file lacks the statistics (NaN); stream columns only where the file has them
+                for key in (*CURVE_COLUMNS_V2[2:], *(extra or ())):
                     value = row.get(key, "")
                     parsed[key] = float(value) if value not in ("", "None") else math.nan
                 rows.append(parsed)
@@ -166,7 +183,40 @@ def image_summary(result) -> dict:
         entry.update(peak_psnr_y=best.get("psnr_y"), peak_psnr_y_iteration=best.get("iteration"),
                      psnr_y_at_peak=peak.get("psnr_y"), final_psnr_y=result.final.get("psnr_y"),
                      last_psnr_y=result.last.get("psnr_y"))
+    if result.streams:
+        entry.update(restored_stream=result.restored_stream, streams=stream_entries(result),
+                     images={key: image_path(result.name, key) for key in result.stream_images})
     return entry
+
+
+def image_path(image: str, key: str) -> str:
+    """Where a stream image ("<stream>.<rule>") of ``image`` lies, relative to the job directory."""
+    return f"images/{image}/{key}.png"
+
+
+def stream_entries(result) -> dict:
+    """summary.json's ``streams`` of one image (schema 3): per stream its logged peak (the
+    stream's own best PSNR), its final value and every rule's choice evaluated on it."""
+    from bpdip.streams import PREFIX, stream_peak, stream_values
+
+    out = {}
+    for stream, rec in result.streams.items():
+        peak = stream_peak(result.curve, stream) or {}
+        values = stream_values(peak, stream) if peak else {}
+        e = {"peak_psnr": values.get("psnr"), "peak_iteration": peak.get("iteration"),
+             "peak_ssim": values.get("ssim"), "peak_ssim_dr2": values.get("ssim_dr2"),
+             "final_psnr": rec["final"].get("psnr"), "final_ssim": rec["final"].get("ssim"),
+             "final_ssim_dr2": rec["final"].get("ssim_dr2")}
+        key = f"{PREFIX[stream]}psnr_y"
+        if "psnr_y" in rec["final"] or any(key in r for r in result.curve):
+            # as the top-level keys: the best logged Y-PSNR and where, the Y-PSNR at the RGB peak
+            finite = [r for r in result.curve if isinstance(r.get(key), float) and math.isfinite(r[key])]
+            best = max(finite, key=lambda r: r[key]) if finite else {}
+            e.update(peak_psnr_y=best.get(key), peak_psnr_y_iteration=best.get("iteration"),
+                     psnr_y_at_peak=values.get("psnr_y"), final_psnr_y=rec["final"].get("psnr_y"))
+        e["stopping"] = rec["stopping"]
+        out[stream] = e
+    return out
 
 
 # --- job and store records (runner) -------------------------------------------------
@@ -181,7 +231,7 @@ def new_summary(run: dict) -> dict:
 
 
 def validate_summary(obj, path: str | Path = "summary.json") -> dict:
-    """Check the layout of a parsed summary.json; raise CorruptRecord if it is not schema 1 or 2."""
+    """Check the layout of a parsed summary.json; raise CorruptRecord if it is not schema 1, 2 or 3."""
     if not isinstance(obj, dict) or obj.get("schema") not in SCHEMAS:
         got = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
         raise CorruptRecord(f"{path}: schema {got!r}, expected one of {list(SCHEMAS)}")

@@ -9,6 +9,9 @@ in ``<results_root>/<run_id>/``:
 ``restored.png``   the final restored image (8-bit).
 ``restored_<x>.png`` more images of it: ``restored_extended.png`` (boundary=valid: all of
                    x, y's frame and the border) and the baselines' (``restored_wiener.png``...).
+``images/``        ``<stream>.<rule>.png``: each output stream's oracle image and the restored
+                   stream's rule choices (schema 3, summary.json ``images``), copied back into
+                   a job's ``images/<image>/`` when the image is reused.
 ``config.json``    the result-relevant config the id was computed from (for humans).
 ``checkpoint.pt``  while training: the resumable state (removed once the record exists).
 ``claim.json``     while training: which job trains the image (host, pid, SLURM job), so a
@@ -64,8 +67,12 @@ BOOKKEEPING = (
 # the store retrains instead of reusing records of the old code. Speed-only changes keep it.
 # 2: records carry every stopping rule's choice and statistics (bpdip.stopping; version-1
 #    records lack them, so they are not reused), and the config gained the stop block.
-RESULTS_VERSION = 2
-STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json")
+# 3: records carry the clean and average output streams (bpdip.streams, issue 20) and the
+#    restored image is output.restore's stream (default: the average, no longer f(z));
+#    version-2 records say nothing about the streams, so they are not reused.
+RESULTS_VERSION = 3
+STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json", "images")
+IMAGES_DIR = "images"  # <run_id>/images/<stream>.<rule>.png (summary.json "images")
 CLAIM = "claim.json"
 
 
@@ -150,6 +157,7 @@ class StoredImage:
     rows: list[dict]  # its metrics.csv rows
     png: Path | None
     extras: dict = None  # suffix -> path of restored_<suffix>.png (JobRecords.add's extras)
+    images: dict = None  # "<stream>.<rule>" -> the stored PNG (schema 3)
 
 
 class Store:
@@ -185,9 +193,10 @@ class Store:
         return stored
 
     def save(self, run_id: str, summary: dict, rows: list[dict], image=None, config: dict | None = None,
-             extras: dict | None = None) -> Path:
+             extras: dict | None = None, images: dict | None = None) -> Path:
         """Write an image's record; summary.json goes last, so it marks completion.
-        ``extras``: suffix -> image, written as ``restored_<suffix>.png``."""
+        ``extras``: suffix -> image, written as ``restored_<suffix>.png``; ``images``:
+        "<stream>.<rule>" -> (H, W, 3) array, written to ``images/<key>.png``."""
         d = self.dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
         if config is not None:
@@ -197,6 +206,8 @@ class Store:
             write_png(d / "restored.png", image)
         for suffix, extra in (extras or {}).items():
             write_png(d / f"restored_{suffix}.png", extra)
+        for key, img in (images or {}).items():
+            write_png(d / IMAGES_DIR / f"{key}.png", img)
         write_json(d / "summary.json", summary)
         self.checkpoint(run_id).unlink(missing_ok=True)
         return d
@@ -299,4 +310,6 @@ class Store:
             raise CorruptRecord(f"{len(rows)} curve rows, at most {n} expected")
         png = d / "restored.png"
         extras = {p.stem[len("restored_"):]: p for p in sorted(d.glob("restored_*.png"))}
-        return StoredImage(run_id, entry, rows, png if png.is_file() else None, extras)
+        keys = entry.get("images") if isinstance(entry.get("images"), dict) else {}
+        images = {k: d / IMAGES_DIR / f"{k}.png" for k in keys if (d / IMAGES_DIR / f"{k}.png").is_file()}
+        return StoredImage(run_id, entry, rows, png if png.is_file() else None, extras, images)

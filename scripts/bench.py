@@ -82,6 +82,8 @@ def parse_args(argv=None):
     p.add_argument("--no-references", action="store_true", help="skip ref-plain and ref-original")
     p.add_argument("--no-stopping", action="store_true",
                    help="skip the stopping rules' overhead row (the default variant with and without them)")
+    p.add_argument("--no-streams", action="store_true",
+                   help="skip the output streams' overhead row (issue 20: the default variant without them)")
     p.add_argument("--steps", type=int, default=200, help="timed steps per engine/plain measurement")
     p.add_argument("--warmup-steps", type=int, help="untimed steps before the timed window (default: --log-every)")
     p.add_argument("--log-every", type=int,
@@ -322,6 +324,12 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
             overhead=None if None in pair else pair[1] / pair[0] - 1,
             passed=None if None in pair else pair[1] / pair[0] - 1 <= STOPPING_OVERHEAD_LIMIT)
         del prob
+
+    if not args.no_streams:  # issue 20: the output streams' cost, same variant without and with them
+        from bpdip.bench.measure import streams_overhead
+
+        report["streams_overhead"] = streams_overhead(attempt, report, STOPPING_VARIANT[device.type],
+                                                      make_problem(sizes[0], device), args, device)
 
     for spec in plan["compile_sizes"]:
         prob = make_problem(spec, device)

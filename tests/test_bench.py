@@ -47,8 +47,8 @@ def test_cpu_benchmark_measures_every_loop(cpu_run):
     assert not errors, errors
     assert report["meta"]["label"].startswith("CPU benchmark")
     wanted = {"ref-plain", "ref-original", "eager-fp32", "eager-bf16", "eager-bf16-cl"}
-    for size in ("40x40", "64x48"):  # at the first size also the stopping rules' row
-        extra = {"eager-fp32+stop"} if size == "40x40" else set()
+    for size in ("40x40", "64x48"):  # at the first size also the stopping rules' and the streams' rows
+        extra = {"eager-fp32+stop", "eager-fp32-nostreams"} if size == "40x40" else set()
         assert {r["variant"] for r in rows if r["size"] == size and r["k"] == 1} == wanted | extra
     for r in rows:
         assert r["ms_per_step"] > 0 and r["steps_per_s"] == pytest.approx(1e3 / r["ms_per_step"])
@@ -58,7 +58,8 @@ def test_cpu_benchmark_measures_every_loop(cpu_run):
         assert r["peak_memory_gb"] is None  # no per-measurement peak on the CPU: reported as n/a
     # the engine runs trained: PSNR recorded at each log, and the final image is finite
     eng = [r for r in rows if r["variant"] == "eager-fp32" and r["k"] == 1]
-    assert len(eng) == 4 and all(len(r["psnr_curve"]) == 4 and np.isfinite(r["final_psnr"]) for r in eng)
+    # 40x40: its size row, the stopping pair's and the streams pair's; 64x48; 48x48 (stack check)
+    assert len(eng) == 5 and all(len(r["psnr_curve"]) == 4 and np.isfinite(r["final_psnr"]) for r in eng)
     # K-run stacking: ratio = K * single / stacked, from the rows themselves
     (stack,) = [s for s in report["stack"] if s["size"] == "48x48"]
     single = next(r["ms_per_step"] for r in eng if r["size"] == "48x48")  # measured for the stack check
@@ -231,6 +232,18 @@ def test_time_budget_skips_but_still_writes(tmp_path):
                        "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r.get("skipped") == "time budget" for r in rows)
+
+
+def test_output_streams_have_their_overhead_row(cpu_run):
+    """Issue 20: the default variant timed without and with the clean and average streams."""
+    report = json.loads(cpu_run.read_text())
+    o = report["streams_overhead"]
+    rows = [r for r in report["rows"] if r.get("size") == o["size"] and r.get("k") == 1]
+    without = [r for r in rows if r["variant"] == "eager-fp32-nostreams"]
+    assert o["variant"] == "eager-fp32" and len(without) == 1 and o["ms_without"] == without[0]["ms_per_step"]
+    assert o["ms_with"] > 0 and o["limit"] == 0.03
+    assert o["overhead"] == pytest.approx(o["ms_with"] / o["ms_without"] - 1)
+    assert o["passed"] == (o["overhead"] <= 0.03)
 
 
 def test_stopping_rules_have_their_overhead_row(cpu_run):

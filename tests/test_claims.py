@@ -95,8 +95,8 @@ def test_a_job_trains_its_free_images_then_takes_the_others_record(smoke_cfg, tm
         while "comic" not in trained and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.2)
-        for f in (tmp_path / "other" / face.run_id).iterdir():
-            shutil.copy(f, store.dir(face.run_id) / f.name)
+        # the other job's whole record, its output streams' images/ folder included
+        shutil.copytree(tmp_path / "other" / face.run_id, store.dir(face.run_id), dirs_exist_ok=True)
         claim.unlink()
 
     # a daemon with a deadline: a failing run_cell below cannot leave pytest hanging

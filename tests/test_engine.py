@@ -361,6 +361,26 @@ def test_count_flops_of_a_stack():
 # ---------------------------------------------------------------- graphed path, emulated
 
 
+def _emulated_capture(fail: bool = False):
+    """Stands in for torch.cuda.graph: the step's body runs once in Python, but without the
+    loop's per-step hook (the stopping rules, the output streams): a real capture records
+    those kernels without running them, and the rewind only undoes the network's steps."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def graph(*args, **kwargs):
+        st = _ReplayGraph.step
+        st._warming = True
+        try:
+            yield
+        finally:
+            st._warming = False
+        if fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    return graph
+
+
 class _ReplayGraph:
     """Stands in for torch.cuda.CUDAGraph on the CPU: ``replay`` re-runs the captured step
     and writes into the static outputs, as a replayed capture does (its backward writes
@@ -382,8 +402,6 @@ def test_graphed_step_plumbing_equals_eager(problem, monkeypatch):
     emulated: a Python "capture" executes the step once, which the rewind must undo. The
     curve equals the eager run's exactly. The real capture is checked on a GPU by
     scripts/bench.py (its float64 "CUDA graph step == eager step" check)."""
-    import contextlib
-
     import bpdip.loop as loop_module
 
     class GraphedOnCpu(TrainStep):
@@ -393,7 +411,7 @@ def test_graphed_step_plumbing_equals_eager(problem, monkeypatch):
             _ReplayGraph.step = self
 
     monkeypatch.setattr(torch.cuda, "CUDAGraph", _ReplayGraph)
-    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "graph", _emulated_capture())
     _, xs, ys = problem
     loss = losses_for(problem, torch.float32)[0]
     settings = LoopSettings(iterations=9, log_every=2, progress=False)
@@ -412,22 +430,16 @@ def test_a_failed_capture_falls_back_to_eager_steps_with_a_warning(problem, monk
     torch version: the warm-up is rewound, the run goes on eagerly and its curve equals the
     eager run's exactly (emulated on the CPU: the "capture" raises). An explicit
     cuda_graphs=true lets the error through."""
-    import contextlib
-
     import bpdip.loop as loop_module
 
     class CaptureFails(TrainStep):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.graphed = True
-
-    @contextlib.contextmanager
-    def failing_graph(*args, **kwargs):
-        yield
-        raise RuntimeError("operation not permitted when stream is capturing")
+            _ReplayGraph.step = self
 
     monkeypatch.setattr(torch.cuda, "CUDAGraph", _ReplayGraph)
-    monkeypatch.setattr(torch.cuda, "graph", failing_graph)
+    monkeypatch.setattr(torch.cuda, "graph", _emulated_capture(fail=True))
     _, xs, ys = problem
     loss = losses_for(problem, torch.float32)[0]
     settings = LoopSettings(iterations=9, log_every=2, progress=False)

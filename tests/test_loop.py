@@ -117,8 +117,12 @@ def test_checkpoint_resume_reproduces_uninterrupted_curve(face, tmp_path):
     (resumed,) = restore(net(2), loss, y, ["face"], settings, checkpoint=ckpt, **kw)
     strip = lambda curve: [{k: v for k, v in r.items() if k != "seconds"} for r in curve]  # noqa: E731
     assert strip(resumed.curve) == strip(ref.curve)
-    assert resumed.final == ref.final
+    assert "average_psnr" in resumed.curve[-1]  # the streams too: the average is in the checkpoint
+    assert resumed.final == ref.final and resumed.streams == ref.streams
     np.testing.assert_array_equal(resumed.image, ref.image)
+    assert resumed.stream_images.keys() == ref.stream_images.keys()
+    for key in ref.stream_images:
+        np.testing.assert_array_equal(resumed.stream_images[key], ref.stream_images[key])
 
 
 def test_corrupt_checkpoint_is_ignored(face, tmp_path, caplog):
@@ -165,12 +169,18 @@ def hand_written_dip(factory, model_seed, seed, x, y_loss, iterations):
     model = seeded_model(factory, model_seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     curve = []
+    average = None
     for i in range(iterations):
+        with torch.no_grad():  # issue 20's clean stream: f(z) with this step's weights
+            clean = model(z).clamp(0.0, 1.0)
         out = model(z + 0.03 * torch.randn(z.shape, generator=gen))
         loss = y_loss(out)
+        # DIP's code: out_avg = out_avg * 0.99 + out * 0.01, starting from the first output
+        average = out.detach() if average is None else average * 0.99 + out.detach() * 0.01
         shown = out.detach().clamp(0.0, 1.0)  # PROTOCOL: metrics of the clipped output
         curve.append({"iteration": i, "psnr": float(psnr(shown, x)[0]), "loss": float(loss[0].detach()),
-                      "image": shown[0].permute(1, 2, 0).numpy()})
+                      "image": shown[0].permute(1, 2, 0).numpy(), "clean_psnr": float(psnr(clean, x)[0]),
+                      "average_psnr": float(psnr(average.clamp(0.0, 1.0), x)[0])})
         opt.zero_grad()
         loss.sum().backward()
         opt.step()
@@ -197,7 +207,8 @@ def test_restore_equals_a_hand_written_protocol_loop():
         n = 5
         curve, final = hand_written_dip(factory, 11, 7, x, y_loss, n)
         settings = LoopSettings(iterations=n, log_every=1, progress=False)
-        (res,) = restore(seeded_model(factory, 11), y_loss, y, ["face"], settings, x_true=x, seed=7, device="cpu")
+        (res,) = restore(seeded_model(factory, 11), y_loss, y, ["face"], settings, x_true=x, seed=7, device="cpu",
+                         output={"restore": "clean"})
     finally:
         torch.set_default_dtype(before)
 
@@ -205,12 +216,55 @@ def test_restore_equals_a_hand_written_protocol_loop():
     for got, want in zip(res.curve, curve, strict=True):
         assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-12, rel=0)
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-12, rel=1e-14)
+        # the other two streams (bpdip.streams) at the same iteration; the loop keeps them in
+        # float32 (as the stopping rules' candidates), hence float32 rounding, ~1e-9 dB here
+        assert got["clean_psnr"] == pytest.approx(want["clean_psnr"], abs=1e-6, rel=0)
+        assert got["average_psnr"] == pytest.approx(want["average_psnr"], abs=1e-6, rel=0)
         # the Table I SSIM (data range 2) against scikit-image on the same clipped output
         ref = structural_similarity(x_np, want["image"], channel_axis=-1, data_range=2.0)
         assert got["ssim_dr2"] == pytest.approx(ref, abs=1e-10)
     # the loss falls within 5 Adam steps, so a loop that skipped the update would show
     assert curve[-1]["loss"] < curve[0]["loss"]
-    # restore() hands the final image back in float32
+    # not vacuous: the three streams differ after a few steps
+    assert len({curve[-1][k] for k in ("psnr", "clean_psnr", "average_psnr")}) == 3
+    assert res.restored_stream == "clean"
+    # restore() hands the final image back in float32 (output.restore=clean: the paper's f(z))
     np.testing.assert_allclose(res.image, final.astype(np.float32), rtol=0, atol=1e-12)
     assert res.final["psnr"] == pytest.approx(float(psnr(torch.from_numpy(final.astype(np.float32)).permute(2, 0, 1),
                                                          x[0])[0]), abs=1e-12)
+
+
+def test_the_streams_change_nothing_the_perturbed_run_computes(face):
+    """The clean forward (BatchNorm in training mode, running statistics put back) and the
+    average leave the run as it is: bit-identical perturbed curve, losses and final weights
+    and buffers, with and without the streams."""
+    x, y, loss = face
+    settings = LoopSettings(iterations=12, log_every=3, progress=False)
+    runs = {}
+    for on in (False, True):
+        model = net(4)
+        (res,) = restore(model, loss, y, ["face"], settings, x_true=x, seed=2, device="cpu", streams=on)
+        runs[on] = (res, {k: v.clone() for k, v in model.state_dict().items()})
+    (plain, plain_state), (full, full_state) = runs[False], runs[True]
+    keys = ("iteration", "psnr", "ssim", "ssim_dr2", "loss")
+    assert [[r[k] for k in keys] for r in full.curve] == [[r[k] for k in keys] for r in plain.curve]
+    np.testing.assert_array_equal(full.losses, plain.losses)
+    assert plain_state.keys() == full_state.keys()
+    for k in plain_state:  # running_mean / running_var / num_batches_tracked included
+        assert torch.equal(plain_state[k], full_state[k]), k
+    assert "clean_psnr" not in plain.curve[0] and "clean_psnr" in full.curve[0]
+    # the default restored image is the average (conf/output/default.yaml), measured as written
+    assert full.restored_stream == "average"
+    assert full.final["psnr"] == pytest.approx(full.streams["average"]["final"]["psnr"], abs=1e-12)
+    assert float(psnr(torch.from_numpy(full.image).permute(2, 0, 1).double(), x[0])[0]) == pytest.approx(
+        full.final["psnr"], abs=1e-4)
+    # without the streams the restored image is the paper's f(z): the clean stream's final
+    assert plain.final == pytest.approx(full.streams["clean"]["final"])
+    assert full.streams["clean"]["final"] == pytest.approx(full.last)
+    # every stream's oracle image is its own logged peak
+    for s, prefix in (("perturbed", ""), ("clean", "clean_"), ("average", "average_")):
+        peak = max(full.curve, key=lambda r: r[f"{prefix}psnr"])
+        img = torch.from_numpy(full.stream_images[f"{s}.oracle"]).permute(2, 0, 1).double()
+        assert float(psnr(img, x[0])[0]) == pytest.approx(peak[f"{prefix}psnr"], abs=1e-4)
+        assert full.streams[s]["stopping"]["oracle"]["iteration"] == peak["iteration"]
+    assert set(full.stream_images) == {"perturbed.oracle", "clean.oracle", "average.oracle", "average.fixed"}

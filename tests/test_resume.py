@@ -94,7 +94,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one
     assert summary["images"]["face"]["reused"] is True and summary["images"]["comic"]["reused"] is False
     for name in ("face", "comic"):
         assert_same_curve(curve(tmp_path / "job2", name), curve(ref_job, name))
-        for key in ("final_psnr", "final_ssim", "peak_psnr", "peak_iteration"):
+        for key in ("final_psnr", "final_ssim", "peak_psnr", "peak_iteration", "streams"):
             assert summary["images"][name][key] == ref["images"][name][key]
     assert not (store / comic_id / "checkpoint.pt").exists()  # removed once the record exists
 
@@ -114,6 +114,11 @@ def test_relaunching_a_finished_sweep_trains_nothing(cfg_of, tmp_path):
         assert again["images"][name]["final_psnr"] == first["images"][name]["final_psnr"]
         assert (tmp_path / "job2" / "restored" / f"{name}.png").read_bytes() == \
             (tmp_path / "job1" / "restored" / f"{name}.png").read_bytes()
+        # the output streams' images (summary.json "images") are copied back from the store
+        images = again["images"][name]["images"]
+        assert images == first["images"][name]["images"] and "average.oracle" in images
+        for rel in images.values():
+            assert (tmp_path / "job2" / rel).read_bytes() == (tmp_path / "job1" / rel).read_bytes()
     # a result-relevant change is new work; the finished images stay as they are
     spy = Trained()
     run_cell(cfg_of(store, "seed=1"), tmp_path / "job3", callbacks=[spy])

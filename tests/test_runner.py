@@ -212,8 +212,13 @@ def test_demo_writes_the_side_by_side_figure_and_prints_psnrs(hydra_conf, tmp_pa
     for key, label in (("ls", "LS-DIP"), ("bp", "BP-DIP")):
         entry = read_summary(tmp_path / key / "summary.json")["images"][plan.tasks[0].name]
         assert entry["iterations"] == 4
-        assert f"{label:<14} PSNR {entry['final_psnr']:6.2f} dB" in printed
+        assert f"{label:<14} PSNR {entry['final_psnr']:6.2f} dB: restored image = the averaged output" in printed
         assert out["summaries"][key]["run"]["cell"]["loss"] == key
+        # every stream's peak with its iteration, from the record
+        s = entry["streams"]
+        want = ", ".join(f"{n} {s[n]['peak_psnr']:.2f} dB at iteration {s[n]['peak_iteration']}"
+                         for n in ("perturbed", "clean", "average"))
+        assert f"best logged PSNR per stream (ground truth): {want}" in printed
 
 
 def test_records_name_the_checked_out_commit(cfg_of, tmp_path):

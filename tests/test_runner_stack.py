@@ -126,6 +126,24 @@ def test_stacked_job_writes_the_records_of_a_k1_job_with_the_same_curves(cfg_of,
     for name in IMAGES:
         assert abs(stacked["images"][name]["final_psnr"] - single["images"][name]["final_psnr"]) < tol_db
         assert stacked["images"][name]["peak_iteration"] == single["images"][name]["peak_iteration"]
+    # the output streams (issue 20): the same columns, summary entries and stream images
+    streams = ["clean_psnr", "clean_ssim", "average_psnr", "average_ssim"]
+    assert f2[streams].notna().all().all()
+    assert (f2[streams] - f1[streams]).abs().max().max() < tol_db
+    for name in IMAGES:
+        a, b = single["images"][name], stacked["images"][name]
+        assert b["restored_stream"] == a["restored_stream"] == "average"
+        assert b["images"] == a["images"] and "clean.oracle" in b["images"]
+        for stream, entry in a["streams"].items():
+            other = b["streams"][stream]
+            assert other.keys() == entry.keys() and other["stopping"].keys() == entry["stopping"].keys()
+            assert other["peak_iteration"] == entry["peak_iteration"]
+            assert abs(other["final_psnr"] - entry["final_psnr"]) < tol_db
+            for rule, c in entry["stopping"].items():
+                assert other["stopping"][rule]["iteration"] == c["iteration"], (stream, rule)
+                assert abs(other["stopping"][rule]["psnr"] - c["psnr"]) < tol_db
+        for rel in b["images"].values():
+            assert (tmp_path / "k2" / rel).is_file()
     # not a vacuous match: the images' curves differ from each other, and training moved them
     face, comic = curve(tmp_path / "k2", "face"), curve(tmp_path / "k2", "comic")
     assert abs(face.psnr.iloc[-1] - comic.psnr.iloc[-1]) > 0.5
@@ -152,10 +170,12 @@ def test_killed_stacked_job_resumes_from_its_group_checkpoint(cfg_of, tmp_path):
     for name in ("face", "comic"):
         pd.testing.assert_frame_equal(curve(tmp_path / "job2", name), curve(tmp_path / "ref", name),
                                       check_exact=True)
-        for key in ("final_psnr", "final_ssim", "peak_psnr", "peak_iteration"):
+        for key in ("final_psnr", "final_ssim", "peak_psnr", "peak_iteration", "streams", "images"):
             assert summary["images"][name][key] == ref["images"][name][key]
         assert (tmp_path / "job2" / "restored" / f"{name}.png").read_bytes() == \
             (tmp_path / "ref" / "restored" / f"{name}.png").read_bytes()
+        for rel in ref["images"][name]["images"].values():  # the streams resume from the group checkpoint
+            assert (tmp_path / "job2" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes()
     assert not list(store.rglob("*.pt*"))  # the group checkpoint is gone once both records exist
 
 

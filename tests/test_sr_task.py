@@ -56,7 +56,8 @@ def test_deblurring_config_has_nothing_new(cfg):
     (its run ids are pinned in tests/test_store.py)."""
     c = resolved(cfg())
     assert "sr" not in c and c["task"] == {"name": "deblur"}
-    assert set(c) == {"task", "kernel", "loss", "data", "model", "logger", "engine", "stop", "noise", "optim",
+    # "output": the output streams' block (issue 20, RESULTS_VERSION 3)
+    assert set(c) == {"task", "kernel", "loss", "data", "model", "logger", "engine", "stop", "output", "noise", "optim",
                       "seed", "device", "threads", "log_every", "progress", "save_images", "results_root", "reuse",
                       "retry_failed", "checkpoint_every", "claim_timeout_min",
                       # issue 19: neither changes a deblurring id (boundary=circular is left out of
@@ -193,6 +194,14 @@ def test_a_tiny_sr_run_beats_bicubic_upsampling(tiny_run):
     assert all(math.isfinite(y) for y in ys) and max(ys) == entry["peak_psnr_y"]
     assert int(rows[ys.index(max(ys))]["iteration"]) == entry["peak_psnr_y_iteration"]
     assert entry["stopping"]["oracle"]["psnr_y"] == entry["psnr_y_at_peak"]  # the rules give psnr_y too
+    # the output streams carry the same SR keys, from their own columns (issue 20)
+    for stream in ("clean", "average"):
+        col = [float(r[f"{stream}_psnr_y"]) for r in rows]
+        e = entry["streams"][stream]
+        assert max(col) == e["peak_psnr_y"]
+        assert int(rows[col.index(max(col))]["iteration"]) == e["peak_psnr_y_iteration"]
+        assert e["stopping"]["oracle"]["psnr_y"] == e["psnr_y_at_peak"] and "psnr_y" in e["stopping"]["fixed"]
+    assert entry["final_psnr_y"] == entry["streams"][entry["restored_stream"]]["final_psnr_y"]
 
 
 def test_the_report_of_the_tiny_run(tiny_run, tmp_path):

@@ -161,7 +161,8 @@ RULES_SMALL = StopSettings(name="wmv", reference_iterations=40, wmv={"window": 3
 def run(problem, settings=RULES_SMALL, early=None, iterations=40, **kw):
     x, y, op, loss = problem
     stopping = Stopping(settings, iterations, op, y, 0.02, "cpu")
-    s = LoopSettings(iterations=iterations, log_every=2, progress=False, input_depth=4, **kw.pop("loop", {}))
+    s = LoopSettings(**{"iterations": iterations, "log_every": 2, "progress": False, "input_depth": 4,
+                        **kw.pop("loop", {})})
     [r] = restore(net(), loss, y, ["face"], s, x_true=x, device="cpu", stopping=stopping, stop_early=early, **kw)
     return r, stopping
 
@@ -193,8 +194,8 @@ def test_every_rule_is_recorded_with_its_psnr(problem):
 
 
 def test_stop_early_ends_training_and_returns_the_rules_candidate(problem):
-    full, _ = run(problem)
-    early, stopping = run(problem, early="wmv")
+    full, _ = run(problem, output={"restore": "perturbed"})
+    early, stopping = run(problem, early="wmv", output={"restore": "perturbed"})
     choice = full.stopping["wmv"]
     assert early.stopping["wmv"] == choice  # the same iteration, stop and PSNR
     assert early.stopped_early and early.iterations < full.iterations
@@ -204,6 +205,41 @@ def test_stop_early_ends_training_and_returns_the_rules_candidate(problem):
     assert early.final["psnr"] == pytest.approx(choice["psnr"])
     np.testing.assert_allclose(early.image, stopping.rules["wmv"].candidate[0].clamp(0, 1).permute(1, 2, 0).numpy())
     assert [r["psnr"] for r in early.curve] == [r["psnr"] for r in full.curve][: len(early.curve)]
+
+
+@pytest.mark.parametrize("stream", ["average", "clean"])
+def test_stop_early_restores_the_chosen_stream_at_the_rules_iteration(problem, stream):
+    """output.restore=average|clean with stop.early: the restored image is that stream at the
+    rule's iteration (clean: rounded down to the log grid, bpdip.streams), as in a full run."""
+    full, _ = run(problem, output={"restore": stream})
+    early, _ = run(problem, early="wmv", output={"restore": stream})
+    want = full.streams[stream]["stopping"]["wmv"]
+    b = full.stopping["wmv"]["iteration"]
+    assert want["iteration"] == (b if stream == "average" else b // 2 * 2)
+    assert early.streams[stream]["stopping"]["wmv"] == want
+    assert early.restored_stream == stream and early.restored_from == {"rule": "wmv", "iteration": want["iteration"]}
+    assert early.final["psnr"] == pytest.approx(want["psnr"], abs=1e-12)
+    np.testing.assert_array_equal(early.image, early.stream_images[f"{stream}.wmv"])
+
+
+def test_a_rules_choice_on_each_stream_is_that_streams_image_at_its_iteration(problem):
+    """Logged every iteration, every stream's value at every iteration is in the curve: each
+    rule's choice on each stream must be the curve's record at the chosen iteration."""
+    r, stopping = run(problem, iterations=30, loop={"log_every": 1})
+    checked = 0
+    for s, prefix in (("perturbed", ""), ("clean", "clean_"), ("average", "average_")):
+        by_it = {rec["iteration"]: rec for rec in r.curve}
+        for rule in ("wmv", "emv", "discrepancy"):
+            if int(stopping.rules[rule].best_it) < 0:
+                continue
+            c = r.streams[s]["stopping"][rule]
+            assert c["iteration"] == int(stopping.rules[rule].best_it)
+            assert c["psnr"] == pytest.approx(by_it[c["iteration"]][f"{prefix}psnr"], abs=1e-9)
+            checked += 1
+    assert checked >= 6  # wmv and emv take candidates in 30 iterations: not vacuous
+    # perturbed-stream choices are the rules' own (the top-level "stopping", today's meaning)
+    for rule in ("wmv", "emv"):
+        assert r.streams["perturbed"]["stopping"][rule]["psnr"] == pytest.approx(r.stopping[rule]["psnr"])
 
 
 class Kill(Callback):
@@ -224,6 +260,7 @@ def test_a_resumed_run_picks_the_same_iterations_as_an_uninterrupted_one(problem
     assert int(state["stopping"]["it"]) == 6 and state["stopping"]["wmv"]["buffer"].shape[0] == 3
     resumed, _ = run(problem, loop={"checkpoint_every": 6}, checkpoint=ckpt)
     assert resumed.stopping == full.stopping
+    assert resumed.streams == full.streams  # the streams' rule candidates are in the checkpoint too
     np.testing.assert_array_equal(resumed.losses, full.losses)
 
 
@@ -234,3 +271,58 @@ def test_every_stop_option_composes_and_plans(compose_config, rule):
     plan = plan_cell(compose_config("experiment=smoke", f"stop={rule}"))
     assert plan.stop.name == rule and not plan.stop.early
     assert plan.stop.effective(6)["wmv"] == {"window": 1, "patience": 1}  # 6 / 5000 of the reference
+
+
+# --------------------------------------------------------------- bad input (issue 20, part 5)
+
+BAD_STOP_AND_OUTPUT = [
+    ("stop.discrepancy.tau=-1", "stop.discrepancy.tau must be a number > 0"),
+    ("stop.discrepancy.tau=0", "stop.discrepancy.tau must be a number > 0"),
+    ("stop.discrepancy.tau=abc", "stop.discrepancy.tau must be a number > 0"),
+    ("stop.emv.alpha=2", r"stop.emv.alpha must be a number with 0 < alpha <= 1"),
+    ("stop.emv.alpha=0", r"stop.emv.alpha must be a number with 0 < alpha <= 1"),
+    ("stop.emv.patience=0", r"stop.emv.patience must be an integer >= 1"),
+    ("stop.emv.start=-1", r"stop.emv.start must be an integer >= 0"),
+    ("stop.wmv.window=0", r"stop.wmv.window must be an integer >= 1"),
+    ("stop.wmv.window=2.5", r"stop.wmv.window must be an integer >= 1 .*got 2.5"),
+    ("stop.wmv.patience=-5", r"stop.wmv.patience must be an integer >= 1 .*got -5"),
+    ("stop.reference_iterations=0", r"stop.reference_iterations must be an integer >= 1"),
+    ("stop.early=maybe", "stop.early must be true or false, got 'maybe'"),
+    ("stop.name=nosuch", "stop=nosuch is not a stopping rule; choose one of"),
+    ("+stop.patience=3", r"unknown stop.\* keys \['patience'\]"),
+    ("+stop.wmv.size=3", r"unknown stop.wmv.\* keys \['size'\]; known: \['patience', 'window'\]"),
+    ("output.restore=best", "output.restore must be one of perturbed, clean, average, got 'best'"),
+    ("output.ema=1", r"output.ema must be a number with 0 <= ema < 1"),
+    ("output.ema=-0.1", r"output.ema must be a number with 0 <= ema < 1"),
+    ("output.ema=abc", r"output.ema must be a number with 0 <= ema < 1"),
+    ("+output.stream=clean", r"unknown output.\* key\(s\) \['stream'\]"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_STOP_AND_OUTPUT)
+def test_bad_stop_and_output_values_fail_in_planning_with_one_line(compose_config, override, message):
+    from bpdip.runner import UserError, plan_cell
+
+    with pytest.raises(UserError, match=message) as info:
+        plan_cell(compose_config("experiment=smoke", override))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override, line", [
+    ("stop.discrepancy.tau=-1", "error: stop.discrepancy.tau must be a number > 0 (the threshold in noise levels, "
+                                "1.0), got -1"),
+    ("output.restore=best", "error: output.restore must be one of perturbed, clean, average, got 'best'"),
+])
+def test_run_py_reports_bad_stop_and_output_values_as_one_error_line(tmp_path, override, line):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "run.py"), "experiment=smoke", override, "hydra.run.dir=job"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "BPDIP_RESULTS": str(tmp_path / "store")})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == line
+    assert "Traceback" not in out.stderr and not (tmp_path / "store").exists()  # nothing trained

@@ -227,23 +227,28 @@ def test_a_failed_record_is_kept_unless_retry_failed(smoke_cfg, tmp_path, monkey
 # Run ids pinned as literals: a code change that keeps what runs compute must keep them (the
 # store then reuses every record). If this test fails, either the change alters results, and
 # RESULTS_VERSION is bumped on purpose (update these literals and say why in the commit), or
-# an id changed by accident. Version 2: the stopping rules' records and the stop/task blocks.
+# an id changed by accident. Version 2: the stopping rules' records and the stop/task blocks;
+# version 3: the output streams (bpdip.streams) and the output block.
 PINNED_IDS = {
-    ("data.images=[face]",): ["uniform-0.3-bp-face-7f48b2361689"],
-    ("kernel=radial", "noise.var=2", "loss=ls_tv", "data.images=[comic]"): ["radial-2-ls_tv-comic-8798027ea636"],
-    ("experiment=smoke",): ["uniform-0.3-bp-face-6704a51cace1", "uniform-0.3-bp-comic-c921dd20a34d"],
+    ("data.images=[face]",): ["uniform-0.3-bp-face-63f71c0d7af5"],
+    ("kernel=radial", "noise.var=2", "loss=ls_tv", "data.images=[comic]"): ["radial-2-ls_tv-comic-d42f8e215bcc"],
+    ("experiment=smoke",): ["uniform-0.3-bp-face-90ed738413e3", "uniform-0.3-bp-comic-7d6b2f3542b4"],
     # speed-only engine switches, the logger and the named rule (without stop.early) keep the id
     ("experiment=smoke", "engine.stack=4", "stop=wmv", "logger=wandb"):
-        ["uniform-0.3-bp-face-6704a51cace1", "uniform-0.3-bp-comic-c921dd20a34d"],
+        ["uniform-0.3-bp-face-90ed738413e3", "uniform-0.3-bp-comic-7d6b2f3542b4"],
     ("experiment=cpu_grid", "seed=2", "kernel=gaussian", "noise.var=4", "loss=bp_tv"):
-        ["gaussian-4-bp_tv-face-4ed755bc1efe", "gaussian-4-bp_tv-zebra-a2ab020788b3"],
+        ["gaussian-4-bp_tv-face-69633c32ab80", "gaussian-4-bp_tv-zebra-c629ca7aadab"],
 }
 
 
-def test_run_ids_are_pinned(compose_config):
+def test_run_ids_are_pinned(compose_config, monkeypatch):
+    """The ids as a CPU without bf16 plans them: there the paper net's precision=auto is fp32
+    (on a bf16 CPU it is bf16, a different id by design: bpdip.engine.settings)."""
+    import bpdip.engine.settings as settings_module
     from bpdip.store import RESULTS_VERSION
 
-    assert RESULTS_VERSION == 2
+    monkeypatch.setattr(settings_module, "cpu_has_bf16", lambda: False)
+    assert RESULTS_VERSION == 3
     for overrides, ids in PINNED_IDS.items():
         assert [t.run_id for t in plan_cell(compose_config(*overrides)).tasks] == ids, overrides
 
@@ -257,6 +262,18 @@ def test_stop_early_and_the_seed_change_the_id_but_seeds_share_the_protocol_hash
     assert seed.protocol_hash == base.protocol_hash != early.protocol_hash
 
 
+def _committed_grid_schema() -> int:
+    """The schema of the committed results/cpu_grid records (0 when absent)."""
+    from pathlib import Path
+
+    summaries = sorted((Path(__file__).resolve().parents[1] / "results/cpu_grid/records").glob("*/summary.json"))
+    return json.loads(summaries[0].read_text()).get("schema", 0) if summaries else 0
+
+
+# The committed grid was run with RESULTS_VERSION 2 (schema-2 records, no output streams): its
+# ids cannot match version-3 plans until the lead commits the regenerated grid (issue 20, part 4).
+@pytest.mark.skipif(_committed_grid_schema() < 3,
+                    reason="results/cpu_grid holds schema < 3 records (RESULTS_VERSION 2): regenerate the grid")
 def test_the_committed_grid_records_keep_their_run_ids(compose_config):
     """Every image record of results/cpu_grid (a real run) has the id today's code plans for
     its job's overrides: the store would reuse all of them, so no change since altered what

@@ -5,6 +5,7 @@ import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,6 +67,9 @@ def test_offline_run_logs_config_curves_mean_images_and_summary(cfg_of, tmp_path
         logged = [(h["iteration"], h[f"curve/{name}/psnr"]) for h in history if f"curve/{name}/psnr" in h]
         expected = metrics[metrics.image == name]
         assert logged == list(zip(expected.iteration, expected.psnr))
+        for col in ("clean_psnr", "average_psnr", "average_ssim_dr2"):  # the output streams (issue 20)
+            logged = [(h["iteration"], h[f"curve/{name}/{col}"]) for h in history if f"curve/{name}/{col}" in h]
+            assert logged == list(zip(expected.iteration, expected[col]))
     mean = metrics.groupby("iteration").psnr.mean()
     logged_mean = {h["iteration"]: h["mean/psnr"] for h in history if "mean/psnr" in h}
     assert logged_mean == pytest.approx(mean.to_dict(), rel=1e-12)
@@ -81,6 +85,11 @@ def test_offline_run_logs_config_curves_mean_images_and_summary(cfg_of, tmp_path
     assert final["table1/psnr"] == pytest.approx(mean.max(), rel=1e-12)
     assert final["table1/iteration"] == mean.idxmax()
     assert final["image/face/final_psnr"] == pytest.approx(summary["images"]["face"]["final_psnr"])
+    average = metrics.groupby("iteration").average_psnr.mean()
+    assert final["streams/average/table1/psnr"] == pytest.approx(average.max(), rel=1e-12)
+    assert final["streams/average/table1/iteration"] == average.idxmax()
+    assert final["streams/clean/stopping/oracle/mean_psnr"] == pytest.approx(
+        np.mean([summary["images"][n]["streams"]["clean"]["peak_psnr"] for n in ("face", "comic")]), rel=1e-12)
     media = list((run_file.parent / "files" / "media" / "images" / "restored").glob("*.png"))
     assert sorted(p.name.split("_")[0] for p in media) == ["comic", "face"]
 

@@ -120,10 +120,13 @@ class Times(Callback):
             self.psnr[record["iteration"]] = record.get("psnr")
 
 
-def measure_engine(variant: str, prob: Problem, k: int, args, device, stopping: bool = False) -> dict:
+def measure_engine(variant: str, prob: Problem, k: int, args, device, stopping: bool = False,
+                   streams: bool = True) -> dict:
     """ms per step of an engine variant through ``restore``; with ``stopping`` the online
     stopping rules run too (issue 10: they may add at most 5 %), at ES-WMV's reference
-    window and patience (W = 100, P = 1000), not the values scaled for this short run."""
+    window and patience (W = 100, P = 1000), not the values scaled for this short run.
+    ``streams=False`` drops the clean and average output streams (bpdip.streams), which every
+    run has (row ``<variant>-nostreams``: the baseline of issue 20's <= 3 % target)."""
     engine = engine_settings(variant, k)
     net = NETS[args.net]
     model = build_stacked(lambda: SkipNet(**net), list(range(1, k + 1)))
@@ -141,12 +144,13 @@ def measure_engine(variant: str, prob: Problem, k: int, args, device, stopping: 
     t0 = time.perf_counter()
     results = restore(model, StackedLoss([prob.loss] * k), prob.y.expand(k, -1, -1, -1), names, settings,
                       x_true=prob.x.expand(k, -1, -1, -1), seed=list(range(1, k + 1)), device=device,
-                      engine=engine, callbacks=[times], stopping=rules)
+                      engine=engine, callbacks=[times], stopping=rules, streams=streams)
     total = time.perf_counter() - t0
     if results[0].status != "complete":
         raise RuntimeError(f"run failed: {results[0].error}")
     ms = (times.seconds[warm + steps] - times.seconds[warm]) / steps * 1e3
-    return row(variant + ("+stop" if stopping else ""), engine.resolve(device).label(), prob, k, ms, args, device,
+    name = variant + ("+stop" if stopping else "") + ("" if streams else "-nostreams")
+    return row(name, engine.resolve(device).label(), prob, k, ms, args, device,
                steps=steps,
                setup_s=times.seconds[0], total_s=total, psnr_curve=times.psnr,
                final_psnr=results[0].final.get("psnr"))
@@ -201,3 +205,19 @@ def row(variant, label, prob, k, ms, args, device, **extra) -> dict:
         "run_steps_per_s": k * 1e3 / ms, "tflops": flops / (ms * 1e-3) / 1e12,
         "peak_memory_gb": peak_memory_gb(device), "log_every": args.log_every, **extra,
     }
+
+
+def streams_overhead(attempt, report: dict, variant: str, prob: Problem, args, device) -> dict:
+    """Issue 20: the output streams' cost, the same variant timed without and with them (the
+    clean forward at each logged iteration, ``args.log_every``, and the average every step)."""
+    from bpdip.bench.config import STREAMS_OVERHEAD_LIMIT
+
+    pair = []
+    for on in (False, True):
+        attempt(dict(variant=variant + ("" if on else "-nostreams"), size=prob.label, k=1),
+                lambda: measure_engine(variant, prob, 1, args, device, streams=on))
+        pair.append(report["rows"][-1].get("ms_per_step"))
+    overhead = None if None in pair else pair[1] / pair[0] - 1
+    return dict(variant=variant, size=prob.label, log_every=args.log_every, ms_without=pair[0], ms_with=pair[1],
+                limit=STREAMS_OVERHEAD_LIMIT, overhead=overhead,
+                passed=None if overhead is None else overhead <= STREAMS_OVERHEAD_LIMIT)

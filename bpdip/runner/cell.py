@@ -41,7 +41,7 @@ from bpdip.physics import degrade, degrade_sr, degrade_valid
 from bpdip.physics.valid import crop_hw
 from bpdip.physics.resize import bicubic_upsample, degrade_pil
 from bpdip.records import (
-    atomic_write_text, curve_rows, image_summary, new_summary, write_json, write_metrics_csv, write_png,
+    atomic_write_text, curve_rows, image_path, image_summary, new_summary, write_json, write_metrics_csv, write_png,
 )
 from bpdip.runner.devices import device_name, job_device
 from bpdip.runner.plan import CellPlan, ImageTask, absolute, plan_cell
@@ -143,7 +143,7 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
                        engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device, task.frame),
                        stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
-                       frame=task.frame)
+                       frame=task.frame, output=plan.output)
     result.cg = cg_summary(loss)
     return result
 
@@ -167,7 +167,7 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
                       x_true=x_true, seed=[s["z"] for s in seeds], device=device,
                       callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
                       stopping=stopping_for(plan, op, y, device, tasks[0].frame), stop_early=plan.stop.early_rule,
-                      image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame)
+                      image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame, output=plan.output)
     for result, one in zip(results, losses):
         result.cg = cg_summary(one)
     return results
@@ -194,7 +194,7 @@ def _drop_other_group_checkpoints(store: Store | None, tasks: list[ImageTask], k
 
 
 class JobRecords:
-    """The job directory's records (bpdip.records schema 1), rewritten atomically after
+    """The job directory's records (bpdip.records schema 3), rewritten atomically after
     every image, so that a killed job keeps the images it finished."""
 
     def __init__(self, out_dir: Path, run: dict, save_images: bool, order: list[str] = ()):
@@ -210,14 +210,18 @@ class JobRecords:
         self.write()
 
     def add(self, name: str, entry: dict, rows: list[dict], image=None, png: Path | None = None,
-            extras: dict | None = None) -> None:
+            extras: dict | None = None, images: dict | None = None, pngs: dict | None = None) -> None:
         """``extras``: more images of this one, ``restored/<name>.<suffix>.png`` for each
-        suffix (``extended``: boundary=valid's whole x; the baselines), arrays or PNG paths."""
+        suffix (``extended``: boundary=valid's whole x; the baselines), arrays or PNG paths.
+        ``images`` (arrays) for a trained image, ``pngs`` (the store's files) for a reused one:
+        the stream images, written to ``images/<name>/<stream>.<rule>.png``."""
         self.summary["images"][name] = entry
         self.rows = [r for r in self.rows if r["image"] != name] + rows
         if self.save_images:
             for target, item in [(self.out_dir / "restored" / f"{name}.png", image if image is not None else png),
-                                 *((self.out_dir / "restored" / f"{name}.{k}.png", v) for k, v in (extras or {}).items())]:
+                                 *((self.out_dir / "restored" / f"{name}.{k}.png", v) for k, v in (extras or {}).items()),
+                                 *((self.out_dir / image_path(name, k), v) for k, v in (images or {}).items()),
+                                 *((self.out_dir / image_path(name, k), v) for k, v in (pngs or {}).items())]:
                 if isinstance(item, Path):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(item, target)
@@ -268,7 +272,8 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     engine = plan.engine(device)
     run = {
         "cell": plan.cell, "config_hash": plan.config_hash, "protocol_hash": plan.protocol_hash,
-        "stop": plan.stop.name, "stop_early": plan.stop.early, "git_commit": git_commit(),
+        "stop": plan.stop.name, "stop_early": plan.stop.early,
+        "output": {"restore": plan.output.restore, "ema": plan.output.ema}, "git_commit": git_commit(),
         "git_dirty": git_dirty(), "device": device_name(device), **versions(),
         "engine": engine.label(),
         "iterations": plan.settings.iterations, "log_every": plan.settings.log_every, "status": "running",
@@ -379,7 +384,7 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
         return False
     _drop_other_group_checkpoints(store, [task])  # a finished image's groups are over
     entry = {**stored.entry, "run_id": task.run_id, "reused": True}
-    records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras)
+    records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras, pngs=stored.images)
     for lg in loggers:
         lg.on_image_done(task.name, entry, stored.rows, None, True)
     return True
@@ -434,10 +439,11 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})
             own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
-            store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras)
+            store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras,
+                       images=result.stream_images)
         elif len(tasks) == 1:
             checkpoint.unlink(missing_ok=True)
-        records.add(task.name, entry, rows, image=result.image, extras=extras)
+        records.add(task.name, entry, rows, image=result.image, extras=extras, images=result.stream_images)
         for lg in loggers:
             lg.on_image_done(task.name, entry, rows, result.image, False)
     if len(tasks) > 1:

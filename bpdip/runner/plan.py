@@ -24,6 +24,7 @@ from bpdip.physics.sr import check_factor, check_multiple
 from bpdip.registry import is_import_path, source_sha256
 from bpdip.runner.boundary import BoundarySettings
 from bpdip.stopping import StopSettings
+from bpdip.streams import OutputSettings
 from bpdip.store import digest, file_sha256, make_run_id, result_config
 
 # loss config keys that are not parameters of the fidelity class
@@ -131,6 +132,7 @@ class CellPlan:
     tasks: list[ImageTask] = field(default_factory=list)
     sr: SRSettings | None = None  # task=sr; None: deblurring
     boundary: BoundarySettings = field(default_factory=BoundarySettings)
+    output: OutputSettings = field(default_factory=OutputSettings)  # cfg.output (bpdip.streams)
     network_parameters: int | None = None  # of one network: the engine's CPU rule reads it
 
     def engine(self, device) -> "EngineSettings":
@@ -255,6 +257,7 @@ def _plan(cfg) -> CellPlan:
             raise UserError("boundary=valid solves BP by conjugate gradients, which a CUDA graph cannot capture; "
                             "use engine.cuda_graphs=auto or false")
         config["engine"]["cuda_graphs"] = False
+    output = OutputSettings.from_config(config.get("output"))
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -319,7 +322,7 @@ def _plan(cfg) -> CellPlan:
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
-                    protocol_hash=protocol, observed=observed, sr=sr, boundary=boundary,
+                    protocol_hash=protocol, observed=observed, sr=sr, boundary=boundary, output=output,
                     network_parameters=network_parameters(model))
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         x = plan.ground_truth(load_image(ref.path))

@@ -26,6 +26,7 @@ candidate iteration, for the extended restored image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -59,18 +60,41 @@ class StopSettings:
 
     @classmethod
     def from_config(cls, cfg: Mapping | None) -> "StopSettings":
+        """Checked settings: every key and value, one ValueError line saying what is allowed."""
         cfg = dict(cfg or {})
         unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown stop.* keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        defaults = cls()
+        for rule in ONLINE:  # a partial block (stop.wmv={window: 5}) keeps the other defaults
+            block = cfg.get(rule, getattr(defaults, rule))
+            if not isinstance(block, Mapping):
+                raise ValueError(f"stop.{rule} must be a block of {sorted(getattr(defaults, rule))}, got {block!r}")
+            extra = sorted(set(block) - set(getattr(defaults, rule)))
+            if extra:
+                raise ValueError(f"unknown stop.{rule}.* keys {extra}; known: {sorted(getattr(defaults, rule))}")
+            cfg[rule] = {**getattr(defaults, rule), **dict(block)}
         s = cls(**cfg)
-        if s.name not in RULES:
+        if not isinstance(s.name, str) or s.name not in RULES:
             raise ValueError(f"stop={s.name} is not a stopping rule; choose one of {list(RULES)}")
+        if not isinstance(s.early, bool):
+            raise ValueError(f"stop.early must be true or false, got {s.early!r}")
         if s.early and s.name in NEEDS_TRUTH:
             raise ValueError(f"stop={s.name} needs the whole ground-truth curve and cannot stop a run early; "
                              "use stop=wmv, emv or discrepancy with stop.early=true")
-        if int(s.reference_iterations) < 1:
-            raise ValueError(f"stop.reference_iterations must be >= 1, got {s.reference_iterations}")
+        _integer("stop.reference_iterations", s.reference_iterations, 1, "the run length the parameters are for")
+        _integer("stop.wmv.window", s.wmv["window"], 1, "outputs in ES-WMV's window")
+        _integer("stop.wmv.patience", s.wmv["patience"], 1, "iterations without a new minimum before the stop")
+        _integer("stop.emv.patience", s.emv["patience"], 1, "iterations without a new minimum before the stop")
+        _integer("stop.emv.start", s.emv["start"], 0, "the first iteration ES-EMV counts")
+        alpha = s.emv["alpha"]
+        if not _number(alpha) or not 0 < alpha <= 1:
+            raise ValueError(f"stop.emv.alpha must be a number with 0 < alpha <= 1 (ES-EMV's smoothing, 0.1), "
+                             f"got {alpha!r}")
+        tau = s.discrepancy["tau"]
+        if not _number(tau) or not (tau > 0 and math.isfinite(tau)):
+            raise ValueError(f"stop.discrepancy.tau must be a number > 0 (the threshold in noise levels, 1.0), "
+                             f"got {tau!r}")
         return s
 
     def effective(self, iterations: int) -> dict:
@@ -88,6 +112,15 @@ class StopSettings:
     def early_rule(self) -> str | None:
         """The online rule that ends training (None: the full run)."""
         return self.name if self.early and self.name in ONLINE else None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(key: str, value, low: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{key} must be an integer >= {low} ({what}), got {value!r}")
 
 
 class _View:
