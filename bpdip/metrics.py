@@ -34,8 +34,8 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.T
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM per sample, averaged over channels, equal to scikit-image's defaults."""
+def _ssim_stats(x: torch.Tensor, ref: torch.Tensor) -> tuple:
+    """The windowed means and (sample) covariances SSIM needs, for any data range."""
     x, ref = _as_batch(x), _as_batch(ref)
     b, c, h, w = x.shape
     if min(h, w) < WIN_SIZE:
@@ -45,19 +45,30 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.T
     ux, uy, uxx, uyy, uxy = stats.unbind(dim=1)
     cov_norm = WIN_SIZE**2 / (WIN_SIZE**2 - 1)  # sample covariance, skimage's default
     vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
+    return b, c, ux, uy, vx, vy, vxy
+
+
+def _ssim_of(stats: tuple, data_range: float) -> torch.Tensor:
+    b, c, ux, uy, vx, vy, vxy = stats
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.reshape(b, c, -1).mean(dim=(1, 2))
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM per sample, averaged over channels, equal to scikit-image's defaults."""
+    return _ssim_of(_ssim_stats(x, ref), data_range)
 
 
 def quality(x: torch.Tensor, ref: torch.Tensor, shave: int | None = None) -> dict[str, torch.Tensor]:
     """The three numbers logged along a run, for the clipped output ``x``; with ``shave``
     (super-resolution) also ``psnr_y``, the Y-channel PSNR with that border shaved."""
     x = x.clamp(0.0, 1.0)
+    stats = _ssim_stats(x, ref)  # shared by both data ranges: the same numbers as ssim() twice
     out = {
         "psnr": psnr(x, ref),
-        "ssim": ssim(x, ref, data_range=1.0),
-        "ssim_dr2": ssim(x, ref, data_range=2.0),
+        "ssim": _ssim_of(stats, 1.0),
+        "ssim_dr2": _ssim_of(stats, 2.0),
     }
     if shave is not None:
         out["psnr_y"] = psnr_y(x, ref, shave)

@@ -61,3 +61,14 @@ def test_quality_ssim_dr2_is_skimage_with_data_range_2(rng):
         assert float(q["ssim"][0]) == pytest.approx(structural_similarity(ref, x, channel_axis=-1, data_range=1.0),
                                                     abs=1e-10)
         assert abs(float(q["ssim_dr2"][0]) - float(q["ssim"][0])) > 1e-4
+
+
+def test_quality_shares_the_ssim_statistics_and_gives_ssims_numbers():
+    """quality() pools the SSIM statistics once for both data ranges (the output streams
+    measure three images per log): bit for bit what ssim() gives for each range."""
+    g = torch.Generator().manual_seed(3)
+    x, ref = torch.rand(2, 3, 17, 23, generator=g) * 1.2 - 0.1, torch.rand(2, 3, 17, 23, generator=g).double()
+    q = quality(x, ref)
+    assert torch.equal(q["ssim"], ssim(x.clamp(0, 1), ref, 1.0))
+    assert torch.equal(q["ssim_dr2"], ssim(x.clamp(0, 1), ref, 2.0))
+    assert not torch.equal(q["ssim"], q["ssim_dr2"])
