@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from bpdip.paper import canonical_noise
-from bpdip.records import CURVE_COLUMNS, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
+from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
 
 STATUSES = ("complete", "failed", "running")  # image statuses a summary may hold
-METRIC_COLUMNS = list(CURVE_COLUMNS[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds
+METRIC_COLUMNS = list(CURVE_COLUMNS_V2[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds, statistics
 SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "final_psnr",
                   "final_ssim", "final_ssim_dr2", "runtime_s", "iterations", "error",
                   # schema 2: every stopping rule's choice (bpdip.stopping), stop.early's outcome
@@ -143,8 +143,10 @@ def _finite(value) -> bool:
 def _curve_frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return empty_curve()
-    # the other streams' columns (bpdip.report.streams) only where the file has them
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS + [c for c in STREAM_CURVE_COLUMNS if c in rows[0]])
+    # the other streams' columns (bpdip.report.streams) only where the file has values in them
+    # (a schema-3 writer writes every column; psnr_y ones stay empty for deblurring)
+    streams = [c for c in STREAM_CURVE_COLUMNS if any(_finite(r.get(c)) for r in rows)]
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS + streams)
     frame["iteration"] = frame["iteration"].astype("int64")
     # A resumed job may log an iteration twice; the later row is the one that counts.
     frame = frame.drop_duplicates("iteration", keep="last").sort_values("iteration", kind="stable")
