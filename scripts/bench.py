@@ -128,7 +128,8 @@ def parse_args(argv=None):
                         "step's torch.profiler table for those variants at each problem")
     p.add_argument("--cpu-problems", help="net:size comma list for --cpu-matrix (default small:96,paper:128,paper:256)")
     p.add_argument("--cpu-variants", help="variants for --cpu-matrix (default: all of bpdip.bench.cpu.CPU_VARIANTS)")
-    p.add_argument("--rounds", type=int, default=5, help="A/B rounds of --cpu-matrix")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="A/B rounds of --cpu-matrix and of the streams' overhead pair (issue 21 used 5)")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
     p.add_argument("--boundary", action="store_true", help="only issue 19's row: ms/step of boundary=valid vs "
                    "circular (paper net 128 px, small net 96 px; bpdip.bench.boundary); --boundary-sizes for a smoke")
