@@ -159,7 +159,7 @@ def load_checkpoint(path: Path | None) -> dict | None:
     """The checkpoint at ``path`` as plain data, or None if absent.
 
     Loaded with ``weights_only=True``: tensors, dicts, lists, strings and numbers only, so a
-    file planted in a shared results store can never run code (README, "Trust"). Raises
+    file planted in a shared results store can never run code (docs/store.md, "Trust"). Raises
     :class:`UnfitCheckpoint` when the file is unreadable or refused by the safe loader.
     """
     if path is None or not Path(path).is_file():

@@ -176,5 +176,5 @@ def make_loss(
     ``op`` is the degradation (:class:`bpdip.physics.Operator`). ``fidelity`` is a name of
     :data:`FIDELITIES` or the import path of your own class, called as
     ``cls(op, y, sigma, **params)`` (subclass :class:`Fidelity` for the usual
-    ``||G (y - A x)||^2`` form; README "Extend it")."""
+    ``||G (y - A x)||^2`` form; docs/extending.md)."""
     return Loss(resolve(FIDELITIES, fidelity, "loss.fidelity")(op, y, sigma, **params), tv_weight)

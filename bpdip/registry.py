@@ -3,7 +3,7 @@
 A config names a loss's fidelity, a kernel or a network by a short name from a registry
 (``bpdip.losses.FIDELITIES``, ``bpdip.physics.kernels.KERNELS``, ``bpdip.models.MODELS``)
 or by an import path, ``mypkg.module.Name`` or ``mypkg.module:Name``, so that a new loss,
-kernel or network needs no edit of bpdip (README "Extend it"). The module must be
+kernel or network needs no edit of bpdip (docs/extending.md). The module must be
 importable by the job: on ``PYTHONPATH``, or installed.
 """
 

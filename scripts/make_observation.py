@@ -1,4 +1,4 @@
-"""Make the shipped example observation in data/observed/ as a camera makes it (README,
+"""Make the shipped example observation in data/observed/ as a camera makes it (docs/photographs.md,
 "A real blurred photograph"; issue 19).
 
 An image that is not in Set14 (scikit-image's ``chelsea``, a cat) is blurred *linearly*:

@@ -8,7 +8,7 @@ MODELS = {"skip": SkipNet}
 
 def build_model(name: str = "skip", **params):
     """A network by name, or the import path of your own ``nn.Module`` class, built with
-    the model config's other keys (README "Extend it"). It maps (B, in_channels, H, W) to
+    the model config's other keys (docs/extending.md). It maps (B, in_channels, H, W) to
     (B, 3, H, W); ``check_size(h, w)`` is optional, and ``engine.stack`` needs SkipNet."""
     return resolve(MODELS, name, "model.name")(**params)
 

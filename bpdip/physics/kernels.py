@@ -120,7 +120,7 @@ def motion(length: float = 11.0, angle: float = 30.0, size: int | None = None) -
 
 
 KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2,
-           "shake": motion}  # conf/kernel/shake.yaml (README "Extend it" names its own kernel motion)
+           "shake": motion}  # conf/kernel/shake.yaml (docs/extending.md names its own kernel motion)
 
 
 def validate_kernel(k: np.ndarray, source: str = "kernel") -> np.ndarray:
@@ -170,7 +170,7 @@ def make_kernel(name: str, path: str | Path | None = None, **params) -> np.ndarr
     """Build a kernel by name (``uniform``, ``radial``, ``gaussian``; for super-resolution
     ``bicubic`` and ``lanczos2`` with ``factor=s``), ``file`` with a path,
     or the import path of your own function ``f(**params) -> 2-D array`` (validated and
-    normalised like the others; README "Extend it")."""
+    normalised like the others; docs/extending.md)."""
     if name == "file":
         if not path:
             raise ValueError("kernel=file needs kernel.path=/path/to/kernel.(npy|png|txt)")
