@@ -1,5 +1,5 @@
 """Make the shipped example observation in data/observed/ as a camera makes it (docs/photographs.md,
-"A real blurred photograph"; issue 19).
+"The shipped example"; issue 19).
 
 An image that is not in Set14 (scikit-image's ``chelsea``, a cat) is blurred *linearly*:
 the 96x96 centre crop grown by the kernel's reach (110x110 for the paper's 15x15 gaussian)
