@@ -562,10 +562,9 @@ def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> 
 
 def _framed(t: torch.Tensor, frame) -> torch.Tensor:
     """y's frame (top, left, h, w) of a (B, C, H, W) output; the output itself for None."""
-    if frame is None:
-        return t
-    top, left, h, w = frame
-    return t[..., top : top + h, left : left + w]
+    from bpdip.physics.valid import crop
+
+    return t if frame is None else crop(t, frame)
 
 
 def _seconds(t0: float, device: torch.device) -> float:

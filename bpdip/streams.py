@@ -174,10 +174,9 @@ class Streams:
         return (self.cand_clean if stream == "clean" else self.cand_average)[rule]
 
     def _framed(self, t: torch.Tensor) -> torch.Tensor:
-        if self.frame is None:
-            return t
-        top, left, h, w = self.frame
-        return t[..., top : top + h, left : left + w]
+        from bpdip.physics.valid import crop
+
+        return t if self.frame is None else crop(t, self.frame)
 
     # ---- checkpoints --------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
