@@ -130,8 +130,8 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
             extra = fields[len(CURVE_COLUMNS_V2):] if fields[:len(CURVE_COLUMNS_V2)] == CURVE_COLUMNS_V2 else None
             if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(STREAM_COLUMNS)
                                                or len(set(extra)) < len(extra)):
-                raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)} "
-                                    f"(or without some of {list(STREAM_COLUMNS)})")
+                raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS_V2)} "
+                                    f"(then any of {list(STREAM_COLUMNS)})")
             rows = []
             for row in reader:
                 if None in row.values() or None in row:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpdip.records import CURVE_COLUMNS, CorruptRecord, read_metrics_csv, write_json
+from bpdip.records import CURVE_COLUMNS_V2, CorruptRecord, read_metrics_csv, write_json
 from bpdip.report import build_report, load_local, write_report
 from bpdip.report.build import markdown
 
@@ -41,7 +41,7 @@ def write_stream_job(root: Path, loss: str, seed: int, images: dict, var=0.3, ch
     root.mkdir(parents=True, exist_ok=True)
     chosen = chosen or {}
     names = [s for s in ("clean", "average") if streams and any(s in v for v in images.values())]
-    header = [*CURVE_COLUMNS, *(f"{s}_{m}" for s in names for m in ("psnr", "ssim", "ssim_dr2"))]
+    header = [*CURVE_COLUMNS_V2, *(f"{s}_{m}" for s in names for m in ("psnr", "ssim", "ssim_dr2"))]
     rows, entries = [], {}
     for name, curves in images.items():
         for k, it in enumerate(ITERS):
