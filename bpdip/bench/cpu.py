@@ -16,6 +16,7 @@ Threads are part of a variant: ``@2`` runs with 2 torch threads, everything else
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -50,10 +51,11 @@ def _step(net: str, prob, engine: EngineSettings) -> TrainStep:
     h, w = prob.hw
     z = torch.rand(1, 32, h, w, generator=torch.Generator().manual_seed(1)) * 0.1
     opt = make_optimizer(model.parameters(), 0.01, engine, torch.device("cpu"))
-    step = TrainStep(model, prob.loss, z, 0.03, opt, engine, torch.device("cpu"))
+    # TrainStep's own compile resets dynamo (a fresh run), which would throw away the other
+    # compiled variants of this block: compile here instead (the matrix resets once per problem)
+    step = TrainStep(model, prob.loss, z, 0.03, opt, dataclasses.replace(engine, compile=False),
+                     torch.device("cpu"))
     if engine.compile:
-        # TrainStep resets dynamo for a fresh run; here several compiled steps live side by
-        # side, so compile without the reset (the matrix resets once per problem)
         step.forward = torch.compile(model)
     return step
 
