@@ -29,4 +29,14 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    from bpdip.cli import bad_choice
+
+    # an unknown group option (kernel=foo) gets one line here, not Hydra's multi-line message
+    message = bad_choice(sys.argv[1:], Path(__file__).resolve().parent / "conf")
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     main()
