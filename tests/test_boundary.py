@@ -43,6 +43,8 @@ def test_circular_is_the_default_and_leaves_run_ids_unchanged(cfg_of):
     valid = plan_cell(cfg_of("boundary=valid"))
     assert valid.config_hash != with_group.config_hash
     assert plan_cell(cfg_of("boundary=valid", "boundary.cg_tol=1e-3")).config_hash != valid.config_hash
+    assert plan_cell(cfg_of("boundary.fft_grid=x")).config_hash == with_group.config_hash
+    assert plan_cell(cfg_of("boundary=valid", "boundary.fft_grid=x")).config_hash != valid.config_hash
 
 
 def test_valid_x_is_the_crop_grown_by_the_kernels_reach(cfg_of):
@@ -164,6 +166,7 @@ def test_observed_data_defaults_to_valid_and_takes_circular(cfg_of):
     ("boundary.cg_tol=2", "boundary.cg_tol must be a number in"),
     ("boundary.cg_max_iter=0", "boundary.cg_max_iter must be an integer >= 1"),
     ("boundary.cg_max_iter=1.5", "boundary.cg_max_iter must be an integer >= 1"),
+    ("boundary.fft_grid=slow", "boundary.fft_grid='slow' is not an FFT grid"),
     ("data.crop=270", "needs a 284x284 window .* the kernel is too large for this image"),
     ("task=sr", "boundary=valid is for deblurring"),
 ])
@@ -183,6 +186,6 @@ def test_unknown_boundary_lists_the_options(tmp_path):
     env = {**os.environ, "BPDIP_RESULTS": str(tmp_path / "store")}
     out = subprocess.run([sys.executable, str(ROOT / "run.py"), "boundary=foo"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "Could not find 'boundary/foo'" in out.stderr
-    assert out.stderr.split("Available options in 'boundary':")[1].split()[:2] == ["circular", "valid"]
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: boundary=foo is not an option of config group 'boundary'; use one of: circular, valid (conf/boundary/)"]

@@ -42,10 +42,13 @@ def t64(a, shape):
     return torch.from_numpy(np.ascontiguousarray(a).reshape(C, *shape))[None]
 
 
-@pytest.fixture(params=sorted(KERNELS))
+@pytest.fixture(params=[(k, g) for k in sorted(KERNELS) for g in ("fast", "x")], ids=lambda p: "-".join(p))
 def case(request, rng):
-    k = KERNELS[request.param]
-    op = ValidBlur(k, Y_SHAPE, cg_tol=1e-12, cg_max_iter=500)
+    name, grid = request.param
+    k = KERNELS[name]
+    op = ValidBlur(k, Y_SHAPE, cg_tol=1e-12, cg_max_iter=500, fft_grid=grid)
+    if grid == "fast" and name == "3x3":
+        assert op.grid == (9, 12) != op.in_shape  # x is 9x11: the FFTs run on a larger grid
     A = dense_valid(k, Y_SHAPE)
     x = rng.random((C, A.shape[1]))
     y = rng.random((C, A.shape[0]))
@@ -87,14 +90,14 @@ def test_gram_apply_preconditioner_and_solve_equal_dense_matrices(case, eps):
     G = A @ A.T + eps * np.eye(A.shape[0])
     yt = t64(y, op.out_shape)
     np.testing.assert_allclose(op.gram_apply(yt, eps)[0].reshape(C, -1).numpy(), y @ G, rtol=1e-6, atol=1e-8)
-    # the preconditioner: the frame's block of the inverse circulant of x's grid (SPD)
-    big = Blur(k, op.in_shape)
-    n = op.in_shape[0] * op.in_shape[1]
-    Hd = np.stack([big.A(torch.from_numpy(np.eye(n)[j].reshape(op.in_shape))[None, None])[0, 0].numpy().ravel()
+    # the preconditioner: the frame's block of the inverse circulant of the FFT grid (SPD)
+    big = Blur(k, op.grid)
+    n = op.grid[0] * op.grid[1]
+    Hd = np.stack([big.A(torch.from_numpy(np.eye(n)[j].reshape(op.grid))[None, None])[0, 0].numpy().ravel()
                    for j in range(n)], axis=1)
     inv = np.linalg.inv(Hd @ Hd.T + eps * np.eye(n))
     top, left, h, w = op.frame
-    idx = np.array([(top + i) * op.in_shape[1] + left + j for i in range(h) for j in range(w)])
+    idx = np.array([(top + i) * op.grid[1] + left + j for i in range(h) for j in range(w)])
     P = inv[np.ix_(idx, idx)]
     assert np.linalg.eigvalsh((P + P.T) / 2).min() > 0
     np.testing.assert_allclose(op.gram_precondition(yt, eps)[0].reshape(C, -1).numpy(), y @ P.T,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bpdip.physics.valid import valid_frame, valid_in_shape
+from bpdip.physics.valid import FFT_GRIDS, valid_frame, valid_in_shape
 
 BOUNDARIES = ("circular", "valid")
 MIN_FRAME = 7  # SSIM's window (bpdip.metrics): y's frame must hold one
@@ -29,6 +29,7 @@ class BoundarySettings:
     name: str = "circular"
     cg_tol: float = 1e-6
     cg_max_iter: int = 100
+    fft_grid: str = "fast"
 
     @property
     def valid(self) -> bool:
@@ -51,6 +52,8 @@ class BoundarySettings:
         its = s.cg_max_iter
         if isinstance(its, bool) or not isinstance(its, int) or its < 1:
             raise ValueError(f"boundary.cg_max_iter must be an integer >= 1, got {its!r}")
+        if s.fft_grid not in FFT_GRIDS:
+            raise ValueError(f"boundary.fft_grid={s.fft_grid!r} is not an FFT grid; use one of {list(FFT_GRIDS)}")
         return s
 
     def x_shape(self, y_shape: tuple[int, int], kernel: np.ndarray) -> tuple[int, int]:

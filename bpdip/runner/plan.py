@@ -149,7 +149,7 @@ class CellPlan:
         if self.boundary.valid:
             frame = self.boundary.frame(shape, self.kernel)
             return ValidBlur(self.kernel, frame[2:], device=device, cg_tol=self.boundary.cg_tol,
-                             cg_max_iter=self.boundary.cg_max_iter)
+                             cg_max_iter=self.boundary.cg_max_iter, fft_grid=self.boundary.fft_grid)
         if self.sr is None:
             return Blur(self.kernel, shape, device=device)
         return SuperResolution(self.kernel, shape, self.sr.factor, device=device)
