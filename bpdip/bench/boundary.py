@@ -6,7 +6,9 @@ gaussian kernel. Target: valid <= 1.3x circular.
 Both run through ``bpdip.loop.restore`` with the plain eager engine for ``2 * steps + 1``
 iterations logged every ``steps``; ms/step is the wall time between the logs at ``steps``
 and ``2 * steps`` over ``steps`` (the first ``steps`` are the warm-up: the CG warm start
-has settled). The valid row also gives the CG iterations per solve (mean over the run).
+has settled). The valid row also gives the CG iterations per solve (mean over the run) and
+``pixel_ratio``, x's pixels over y's: the network's share of the step grows by that much, so
+the ratio cannot fall below it however cheap the solve.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def boundary_rows(device, steps: int, cases=CASES, tols=(1e-6,)) -> list[dict]:
         for tol in tols:
             row = {"net": name, **measure_boundary(net, size, "valid", device, steps, tol)}
             row["ratio_to_circular"] = row["ms_per_step"] / circ["ms_per_step"]
+            # the network runs on x, which has this many times y's pixels: a floor on the ratio
+            row["pixel_ratio"] = row["x_size"][0] * row["x_size"][1] / size**2
             row["meets_target"] = row["ratio_to_circular"] <= TARGET
             rows.append(row)
     return rows
