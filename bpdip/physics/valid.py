@@ -21,7 +21,7 @@ The FFT grid. Since no output pixel of the frame reads outside x, the circular b
 on any grid at least x's size, with x zero-padded at its far (bottom, right) edges: A, A^T
 and ``A A^T`` are the same matrices (``H^T E y`` is zero outside x: a pixel there feeds no
 frame pixel). ``fft_grid="fast"`` (the default) takes the smallest grid >= x whose sides are
-products of 2, 3, 5 and 7 (``scipy.fft.next_fast_len``): x's own side can hold a large
+products of 2, 3 and 5 (``scipy.fft.next_fast_len(n, real=True)``): x's own side can hold a large
 prime (128 + 15 - 1 = 142 = 2 * 71), where a float64 FFT pair is 14x slower than at 144
 (``scripts/bench.py --boundary``). ``fft_grid="x"`` keeps x's grid (issue 19's first
 version). Only the preconditioner below depends on the grid (it is the principal block of
