@@ -189,3 +189,24 @@ def test_unknown_boundary_lists_the_options(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [
         "error: boundary=foo is not an option of config group 'boundary'; use one of: circular, valid (conf/boundary/)"]
+
+
+def test_the_report_keeps_valid_and_circular_apart(cfg_of, tmp_path):
+    from bpdip.report import build_report, load_local
+    from bpdip.report.build import markdown
+
+    base = ("data.images=[face]", "loss.iterations=4", "log_every=2")
+    circ = run_cell(cfg_of(*base), tmp_path / "circular")
+    valid = run_cell(cfg_of(*base, "boundary=valid"), tmp_path / "valid")
+    report = build_report(load_local([str(tmp_path)]))
+    by_kernel = {c.cell.kernel: c for c in report.cells if c.sources}
+    assert set(by_kernel) == {"gaussian", "gaussian-valid"}  # two columns, never one mean
+    for kernel, summary in (("gaussian", circ), ("gaussian-valid", valid)):
+        [seed] = by_kernel[kernel].valued_seeds
+        assert seed.images["face"].summary["final_psnr"] == summary["images"]["face"]["final_psnr"]
+    md = markdown(report)
+    # the valid cell is not the paper's experiment: outside Table I, in its own table
+    outside = md.split("## Settings outside the paper's grid")[1].split("\n## ")[0]
+    assert "| bp / gaussian-valid / var 0.3 |" in outside and "| bp / gaussian / var 0.3 |" not in outside
+    baselines = md.split("## Baselines")[1].split("\n## ")[0]
+    assert "(circular)" in baselines and "(valid)" in baselines and "gaussian-valid" not in baselines

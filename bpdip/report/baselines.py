@@ -26,12 +26,17 @@ def _boundary(c) -> str:
     return str((c.run.get("cell") or {}).get("boundary") or "circular")
 
 
+def _kernel(c) -> str:
+    """The record's own kernel name (the report's Cell folds a valid boundary into it)."""
+    return str((c.run.get("cell") or {}).get("kernel") or c.cell.kernel)
+
+
 def baselines_table(report) -> pd.DataFrame:
     """baselines.csv: per (kernel, noise_var, boundary, method), the mean metrics over the
     unique (seed, image) records with that baseline, and the parameters it used."""
     seen: dict = {}
     for c in report.cells:
-        key = (c.cell.kernel, c.cell.noise_var, _boundary(c))
+        key = (_kernel(c), c.cell.noise_var, _boundary(c))
         for r in c.valued_seeds:
             for name in r.used:
                 for b in r.images[name].summary.get("baselines") or []:

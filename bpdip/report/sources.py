@@ -39,7 +39,12 @@ class Cell:
     """One setting: blur kernel, noise variance (0..255 scale), loss, and the task:
     ``deblur`` (Table I's; records without ``run.cell.task`` read as deblurring) or a
     super-resolution label such as ``sr-x4`` / ``sr-x4-pil`` (bpdip.runner.plan.SRSettings).
-    Settings of different tasks are different cells, so they are never averaged together."""
+    Settings of different tasks are different cells, so they are never averaged together.
+
+    A record's non-circular boundary (``run.cell.boundary``, issue 19) is a different
+    degradation of the same image, so it goes into the kernel's label: ``gaussian-valid``
+    is its own column beside ``gaussian``, never averaged with it, and never compared with
+    the paper's (circular) Table I."""
 
     kernel: str
     noise_var: float
@@ -52,7 +57,10 @@ class Cell:
             task = d.get("task") or "deblur"
             if not isinstance(task, str):
                 raise TypeError(f"task {task!r} is not a string")
-            return cls(str(d["kernel"]), canonical_noise(d["noise_var"]), str(d["loss"]), task)
+            kernel, boundary = str(d["kernel"]), d.get("boundary") or "circular"
+            if boundary != "circular":
+                kernel = f"{kernel}-{boundary}"
+            return cls(kernel, canonical_noise(d["noise_var"]), str(d["loss"]), task)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptRecord(f"run.cell must hold kernel, noise_var (number) and loss, got {d!r} ({exc})")
 
