@@ -150,12 +150,25 @@ def test_unknown_choice_lists_the_valid_ones_in_one_line(tmp_path):
     (["experiment=tabel1"], "experiment=tabel1 is not an option of config group 'experiment'"),
     (["+kernel=foo"], "kernel=foo is not an option"),
     (["kernel=gaussian", "loss=bp", "kernel.size=9", "seed=3", "hydra/launcher=nosuch", "loss=choice(bp,x)"], None),
+    (["--config-dir", str(ROOT / "conf" / "README.md"), "kernel=nosuch"], "kernel=nosuch is not an option"),
+    (["hydra.searchpath=[pkg://mine]", "kernel=mine"], None),
 ])
 def test_bad_choice_reads_group_overrides_only(argv, message):
     from bpdip.cli import bad_choice
 
     got = bad_choice(argv, ROOT / "conf")
     assert (got is None) if message is None else (message in got and "\n" not in got)
+
+
+def test_bad_choice_reads_a_users_config_dir(tmp_path):
+    from bpdip.cli import bad_choice
+
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / "motion.yaml").write_text("name: motion\n")
+    assert bad_choice(["-m", "--config-dir", str(tmp_path), "kernel=motion,uniform"], ROOT / "conf") is None
+    assert bad_choice([f"-cd={tmp_path}", "kernel=motion"], ROOT / "conf") is None
+    assert "use one of: bicubic, file, gaussian, lanczos2, motion," in bad_choice(
+        ["--config-dir", str(tmp_path), "kernel=blur"], ROOT / "conf")
 
 
 def test_missing_image_fails_before_training(tmp_path):
