@@ -61,7 +61,7 @@ def test_observed_run_restores_without_any_psnr(cfg_of, tmp_path):
     from bpdip.report.build import markdown
 
     rep = build_report(load_local([str(tmp_path / "job")]))
-    [cell] = [c for c in rep.cells if c.cell.kernel == "file"]
+    [cell] = [c for c in rep.cells if c.cell.kernel == "file-valid"]  # data=observed: boundary=valid
     assert cell.no_truth and cell.flags == [] and cell.peak is None
     rows = rep.stopping.set_index("rule")
     assert rows.loc["wmv", "iteration"] == wmv["iteration"] and math.isnan(rows.loc["wmv", "mean_psnr"])
