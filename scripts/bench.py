@@ -134,7 +134,7 @@ def parse_args(argv=None):
     p.add_argument("--boundary", action="store_true", help="only issue 19's row: ms/step of boundary=valid vs "
                    "circular (paper net 128 px, small net 96 px; bpdip.bench.boundary); --boundary-sizes for a smoke")
     p.add_argument("--boundary-sizes", help="comma list NET:SIZE replacing paper:128,small:96 (e.g. slim:24)")
-    p.add_argument("--boundary-tols", default="1e-6", help="CG tolerances of the valid rows")
+    p.add_argument("--boundary-tols", default="1e-4", help="CG tolerances of the valid rows (default: boundary.cg_tol's)")
     args = p.parse_args(argv)
     if args.log_every is None:  # the timing window runs from one logged iteration to another
         args.log_every = args.steps if 0 < args.steps < 100 else math.gcd(args.steps, 100) or 100

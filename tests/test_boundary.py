@@ -43,6 +43,12 @@ def test_circular_is_the_default_and_leaves_run_ids_unchanged(cfg_of):
     valid = plan_cell(cfg_of("boundary=valid"))
     assert valid.config_hash != with_group.config_hash
     assert plan_cell(cfg_of("boundary=valid", "boundary.cg_tol=1e-3")).config_hash != valid.config_hash
+    # LS never solves: under valid its id ignores the CG keys, but not the boundary itself
+    ls = plan_cell(cfg_of("boundary=valid", "loss=ls_tv"))
+    assert ls.config_hash != plan_cell(cfg_of("loss=ls_tv")).config_hash
+    assert plan_cell(cfg_of("boundary=valid", "loss=ls_tv", "boundary.cg_tol=1e-3",
+                            "boundary.cg_max_iter=7")).config_hash == ls.config_hash
+    assert plan_cell(cfg_of("boundary=valid", "loss=ls_tv", "boundary.fft_grid=x")).config_hash != ls.config_hash
     assert plan_cell(cfg_of("boundary.fft_grid=x")).config_hash == with_group.config_hash
     assert plan_cell(cfg_of("boundary=valid", "boundary.fft_grid=x")).config_hash != valid.config_hash
 
@@ -84,7 +90,7 @@ def test_a_valid_run_measures_y_frame_and_keeps_the_extended_image(cfg_of, tmp_p
     summary = run_cell(cfg, tmp_path / "job")
     entry = summary["images"]["face"]
     assert entry["status"] == "complete" and summary["run"]["cell"]["boundary"] == "valid"
-    assert entry["cg"]["solves"] == entry["iterations"] and entry["cg"]["residual_max"] <= 1e-6
+    assert entry["cg"]["solves"] == entry["iterations"] and entry["cg"]["residual_max"] <= cfg.boundary.cg_tol
     restored = tmp_path / "job" / "restored"
     assert Image.open(restored / "face.png").size == (40, 40)
     ext = np.asarray(Image.open(restored / "face.extended.png"))

@@ -147,6 +147,7 @@ def test_bp_gradcheck_in_float64(rng):
 def test_forced_cg_on_a_circular_blur_equals_the_fft_loss(rng):
     k = make_kernel("gaussian", size=5, std=1.6)
     op = Blur(k, (11, 13))
+    op.cg_tol = 1e-9  # the 1e-6 agreement, from a solve tighter than boundary.cg_tol's 1e-4 default
     y = torch.from_numpy(rng.random((2, C, 11, 13))).float()
     x = torch.from_numpy(rng.random((2, C, 11, 13))).float()
     fft, cg = BP(op, y, 0.02), BP(op, y, 0.02, solver="cg")

@@ -111,7 +111,7 @@ class ValidBlur(Operator):
 
     circulant = False
 
-    def __init__(self, kernel: np.ndarray, shape: tuple[int, int], device="cpu", cg_tol: float = 1e-6,
+    def __init__(self, kernel: np.ndarray, shape: tuple[int, int], device="cpu", cg_tol: float = 1e-4,
                  cg_max_iter: int = 100, fft_grid: str = "fast"):
         kernel = np.asarray(kernel, dtype=np.float64)
         self.out_shape = (int(shape[0]), int(shape[1]))

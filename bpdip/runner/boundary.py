@@ -27,7 +27,7 @@ MIN_FRAME = 7  # SSIM's window (bpdip.metrics): y's frame must hold one
 @dataclass(frozen=True)
 class BoundarySettings:
     name: str = "circular"
-    cg_tol: float = 1e-6
+    cg_tol: float = 1e-4
     cg_max_iter: int = 100
     fft_grid: str = "fast"
 

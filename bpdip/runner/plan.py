@@ -315,6 +315,10 @@ def _plan(cfg) -> CellPlan:
     if not boundary.valid:
         # the paper's model, as before the boundary group existed: every circular id is unchanged
         rcfg.pop("boundary", None)
+    elif fidelity == "ls" and isinstance(rcfg.get("boundary"), dict):
+        # LS never solves (A A^T + eps I) u = r: the CG settings change nothing it computes
+        for key in ("cg_tol", "cg_max_iter"):
+            rcfg["boundary"].pop(key, None)
     if not stop.early and isinstance(rcfg.get("stop"), dict):
         # every run evaluates every rule: without stop.early the named rule changes nothing
         rcfg["stop"].pop("name", None)
