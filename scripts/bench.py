@@ -134,6 +134,8 @@ def parse_args(argv=None):
     p.add_argument("--boundary", action="store_true", help="only issue 19's row: ms/step of boundary=valid vs "
                    "circular (paper net 128 px, small net 96 px; bpdip.bench.boundary); --boundary-sizes for a smoke")
     p.add_argument("--boundary-sizes", help="comma list NET:SIZE replacing paper:128,small:96 (e.g. slim:24)")
+    p.add_argument("--boundary-accuracy", action="store_true", help="with --boundary: how exact BP's value and "
+                   "gradient are at each --boundary-tols (replayed residuals of a real run; no timing)")
     p.add_argument("--boundary-tols", default="1e-4", help="CG tolerances of the valid rows (default: boundary.cg_tol's)")
     args = p.parse_args(argv)
     if args.log_every is None:  # the timing window runs from one logged iteration to another
@@ -394,14 +396,21 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
 
 
 def _boundary(args, device) -> dict:
-    from bpdip.bench.boundary import CASES, SMALL, boundary_rows, print_rows
+    from bpdip.bench.boundary import CASES, SMALL, accuracy_rows, boundary_rows, print_accuracy, print_rows
 
     nets = {"paper": {}, "small": SMALL, **NETS}
     cases = [(n, nets[n], int(s)) for n, s in (c.split(":") for c in args.boundary_sizes.split(","))] \
         if args.boundary_sizes else CASES
-    rows = boundary_rows(device, args.steps, cases, tuple(float(t) for t in args.boundary_tols.split(",")))
-    print_rows(rows)
-    report = {"boundary": rows, "device": device_info(device), "steps": args.steps,
+    tols = tuple(float(t) for t in args.boundary_tols.split(","))
+    if args.boundary_accuracy:
+        rows = accuracy_rows(device, args.steps, cases, tols)
+        print_accuracy(rows)
+        key = "accuracy"
+    else:
+        rows = boundary_rows(device, args.steps, cases, tols)
+        print_rows(rows)
+        key = "boundary"
+    report = {key: rows, "device": device_info(device), "steps": args.steps,
               "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     if args.out:
         write_json(args.out, report)

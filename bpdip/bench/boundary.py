@@ -9,6 +9,12 @@ and ``2 * steps`` over ``steps`` (the first ``steps`` are the warm-up: the CG wa
 has settled). The valid row also gives the CG iterations per solve (mean over the run) and
 ``pixel_ratio``, x's pixels over y's: the network's share of the step grows by that much, so
 the ratio cannot fall below it however cheap the solve.
+
+``scripts/bench.py --boundary --boundary-accuracy`` (:func:`accuracy_rows`) instead measures
+what a tolerance costs in exactness: the residuals r of a real valid run, replayed through
+warm-started solves at each ``cg_tol``, against a solve to 1e-12. Per tolerance: the worst
+relative error of BP's value <u, r> and of its gradient's direction A^T u (issue 19's
+"value and gradient exact to that tolerance"), and the mean iterations per solve.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ TARGET = 1.3
 
 
 def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg_tol: float = 1e-4,
-                     kernel: str = "gaussian", var: float = 2.0) -> dict:
+                     kernel: str = "gaussian", var: float = 2.0, capture: dict | None = None) -> dict:
+    """One row; ``capture`` (a dict) receives the run's operator, BP's eps and every residual
+    it solved for (for :func:`accuracy_rows`)."""
     from bpdip.bench.measure import Times
     from bpdip.data import SET14_DIR, center_crop, load_image
     from bpdip.loop import LoopSettings, restore, seeded_model
@@ -49,6 +57,11 @@ def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg
 
     yt = t(y, torch.float32)
     loss = make_loss("bp", op, yt, noise_sigma(var), 1e-3)  # BP-TV (PROTOCOL "Losses")
+    if capture is not None:
+        bp = loss.fidelity
+        capture.update(op=op, eps=bp.eps, r=[])
+        solve = bp.solve
+        bp.solve = lambda r: capture["r"].append(r.detach().double().clone()) or solve(r)
     model = seeded_model(lambda: SkipNet(**net), 1)
     times = Times("r0")
     settings = LoopSettings(iterations=2 * steps + 1, log_every=steps, progress=False)
@@ -77,6 +90,39 @@ def boundary_rows(device, steps: int, cases=CASES, tols=(1e-4,)) -> list[dict]:
             row["meets_target"] = row["ratio_to_circular"] <= TARGET
             rows.append(row)
     return rows
+
+
+def accuracy_rows(device, steps: int, cases=CASES, tols=(1e-6, 1e-5, 1e-4, 1e-3)) -> list[dict]:
+    """Per (net, size) and tolerance: how exact BP's value and gradient are (module docstring)."""
+    from bpdip.physics.cg import CGStats
+
+    rows = []
+    for name, net, size in cases:
+        cap = {}
+        measure_boundary(net, size, "valid", device, steps, 1e-6, capture=cap)
+        op, eps, residuals = cap["op"], cap["eps"], cap["r"]
+        op.cg_tol, op.cg_max_iter = 1e-12, 1000
+        exact = [op.gram_solve(r, eps) for r in residuals]  # cold: independent of the chains below
+        for tol in tols:
+            op.cg_tol, op.cg_max_iter = tol, 100
+            stats, u, value_err, grad_err = CGStats(), None, 0.0, 0.0
+            for r, ue in zip(residuals, exact):
+                u = op.gram_solve(r, eps, x0=u, stats=stats)  # warm-started, as BP solves in a run
+                value = float((ue * r).sum())
+                value_err = max(value_err, abs(float((u * r).sum()) - value) / abs(value))
+                g, ge = op.A_adjoint(u.float()).double(), op.A_adjoint(ue.float()).double()
+                grad_err = max(grad_err, float((g - ge).norm() / ge.norm()))
+            rows.append({"net": name, "size": size, "cg_tol": tol, "solves": len(residuals),
+                         "cg_iterations_mean": stats.summary()["iterations_mean"][0],
+                         "value_rel_error_max": value_err, "gradient_rel_error_max": grad_err})
+    return rows
+
+
+def print_accuracy(rows: list[dict]) -> None:
+    print(f"{'net':6} {'size':>5} {'cg_tol':>7} {'CG its':>7} {'value err':>10} {'grad err':>10}")
+    for r in rows:
+        print(f"{r['net']:6} {r['size']:>5} {r['cg_tol']:7.0e} {r['cg_iterations_mean']:7.1f} "
+              f"{r['value_rel_error_max']:10.2e} {r['gradient_rel_error_max']:10.2e}")
 
 
 def print_rows(rows: list[dict]) -> None:
