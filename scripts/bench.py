@@ -407,10 +407,10 @@ def _boundary(args, device) -> dict:
         print_accuracy(rows)
         key = "accuracy"
     else:
-        rows = boundary_rows(device, args.steps, cases, tols)
+        rows = boundary_rows(device, args.steps, cases, tols, args.rounds)
         print_rows(rows)
         key = "boundary"
-    report = {key: rows, "device": device_info(device), "steps": args.steps,
+    report = {key: rows, "device": device_info(device), "steps": args.steps, "rounds": args.rounds,
               "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     if args.out:
         write_json(args.out, report)

@@ -14,8 +14,10 @@ def test_boundary_rows_time_both_models_and_count_cg_iterations(tmp_path):
     spec.loader.exec_module(bench)
     out = tmp_path / "b.json"
     report = bench.main(["--device", "cpu", "--boundary", "--boundary-sizes", "slim:17", "--steps", "2",
-                         "--boundary-tols", "1e-6,1e-2", "--out", str(out)])
+                         "--boundary-tols", "1e-6,1e-2", "--rounds", "2", "--out", str(out)])
     circ, tight, loose = report["boundary"]
+    # two alternated rounds: the ratio is the median (here the mean) of the two rounds' ratios
+    assert len(tight["round_ratios"]) == 2 and tight["ratio_to_circular"] == sum(tight["round_ratios"]) / 2
     assert circ["boundary"] == "circular" and circ["x_size"] == [17, 17] and circ["cg_iterations_mean"] is None
     assert tight["x_size"] == [31, 31] and tight["cg_tol"] == 1e-6 and tight["ratio_to_circular"] > 0
     # a looser tolerance never needs more iterations (same problem, same warm starts)

@@ -69,3 +69,22 @@ def test_photo_evidence_end_to_end_at_a_tiny_scale(tmp_path):
     assert set(result["targets"]) >= {"bp_tv_valid", "input", "wiener_oracle", "circular"}
     assert Image.open(out / "photo.png").size[0] > 0
     assert (out / "jobs" / "coffee-shake" / "bp_tv-valid" / "restored" / "coffee-shake.extended.png").is_file()
+
+
+def test_cg_tol_check_runs_both_tolerances_and_compares_their_curves(tmp_path):
+    """scripts/cg_tol_check.py at a tiny scale: one valid BP run per tolerance, read back from
+    the records; the reference's curve gap to itself is 0, and the loose solve is cheaper."""
+    check = _script("cg_tol_check")
+    out = tmp_path / "tol"
+    assert check.main(["--out", str(out), "--tols", "1e-8,1e-2", "--images", "face", "--kernels", "gaussian",
+                       "--losses", "bp", "--crop", "24", "--model", "slim", "--iterations", "6", "--log-every",
+                       "2"]) == 0
+    df = pd.read_csv(out / "per_run.csv")
+    assert list(df.cg_tol) == [1e-8, 1e-2] and (df.image == "face").all() and (df.loss == "bp").all()
+    ref, loose = df.iloc[0], df.iloc[1]
+    assert ref.max_curve_gap_db == 0 and np.isfinite(loose.max_curve_gap_db)
+    assert loose.cg_iterations_mean < ref.cg_iterations_mean
+    assert np.isfinite(df.peak_psnr).all() and np.isfinite(df.final_psnr).all()
+    assert "| 0.01 |" in (out / "summary.md").read_text()
+    assert json.loads((out / "provenance.json").read_text())["settings"]["tols"] == "1e-8,1e-2"
+    assert len(list((out / "store").iterdir())) == 2  # the two tolerances are two runs of one store

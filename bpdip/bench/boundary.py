@@ -8,7 +8,8 @@ iterations logged every ``steps``; ms/step is the wall time between the logs at 
 and ``2 * steps`` over ``steps`` (the first ``steps`` are the warm-up: the CG warm start
 has settled). The valid row also gives the CG iterations per solve (mean over the run) and
 ``pixel_ratio``, x's pixels over y's: the network's share of the step grows by that much, so
-the ratio cannot fall below it however cheap the solve.
+the ratio cannot fall below it however cheap the solve. ``--rounds`` alternates the
+measurements and reports medians (:func:`boundary_rows`).
 
 ``scripts/bench.py --boundary --boundary-accuracy`` (:func:`accuracy_rows`) instead measures
 what a tolerance costs in exactness: the residuals r of a real valid run, replayed through
@@ -76,15 +77,31 @@ def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg
             "cg_iterations_mean": cg["iterations_mean"][0] if cg else None}
 
 
-def boundary_rows(device, steps: int, cases=CASES, tols=(1e-4,)) -> list[dict]:
-    """Per (net, size): the circular row, then a valid row per CG tolerance with its ratio."""
+def boundary_rows(device, steps: int, cases=CASES, tols=(1e-4,), rounds: int = 1) -> list[dict]:
+    """Per (net, size): the circular row, then a valid row per CG tolerance with its ratio.
+
+    With ``rounds`` > 1 the measurements alternate (circular, then each valid, per round) and
+    each row gives the median ms/step and the median of the per-round ratios, so that a slow
+    spell of a shared machine lands in one round's pair rather than in one row."""
+    import statistics
+
     rows = []
     for name, net, size in cases:
-        circ = {"net": name, **measure_boundary(net, size, "circular", device, steps)}
+        per_round = []
+        for _ in range(rounds):
+            circ = measure_boundary(net, size, "circular", device, steps)
+            per_round.append((circ, [measure_boundary(net, size, "valid", device, steps, tol) for tol in tols]))
+        circ = {"net": name, **per_round[0][0],
+                "ms_per_step": statistics.median(c["ms_per_step"] for c, _ in per_round)}
         rows.append(circ)
-        for tol in tols:
-            row = {"net": name, **measure_boundary(net, size, "valid", device, steps, tol)}
-            row["ratio_to_circular"] = row["ms_per_step"] / circ["ms_per_step"]
+        for i, tol in enumerate(tols):
+            valid = [v[i] for _, v in per_round]
+            ratios = [v[i]["ms_per_step"] / c["ms_per_step"] for c, v in per_round]
+            row = {"net": name, **valid[0], "ms_per_step": statistics.median(v["ms_per_step"] for v in valid),
+                   "cg_iterations_mean": statistics.median(v["cg_iterations_mean"] for v in valid)}
+            row["ratio_to_circular"] = statistics.median(ratios)
+            if rounds > 1:
+                row["round_ratios"] = ratios
             # the network runs on x, which has this many times y's pixels: a floor on the ratio
             row["pixel_ratio"] = row["x_size"][0] * row["x_size"][1] / size**2
             row["meets_target"] = row["ratio_to_circular"] <= TARGET
