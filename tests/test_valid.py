@@ -179,6 +179,22 @@ def test_warm_start_saves_iterations_and_converged_samples_stop(rng):
     assert its[0] < plain[0]
 
 
+def test_how_often_cg_checks_convergence_changes_nothing_it_returns(rng):
+    """check_every only decides when the loop notices that every block converged: a block
+    stops moving the iteration it converges, so u, the iteration counts and the residuals
+    are bit-identical for any check_every (the CPU checks every iteration, a GPU every 4)."""
+    op = ValidBlur(make_kernel("gaussian"), (17, 20))
+    eps = 1e-3
+    r = torch.from_numpy(rng.standard_normal((3, C, 17, 20)))
+    r[1] *= 1e-3  # same relative tolerance, but a smoother block converges at another iteration
+    r[2] = torch.from_numpy(np.cumsum(np.cumsum(rng.standard_normal((C, 17, 20)), -1), -2))
+    runs = [pcg(lambda v: op.gram_apply(v, eps), lambda v: op.gram_precondition(v, eps), r, tol=1e-5,
+                check_every=every) for every in (1, 3, 4, None)]
+    assert len({tuple(its.tolist()) for _, its, _, _ in runs}) == 1 and len(set(runs[0][1].tolist())) > 1
+    for u, its, rel, done in runs[1:]:
+        assert torch.equal(u, runs[0][0]) and torch.equal(rel, runs[0][2]) and done
+
+
 def test_missing_the_tolerance_warns_once_and_goes_on(rng, caplog):
     op = ValidBlur(make_kernel("gaussian"), (24, 20), cg_tol=1e-12, cg_max_iter=2)
     y = torch.from_numpy(rng.random((1, C, 24, 20))).float()
