@@ -136,7 +136,8 @@ def parse_args(argv=None):
     p.add_argument("--boundary-sizes", help="comma list NET:SIZE replacing paper:128,small:96 (e.g. slim:24)")
     p.add_argument("--boundary-accuracy", action="store_true", help="with --boundary: how exact BP's value and "
                    "gradient are at each --boundary-tols (replayed residuals of a real run; no timing)")
-    p.add_argument("--boundary-tols", default="1e-4", help="CG tolerances of the valid rows (default: boundary.cg_tol's)")
+    p.add_argument("--boundary-tols", help="comma list of CG tolerances of the valid rows (default: boundary.cg_tol's, "
+                   "bpdip.physics.cg.CG_TOL)")
     args = p.parse_args(argv)
     if args.log_every is None:  # the timing window runs from one logged iteration to another
         args.log_every = args.steps if 0 < args.steps < 100 else math.gcd(args.steps, 100) or 100
@@ -397,11 +398,12 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
 
 def _boundary(args, device) -> dict:
     from bpdip.bench.boundary import CASES, SMALL, accuracy_rows, boundary_rows, print_accuracy, print_rows
+    from bpdip.physics.cg import CG_TOL
 
     nets = {"paper": {}, "small": SMALL, **NETS}
     cases = [(n, nets[n], int(s)) for n, s in (c.split(":") for c in args.boundary_sizes.split(","))] \
         if args.boundary_sizes else CASES
-    tols = tuple(float(t) for t in args.boundary_tols.split(","))
+    tols = tuple(float(t) for t in args.boundary_tols.split(",")) if args.boundary_tols else (CG_TOL,)
     if args.boundary_accuracy:
         rows = accuracy_rows(device, args.steps, cases, tols)
         print_accuracy(rows)

@@ -53,6 +53,17 @@ def test_circular_is_the_default_and_leaves_run_ids_unchanged(cfg_of):
     assert plan_cell(cfg_of("boundary=valid", "boundary.fft_grid=x")).config_hash != valid.config_hash
 
 
+def test_both_boundary_configs_carry_the_codes_cg_defaults(cfg_of):
+    """conf/boundary/*.yaml repeat bpdip.physics.cg's defaults for Hydra: they must agree."""
+    from bpdip.physics.cg import CG_MAX_ITER, CG_TOL
+    from bpdip.runner.boundary import BoundarySettings
+
+    for option in ("circular", "valid"):
+        b = cfg_of(f"boundary={option}").boundary
+        assert (b.cg_tol, b.cg_max_iter) == (CG_TOL, CG_MAX_ITER) == (BoundarySettings().cg_tol,
+                                                                      BoundarySettings().cg_max_iter)
+
+
 def test_valid_x_is_the_crop_grown_by_the_kernels_reach(cfg_of):
     plan = plan_cell(cfg_of("boundary=valid", "data.images=[face]"))
     [task] = plan.tasks

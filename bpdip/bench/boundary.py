@@ -23,12 +23,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bpdip.physics.cg import CG_MAX_ITER, CG_TOL
+
 SMALL = dict(in_channels=32, channels_down=(16,) * 4, channels_up=(16,) * 4, channels_skip=(4,) * 4)  # model=small
 CASES = (("paper", {}, 128), ("small", SMALL, 96))  # issue 19: the paper's net at 128 px, the small one at 96
 TARGET = 1.3
 
 
-def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg_tol: float = 1e-4,
+def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg_tol: float = CG_TOL,
                      kernel: str = "gaussian", var: float = 2.0, capture: dict | None = None) -> dict:
     """One row; ``capture`` (a dict) receives the run's operator, BP's eps and every residual
     it solved for (for :func:`accuracy_rows`)."""
@@ -62,7 +64,12 @@ def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg
         bp = loss.fidelity
         capture.update(op=op, eps=bp.eps, r=[])
         solve = bp.solve
-        bp.solve = lambda r: capture["r"].append(r.detach().double().clone()) or solve(r)
+
+        def recording_solve(r):
+            capture["r"].append(r.detach().double().clone())
+            return solve(r)
+
+        bp.solve = recording_solve
     model = seeded_model(lambda: SkipNet(**net), 1)
     times = Times("r0")
     settings = LoopSettings(iterations=2 * steps + 1, log_every=steps, progress=False)
@@ -77,7 +84,7 @@ def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg
             "cg_iterations_mean": cg["iterations_mean"][0] if cg else None}
 
 
-def boundary_rows(device, steps: int, cases=CASES, tols=(1e-4,), rounds: int = 1) -> list[dict]:
+def boundary_rows(device, steps: int, cases=CASES, tols=(CG_TOL,), rounds: int = 1) -> list[dict]:
     """Per (net, size): the circular row, then a valid row per CG tolerance with its ratio.
 
     With ``rounds`` > 1 the measurements alternate (circular, then each valid, per round) and
@@ -121,7 +128,7 @@ def accuracy_rows(device, steps: int, cases=CASES, tols=(1e-6, 1e-5, 1e-4, 1e-3)
         op.cg_tol, op.cg_max_iter = 1e-12, 1000
         exact = [op.gram_solve(r, eps) for r in residuals]  # cold: independent of the chains below
         for tol in tols:
-            op.cg_tol, op.cg_max_iter = tol, 100
+            op.cg_tol, op.cg_max_iter = tol, CG_MAX_ITER
             stats, u, value_err, grad_err = CGStats(), None, 0.0, 0.0
             for r, ue in zip(residuals, exact):
                 u = op.gram_solve(r, eps, x0=u, stats=stats)  # warm-started, as BP solves in a run

@@ -15,8 +15,14 @@ stopped when ||res|| <= tol ||r|| per block, or after ``max_iter`` iterations. T
 convergence test reads the device every ``check_every`` iterations (the only host
 synchronisation): every 4 on a GPU, every iteration on the CPU, where reading costs
 nothing. A block stops moving the iteration it converges either way, so the answer does not
-depend on ``check_every``; only the masked iterations run before the loop notices do. Everything runs in float64: the BP value and gradient must be exact to
-the tolerance, and float32's recursive residual stalls near 1e-6.
+depend on ``check_every``; only the masked iterations run before the loop notices do.
+Everything runs in float64: the BP value and gradient must be exact to the tolerance, and
+float32's recursive residual stalls near 1e-6.
+
+``CG_TOL`` and ``CG_MAX_ITER`` are the defaults everywhere a solve is set up (``Operator``,
+``ValidBlur``, ``BoundarySettings``, the benchmark); ``conf/boundary/*.yaml`` repeats them
+for Hydra (a test keeps the two equal). 1e-4 makes BP's value exact to ~1e-5 and its
+gradient to ~3e-4 relative (``results/bench/cpu-boundary-accuracy.json``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from collections.abc import Callable
 import torch
 
 log = logging.getLogger("bpdip")
+
+CG_TOL = 1e-4  # relative residual ||res|| / ||r|| per block (boundary.cg_tol)
+CG_MAX_ITER = 100  # per solve (boundary.cg_max_iter)
 
 
 class CGStats:
@@ -65,7 +74,7 @@ class CGStats:
 
 
 def pcg(apply: Callable, precondition: Callable, b: torch.Tensor, x0: torch.Tensor | None = None,
-        tol: float = 1e-4, max_iter: int = 100, check_every: int | None = None):
+        tol: float = CG_TOL, max_iter: int = CG_MAX_ITER, check_every: int | None = None):
     """Solve ``apply(u) = b`` for a (B, C, h, w) ``b``; ``apply`` and ``precondition`` are
     SPD maps on such tensors. Returns (u, iterations (B,), relative residual (B,), converged).
 

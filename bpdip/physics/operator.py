@@ -46,6 +46,8 @@ from collections.abc import Callable
 
 import torch
 
+from bpdip.physics.cg import CG_MAX_ITER, CG_TOL
+
 
 class Operator:
     """Base class of bpdip's linear degradations (see the module docstring for the maths)."""
@@ -53,7 +55,7 @@ class Operator:
     in_shape: tuple[int, int]
     out_shape: tuple[int, int]
     circulant = True  # A A^T is F^-1 diag(gram_spectrum()) F on the measurement grid
-    cg_tol, cg_max_iter = 1e-4, 100  # gram_solve of a non-circulant operator (conf/boundary/)
+    cg_tol, cg_max_iter = CG_TOL, CG_MAX_ITER  # gram_solve of a non-circulant operator (conf/boundary/)
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

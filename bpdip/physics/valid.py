@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from bpdip.physics.blur import Blur
+from bpdip.physics.cg import CG_MAX_ITER, CG_TOL
 from bpdip.physics.operator import Operator
 
 
@@ -111,8 +112,8 @@ class ValidBlur(Operator):
 
     circulant = False
 
-    def __init__(self, kernel: np.ndarray, shape: tuple[int, int], device="cpu", cg_tol: float = 1e-4,
-                 cg_max_iter: int = 100, fft_grid: str = "fast"):
+    def __init__(self, kernel: np.ndarray, shape: tuple[int, int], device="cpu", cg_tol: float = CG_TOL,
+                 cg_max_iter: int = CG_MAX_ITER, fft_grid: str = "fast"):
         kernel = np.asarray(kernel, dtype=np.float64)
         self.out_shape = (int(shape[0]), int(shape[1]))
         self.in_shape = valid_in_shape(kernel.shape, self.out_shape)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bpdip.physics.cg import CG_MAX_ITER, CG_TOL
 from bpdip.physics.valid import FFT_GRIDS, valid_frame, valid_in_shape
 
 BOUNDARIES = ("circular", "valid")
@@ -27,8 +28,8 @@ MIN_FRAME = 7  # SSIM's window (bpdip.metrics): y's frame must hold one
 @dataclass(frozen=True)
 class BoundarySettings:
     name: str = "circular"
-    cg_tol: float = 1e-4
-    cg_max_iter: int = 100
+    cg_tol: float = CG_TOL
+    cg_max_iter: int = CG_MAX_ITER
     fft_grid: str = "fast"
 
     @property
