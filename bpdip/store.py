@@ -117,9 +117,13 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def make_run_id(cell_name: str, image: str, config_hash: str, image_sha256: str) -> str:
-    """``<cell>-<image>-<12 hex>``: readable, and stable for the same inputs."""
-    key = digest({"config_hash": config_hash, "image": image, "image_sha256": image_sha256}, 12)
+def make_run_id(cell_name: str, image: str, config_hash: str, image_sha256: str, bit_depth: int | None = None) -> str:
+    """``<cell>-<image>-<12 hex>``: readable, and stable for the same inputs. ``bit_depth``
+    (None: not part of the id) marks a file read at a depth older code did not read it at."""
+    fields = {"config_hash": config_hash, "image": image, "image_sha256": image_sha256}
+    if bit_depth is not None:
+        fields["bit_depth"] = bit_depth
+    key = digest(fields, 12)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{cell_name}-{image}")
     return f"{safe}-{key}"
 

@@ -194,3 +194,57 @@ def test_help_says_what_a_job_does_and_lists_every_group():
     for group in sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "hydra"):
         assert f"\n{group}: " in out.stdout, group  # Hydra's list of the options of each group
     assert "python run.py -m experiment=table1 hydra/launcher=slurm" in out.stdout
+
+
+def _bad_files(tmp_path: Path) -> None:
+    """The files issue 29's bad inputs name: a kernel with negative entries that sums to 1,
+    a 2x2 PNG, a file where a folder is expected, a 32-bit float TIFF."""
+    from PIL import Image
+
+    np.save(tmp_path / "signed.npy", np.array([[0, -0.5, 0], [-0.5, 3, -0.5], [0, -0.5, 0]]))
+    Image.fromarray(np.full((2, 2, 3), 128, np.uint8)).save(tmp_path / "tiny.png")
+    (tmp_path / "a_file").write_text("not a folder")
+    Image.fromarray(np.full((48, 48), 0.5, np.float32)).save(tmp_path / "float.tif")
+
+
+# issue 29: each was silently accepted, a traceback, or vague before
+@pytest.mark.parametrize("args, message", [
+    (["checkpoint_every=-1"], "checkpoint_every must be an integer >= 0 (iterations between checkpoints; 0: none), got -1"),
+    (["threads=0"], "threads must be an integer >= 1 (torch CPU threads per job; null: torch's default, or auto), got 0"),
+    (["threads=-2"], "threads must be an integer >= 1"),
+    (["kernel=file", "kernel.path=signed.npy"], "kernel file {d}/signed.npy: 4 entries are negative (smallest -0.5); "
+                                                 "a blur kernel must be non-negative"),
+    (["results_root=/proc/forbidden"], "results_root=/proc/forbidden cannot be written"),
+    (["results_root=a_file"], "is a file, not a folder; set results_root (or BPDIP_RESULTS) to a folder"),
+    (["data=observed", "data.path=tiny.png", "data.crop=null", "kernel=gaussian", "model=skip"],
+     "image tiny is 2x2 ({d}/tiny.png); under boundary=valid the network restores it grown by the 15x15 kernel's "
+     "reach to 16x16: image 16x16 is too small for a 5-scale network"),
+    (["data.images=[tiny.png]", "data.crop=null"], "image 2x2 is too small for a 3-scale network"),
+    (["seed=abc"], "seed must be an integer (the run seed), got 'abc'"),
+    (["data.images=[float.tif]", "data.crop=null"], "image {d}/float.tif cannot be read at its full bit depth"),
+])
+def test_bad_input_is_one_error_line_before_anything_is_written(tmp_path, args, message):
+    _bad_files(tmp_path)
+    store = tmp_path / "store"
+    (store / "kept").mkdir(parents=True)
+    (store / "kept" / "summary.json").write_text("{}")  # a record already there stays as it is
+    out = _run(tmp_path, "experiment=smoke", *args, "hydra.run.dir=job")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message.format(d=tmp_path) in line, line
+    job = tmp_path / "job"
+    assert not (job / "summary.json").exists() and not (job / "metrics.csv").exists()  # no "running" record
+    assert sorted(p.name for p in store.rglob("*")) == ["kept", "summary.json"]
+    assert (store / "kept" / "summary.json").read_text() == "{}"
+
+
+def test_value_checks_accept_what_the_config_allows():
+    from bpdip.runner.checks import check_threads, integer
+
+    assert [check_threads(v) for v in (None, 1, 4, "auto")] == [None, 1, 4, "auto"]  # auto: issue 29's threads
+    assert integer(3.0, "seed") == 3 and integer(-7, "seed") == -7  # any integer seeds a run
+    for bad in (True, 1.5, "2", 0):
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            check_threads(bad)
+    with pytest.raises(ValueError, match="seed must be an integer, got 1.5"):
+        integer(1.5, "seed")

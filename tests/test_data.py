@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bpdip.data import SET14, SET14_DIR, center_crop, load_image, resolve_images
+from bpdip.data import SET14, SET14_DIR, center_crop, load_image, read_image, resolve_images
+from png16 import write_png16
 
 
 def test_set14_checksums_match_shipped_list():
@@ -54,6 +55,51 @@ def test_alpha_and_unreadable_refused(tmp_path):
         load_image(tmp_path / "junk.png")
     with pytest.raises(FileNotFoundError, match="image not found"):
         load_image(tmp_path / "absent.png")
+
+
+def _levels16(rng, shape):
+    """uint16 samples over the whole range, with far more than 256 distinct levels."""
+    return rng.integers(0, 65536, shape).astype(np.uint16)
+
+
+def test_16_bit_rgb_and_gray_png_keep_every_level(tmp_path, rng):
+    rgb, gray = _levels16(rng, (21, 17, 3)), _levels16(rng, (19, 23))
+    write_png16(tmp_path / "rgb.png", rgb)
+    write_png16(tmp_path / "gray.png", gray)
+    got = read_image(tmp_path / "rgb.png")
+    assert (got.bit_depth, got.channels) == (16, 3) and got.pixels.dtype == np.float64
+    assert len(np.unique(got.pixels)) > 1000  # Pillow alone keeps 256 levels of it
+    np.testing.assert_array_equal(got.pixels * 65535, rgb)  # exact: uint16 / 65535
+    g = read_image(tmp_path / "gray.png")
+    assert (g.bit_depth, g.channels) == (16, 1)
+    np.testing.assert_array_equal(g.pixels * 65535, np.repeat(gray[..., None], 3, axis=2))
+    np.testing.assert_array_equal(load_image(tmp_path / "rgb.png"), got.pixels)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_16_bit_rgb_tiff_keeps_every_level(tmp_path, rng, compression):
+    import tifffile
+
+    rgb = _levels16(rng, (13, 11, 3))
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", compression=compression)
+    got = read_image(tmp_path / "rgb.tif")
+    assert got.bit_depth == 16
+    np.testing.assert_array_equal(got.pixels * 65535, rgb)
+
+
+def test_8_bit_images_read_as_before_and_say_so():
+    for name in ("comic", "bridge"):  # RGB and single-channel
+        got = read_image(SET14_DIR / f"{name}.png")
+        raw = np.asarray(Image.open(SET14_DIR / f"{name}.png").convert("RGB"), dtype=np.float64) / 255
+        assert got.bit_depth == 8 and got.channels == (1 if name == "bridge" else 3)
+        np.testing.assert_array_equal(got.pixels, raw)
+
+
+def test_a_depth_no_reader_keeps_is_one_line(tmp_path):
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match="cannot be read at its full bit depth") as info:
+        read_image(tmp_path / "float.tif")
+    assert "\n" not in str(info.value) and "16-bit PNG or TIFF" in str(info.value)
 
 
 def test_center_crop():

@@ -92,12 +92,21 @@ def test_user_kernel_files(tmp_path):
         (np.array([[1.0, np.nan]]), "NaN or infinite"),
         (np.array([[1.0, -1.0]]), "sums to 0"),
         (np.array([[-1.0, 0.5]]), "sums to -0.5"),
+        (np.array([[0.0, -0.5, 0.0], [-0.5, 3.0, -0.5], [0.0, -0.5, 0.0]]), "4 entries are negative .smallest -0.5.; a blur kernel must be non-negative"),
     ],
 )
 def test_bad_kernel_files(tmp_path, content, message):
     np.save(tmp_path / "bad.npy", content)
     with pytest.raises(ValueError, match=message):
         load_kernel(tmp_path / "bad.npy")
+
+
+def test_only_the_interpolation_kernels_have_negative_lobes():
+    """bicubic and lanczos2 are signed by definition (imresize, DIP); every blur is not."""
+    for name in ("bicubic", "lanczos2"):
+        assert make_kernel(name, factor=4).min() < 0
+    for name in ("uniform", "radial", "gaussian", "shake"):
+        assert make_kernel(name).min() >= 0
 
 
 def test_kernel_file_errors(tmp_path):

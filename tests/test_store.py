@@ -11,7 +11,7 @@ from PIL import Image
 from bpdip.data import SET14_DIR
 from bpdip.loop import Callback
 from bpdip.records import read_summary
-from bpdip.runner import plan_cell, run_cell
+from bpdip.runner import degraded, plan_cell, run_cell
 from bpdip.store import Store, canonical, digest, drop_keys
 
 
@@ -69,6 +69,33 @@ def test_image_selection_keeps_ids_and_image_content_changes_them(ids, tmp_path)
     changed, _ = ids("data=folder", f"data.folder={tmp_path}", "data.images=[face,comic]")
     assert changed["comic"] == both["comic"] and changed["face"] != both["face"]
     assert both["face"].startswith("uniform-0.3-bp-face-")  # readable prefix
+
+
+def test_16_bit_inputs_are_read_whole_and_recorded_and_only_rgb_gets_a_new_id(smoke_cfg, tmp_path):
+    """Issue 29: a 16-bit RGB file was cut to 8 bits before, so its id carries the depth
+    (old records of it are never reused); 8-bit and 16-bit grayscale ids are unchanged."""
+    from png16 import write_png16
+
+    from bpdip.store import file_sha256, make_run_id
+
+    rng = np.random.default_rng(3)
+    write_png16(tmp_path / "rgb16.png", rng.integers(0, 65536, (24, 24, 3)))
+    write_png16(tmp_path / "gray16.png", rng.integers(0, 65536, (24, 24)))
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "rgb8.png")
+    cfg = smoke_cfg("data=folder", f"data.folder={tmp_path}", "data.images=null", "data.crop=null",
+                    f"results_root={tmp_path / 'store'}", "loss.iterations=2", "baselines=false")
+    plan = plan_cell(cfg)
+    tasks = {t.name: t for t in plan.tasks}
+    assert {n: t.bit_depth for n, t in tasks.items()} == {"gray16": 16, "rgb16": 16, "rgb8": 8}
+    old = {n: make_run_id(plan.cell_name, n, plan.config_hash, file_sha256(t.path)) for n, t in tasks.items()}
+    assert tasks["rgb8"].run_id == old["rgb8"] and tasks["gray16"].run_id == old["gray16"]
+    assert tasks["rgb16"].run_id != old["rgb16"]
+    x, y = degraded(plan, tasks["rgb16"])
+    assert len(np.unique(x)) > 1000  # the run's ground truth keeps the 16-bit levels
+    for source in ("trained", "reused"):
+        summary = run_cell(cfg, tmp_path / source)
+        assert {n: e["bit_depth"] for n, e in summary["images"].items()} == {"gray16": 16, "rgb16": 16, "rgb8": 8}
+        assert all(e["reused"] == (source == "reused") for e in summary["images"].values())
 
 
 def test_store_accepts_only_consistent_records(smoke_cfg, tmp_path):

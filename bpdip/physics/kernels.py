@@ -2,7 +2,10 @@
 lanczos2; the gaussian serves both), a motion blur (issue 19) and user kernels read from files.
 
 All kernels are 2-D float64 arrays normalised to sum 1 (paper Sec. IV: "All three kernels
-are normalized to the sum of 1").
+are normalized to the sum of 1") and non-negative: a blur spreads light and never takes it
+away, so a file or a function of your own with a negative entry is refused (issue 29).
+The exceptions are the built-in interpolation kernels ``bicubic`` and ``lanczos2``, whose
+negative lobes are part of their definition (imresize's and DIP's).
 """
 
 from __future__ import annotations
@@ -119,12 +122,14 @@ def motion(length: float = 11.0, angle: float = 30.0, size: int | None = None) -
     return k / k.sum()
 
 
+SIGNED_KERNELS = ("bicubic", "lanczos2")  # negative lobes by definition (module docstring)
 KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2,
            "shake": motion}  # conf/kernel/shake.yaml (docs/extending.md names its own kernel motion)
 
 
-def validate_kernel(k: np.ndarray, source: str = "kernel") -> np.ndarray:
-    """Check a kernel is 2-D, finite, with a positive sum; return it normalised to sum 1."""
+def validate_kernel(k: np.ndarray, source: str = "kernel", signed: bool = False) -> np.ndarray:
+    """Check a kernel is 2-D, finite, with a positive sum and (unless ``signed``) no
+    negative entry; return it normalised to sum 1."""
     k = np.asarray(k, dtype=np.float64)
     if k.ndim != 2:
         raise ValueError(f"{source}: a blur kernel must be 2-D, got shape {k.shape}")
@@ -135,6 +140,9 @@ def validate_kernel(k: np.ndarray, source: str = "kernel") -> np.ndarray:
     total = k.sum()
     if total <= 0:
         raise ValueError(f"{source}: the kernel sums to {total:g}; it must sum to a positive number")
+    if not signed and k.min() < 0:
+        raise ValueError(f"{source}: {int((k < 0).sum())} entries are negative (smallest {k.min():.3g}); a blur "
+                         "kernel must be non-negative: clip them to 0 (numpy.clip(k, 0, None)) and save it again")
     return k / total
 
 
@@ -178,4 +186,4 @@ def make_kernel(name: str, path: str | Path | None = None, **params) -> np.ndarr
     from bpdip.registry import resolve
 
     make = resolve({**KERNELS, "file": load_kernel}, name, "kernel.name")  # "file" only to list it
-    return validate_kernel(make(**params), source=f"kernel {name}")
+    return validate_kernel(make(**params), source=f"kernel {name}", signed=name in SIGNED_KERNELS)

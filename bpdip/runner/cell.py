@@ -44,7 +44,8 @@ from bpdip.records import (
     atomic_write_text, curve_rows, image_path, image_summary, new_summary, write_json, write_metrics_csv, write_png,
 )
 from bpdip.runner.devices import device_name, job_device
-from bpdip.runner.plan import CellPlan, ImageTask, absolute, plan_cell
+from bpdip.runner.checks import check_results_root
+from bpdip.runner.plan import CellPlan, ImageTask, UserError, absolute, plan_cell
 from bpdip.runner.provenance import git_commit, git_dirty, versions
 from bpdip.stopping import Stopping
 from bpdip.store import Store, digest
@@ -251,9 +252,13 @@ def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, pla
     """
     plan = plan or plan_cell(cfg)
     config = plan.config
+    root = absolute(config.get("results_root"))
+    try:
+        check_results_root(root)  # before the job writes its "running" summary
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = absolute(config.get("results_root"))
     store = Store(root) if root is not None else None
     loggers: list[JobLogger] = make_loggers(config.get("logger") or {"name": "none"}, out_dir)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
@@ -383,7 +388,7 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
     if stored is None:
         return False
     _drop_other_group_checkpoints(store, [task])  # a finished image's groups are over
-    entry = {**stored.entry, "run_id": task.run_id, "reused": True}
+    entry = {**stored.entry, "run_id": task.run_id, "reused": True, "bit_depth": task.bit_depth}
     records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras, pngs=stored.images)
     for lg in loggers:
         lg.on_image_done(task.name, entry, stored.rows, None, True)
@@ -423,7 +428,8 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
         results = train_group(plan, tasks, device, [*loggers, *callbacks], checkpoint if s.checkpoint_every else None)
     for task, result in zip(tasks, results):
         rows = curve_rows(task.name, result.curve)
-        entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False}
+        entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False,
+                 "bit_depth": task.bit_depth}  # the input file's bits per sample (bpdip.data)
         base = baseline(plan, task)
         if base is not None:  # super-resolution only: deblurring entries keep their keys
             entry["baseline"] = base

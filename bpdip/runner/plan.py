@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bpdip.data import center_crop, load_image, resolve_images
+from bpdip.data import center_crop, read_image, resolve_images
 from bpdip.engine.settings import network_parameters
 from bpdip.loop import LoopSettings, resolve_device
 from bpdip.losses import FIDELITIES, make_loss
@@ -23,6 +23,7 @@ from bpdip.physics import Blur, SuperResolution, ValidBlur, crop_to_multiple, de
 from bpdip.physics.sr import check_factor, check_multiple
 from bpdip.registry import is_import_path, source_sha256
 from bpdip.runner.boundary import BoundarySettings
+from bpdip.runner.checks import check_threads, integer
 from bpdip.stopping import StopSettings
 from bpdip.streams import OutputSettings
 from bpdip.store import digest, file_sha256, make_run_id, result_config
@@ -107,6 +108,7 @@ class ImageTask:
     sha256: str
     run_id: str
     frame: tuple[int, int, int, int] | None = None  # boundary=valid: y's frame in x (shape is x's)
+    bit_depth: int = 8  # bits per sample of the file (bpdip.data.read_image): 8 or 16
 
 
 @dataclass
@@ -219,6 +221,8 @@ def plan_cell(cfg: DictConfig | dict) -> CellPlan:
 def _plan(cfg) -> CellPlan:
     config = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     kcfg, lcfg, dcfg, mcfg = (dict(config[k]) for k in ("kernel", "loss", "data", "model"))
+    seed = integer(config["seed"], "seed", meaning="the run seed")
+    check_threads(config.get("threads"))
 
     try:
         noise_var = float(config["noise"]["var"])
@@ -261,10 +265,12 @@ def _plan(cfg) -> CellPlan:
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
-        iterations=int(lcfg["iterations"]), lr=float(config["optim"]["lr"]),
+        iterations=integer(lcfg["iterations"], "loss.iterations", 1), lr=float(config["optim"]["lr"]),
         reg_noise_std=float(config["optim"]["reg_noise_std"]), input_depth=int(mcfg.get("in_channels", 32)),
-        input_scale=float(config["optim"]["input_scale"]), log_every=int(config["log_every"]),
-        checkpoint_every=int(config.get("checkpoint_every") or 0), progress=progress_flag(config.get("progress")),
+        input_scale=float(config["optim"]["input_scale"]), log_every=integer(config["log_every"], "log_every", 1),
+        checkpoint_every=integer(config.get("checkpoint_every") or 0, "checkpoint_every", 0,
+                                 "iterations between checkpoints; 0: none"),
+        progress=progress_flag(config.get("progress")),
     )
     engine = None
     if config.get("engine") is not None:  # how runs execute (bpdip.engine): unknown keys fail now
@@ -325,18 +331,31 @@ def _plan(cfg) -> CellPlan:
     chash = digest(rcfg)
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
-                    model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
+                    model_params, settings, seed, crop, rcfg, chash, stop=stop,
                     protocol_hash=protocol, observed=observed, sr=sr, boundary=boundary, output=output,
                     network_parameters=network_parameters(model))
     for ref in refs:  # read every image now: a bad file fails before the first one trains
-        x = plan.ground_truth(load_image(ref.path))
+        read = read_image(ref.path)
+        x = plan.ground_truth(read.pixels)
         h, w = boundary.x_shape(x.shape[:2], kernel) if observed else x.shape[:2]  # observed: x is y's file
         if hasattr(model, "check_size"):
-            model.check_size(h, w)  # the network's output (and z) has the HR size
+            try:
+                model.check_size(h, w)  # the network's output (and z) has the HR size
+            except ValueError as exc:
+                if (h, w) == x.shape[:2]:
+                    raise
+                # observed under valid: the network's x is the file grown by the kernel's reach
+                raise UserError(f"image {ref.name} is {x.shape[0]}x{x.shape[1]} ({ref.path}); under boundary=valid "
+                                f"the network restores it grown by the {kernel.shape[0]}x{kernel.shape[1]} kernel's "
+                                f"reach to {h}x{w}: {str(exc).splitlines()[0]}") from None
         plan.operator((h, w))  # the kernel must fit in the image
         if sr is not None and 2 * sr.shave >= min(h, w):
             raise UserError(f"sr.shave={sr.shave} leaves nothing of the {h}x{w} image {ref.name}; lower sr.shave")
         sha = file_sha256(ref.path)
-        plan.tasks.append(ImageTask(ref.name, Path(ref.path), (h, w), sha, make_run_id(name, ref.name, chash, sha),
-                                    boundary.frame((h, w), kernel)))
+        # 16-bit RGB was read at 8 bits before issue 29: its id must not find those records
+        # (every 8-bit and 16-bit grayscale id is unchanged)
+        widened = read.bit_depth if read.bit_depth > 8 and read.channels == 3 else None
+        run_id = make_run_id(name, ref.name, chash, sha, bit_depth=widened)
+        plan.tasks.append(ImageTask(ref.name, Path(ref.path), (h, w), sha, run_id, boundary.frame((h, w), kernel),
+                                    read.bit_depth))
     return plan
