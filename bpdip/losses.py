@@ -10,7 +10,7 @@ equals (H * W / 2) * mean over pixels of (F^-1(G * R))^2, which is what we compu
 half-spectrum FFTs (exact for real signals; G is real and even, so G * R stays Hermitian).
 
 BP for an operator whose A A^T is not circulant (``op.circulant`` False, e.g. the valid
-blur; issue 19, REFERENCES.md "Boundaries"): the same value in its matrix form,
+blur; issue 19, docs/references.md "Boundaries"): the same value in its matrix form,
 (h*w/2) * mean |(A A^T + eps I)^(-1/2) r|^2 = (h*w/2) / N * r^T (A A^T + eps I)^(-1) r with
 r = y - A x and N = C*h*w, computed from u = (A A^T + eps I)^(-1) r (``op.gram_solve``:
 conjugate gradients, warm-started from the previous step's u) by :class:`_SolvedBP`.

@@ -99,7 +99,7 @@ def ssim_skimage(x: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> flo
     return float(structural_similarity(ref, x, channel_axis=-1, data_range=data_range))
 
 
-# Y-channel PSNR of super-resolution papers (issue 14; REFERENCES.md "Deep Image Prior
+# Y-channel PSNR of super-resolution papers (issue 14; docs/references.md "Deep Image Prior
 # super-resolution": DIP's eval script, rgb2ycbcr's Y minus a 4-pixel border).
 RGB_TO_Y = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, for R, G, B in [0, 1]
 

@@ -73,7 +73,7 @@ N_IMAGES = 14  # Set14, full size
 
 # Super-resolution (issue 14): the DIP paper's Set14 numbers, Y-channel PSNR [dB] recomputed
 # with DIP's eval script (rgb2ycbcr Y, a 4-pixel border shaved) from the DIP authors'
-# published outputs, as /work/shared/REFERENCES.md "Deep Image Prior super-resolution"
+# published outputs, as docs/references.md "Deep Image Prior super-resolution"
 # transcribes them (Ulyanov, Vedaldi, Lempitsky, "Deep Image Prior", CVPR 2018 / IJCV 2020;
 # DmitryUlyanov/deep-image-prior). DIP's loss is least squares through its lanczos2
 # downsampler, so its row is the one to read beside our LS. Set5 is not in this project.
@@ -87,7 +87,7 @@ SR_LABELS = {"bicubic": "bicubic", "tv": "TV prior", "dip": "DIP", "lapsrn": "La
 # our rows (loss config names, then the baseline) and the paper row each is read beside
 SR_ROWS = ("ls", "bp", "bp_tv", "bicubic")
 SR_PAPER_ROW = {"ls": "dip", "bicubic": "bicubic"}
-# DIP's SR protocol (REFERENCES.md): what a run must match for its numbers to be compared
+# DIP's SR protocol (docs/references.md): what a run must match for its numbers to be compared
 # with SR_SET14 (iterations and input noise per factor; LR by PIL's Lanczos, no noise)
 DIP_SR_ITERATIONS = {4: 2000, 8: 4000}
 DIP_SR_REG_NOISE = {4: 0.03, 8: 0.05}

@@ -25,8 +25,9 @@ A job's output directory holds (schema version 3; versions 1 and 2 are still rea
     ended at ``stop.early``'s rule) and ``restored_from`` (that rule and iteration, when the
     restored image is its candidate; the ``final_*`` values then describe that image and
     ``last_*`` the last iterate); the runner adds ``run_id`` (the image's
-    stable id in the results store, see :mod:`bpdip.store`) and ``reused`` (true when the
-    record was taken from the store instead of trained in this job).
+    stable id in the results store, see :mod:`bpdip.store`), ``reused`` (true when the
+    record was taken from the store instead of trained in this job) and ``bit_depth``
+    (the input file's bits per sample, 8 or 16: :func:`bpdip.data.read_image`).
     Super-resolution (``run.cell.task`` = ``sr-x4`` etc.) adds per image the Y-PSNR values of
     :func:`image_summary` and ``baseline``: the bicubic upsampling of y (``method``,
     ``psnr``, ``psnr_y``, ``ssim``, ``ssim_dr2``), the SR table's baseline row.

@@ -81,7 +81,7 @@ def test_the_sweep_presets_compose_and_plan(cfg, factor, loss):
     assert plan.tasks[0].run_id.startswith(f"sr-x{factor}-bicubic-0-{loss}-face-")
 
     dip = plan_cell(cfg("experiment=sr_set14_dip", *common))
-    # DIP's protocol (REFERENCES.md): PIL LR, lanczos2 in the loss, 2,000 / 4,000 iterations, 0.03 / 0.05
+    # DIP's protocol (docs/references.md): PIL LR, lanczos2 in the loss, 2,000 / 4,000 iterations, 0.03 / 0.05
     assert dip.sr.lr_source == "pil" and dip.cell["task"] == f"sr-x{factor}-pil"
     assert dip.config["kernel"] == {"name": "lanczos2", "factor": factor}
     assert dip.settings.iterations == {4: 2000, 8: 4000}[factor]

@@ -1,5 +1,5 @@
 """Preconditioned conjugate gradients for ``(A A^T + eps I) u = r``, batched and matrix-free
-(issue 19; REFERENCES.md "Boundaries": Reeves 2005 solves the valid-blur system this way).
+(issue 19; docs/references.md "Boundaries": Reeves 2005 solves the valid-blur system this way).
 
 The system is block diagonal over the batch and the channels: every (sample, channel)
 image is its own symmetric positive definite system with the same matrix, so the CG

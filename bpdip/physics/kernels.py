@@ -63,7 +63,7 @@ def _separable(weights: np.ndarray) -> np.ndarray:
 
 def bicubic(factor: int = 4) -> np.ndarray:
     """MATLAB imresize's antialiased bicubic downscaling kernel for factor s (issue 14;
-    REFERENCES.md "The BP term for super-resolution": Keys a = -0.5, width 4 / scale).
+    docs/references.md "The BP term for super-resolution": Keys a = -0.5, width 4 / scale).
 
     Keys' cubic with a = -0.5 (Keys 1981; MATLAB ``cubic``, PIL's ``BICUBIC``)::
 
@@ -81,7 +81,7 @@ def bicubic(factor: int = 4) -> np.ndarray:
 
 
 def lanczos2(factor: int = 4) -> np.ndarray:
-    """DIP's ``lanczos2`` downsampler kernel (REFERENCES.md "Deep Image Prior
+    """DIP's ``lanczos2`` downsampler kernel (docs/references.md "Deep Image Prior
     super-resolution": support 2, kernel width 4 s + 1, phase 0.5).
 
     ``L(t) = sinc(t) sinc(t / 2)`` (normalised sinc, ``sin(pi t) / (pi t)``), 0 for

@@ -3,7 +3,7 @@
 ``bicubic_upsample``: the "bicubic" row of an SR table, y resized to the HR size with
 PIL's ``BICUBIC`` (Keys a = -0.5; the LR pixel i at HR coordinate s i + (s - 1) / 2, PIL's
 half-pixel-centre convention, as imresize), as DIP's notebook makes its bicubic image
-(REFERENCES.md "Deep Image Prior super-resolution"). Each channel goes through PIL's
+(docs/references.md "Deep Image Prior super-resolution"). Each channel goes through PIL's
 32-bit float mode ("F"), so nothing is quantised to 8 bits or clipped to [0, 1] (overshoot
 stays, the metrics clip); the result is float64. At the borders PIL drops the taps that
 fall outside the image and renormalises (MATLAB's imresize mirrors instead); the SR

@@ -11,7 +11,7 @@ kernel zero-padded, rolled by -(k // 2), unnormalised FFT) and ``S`` the decimat
     (S z)[i, j] = z[s i + p, s j + p],    p = (s - 1) // 2   (the phase).
 
 Phase: the LR pixel i sits at HR coordinate ``s i + (s - 1) / 2``, where MATLAB's imresize
-and PIL's resize put it (REFERENCES.md: the BP authors use imresize's bicubic, DIP uses
+and PIL's resize put it (docs/references.md: the BP authors use imresize's bicubic, DIP uses
 PIL). ``(H z)[n]`` is centred at ``n`` for an odd-sized symmetric kernel and at ``n + 1/2``
 for an even-sized one (its centre lies at offset -1/2 after the roll). The SR kernels of
 :mod:`bpdip.physics.kernels` are odd-sized for odd s and even-sized for even s, so
@@ -23,7 +23,7 @@ pixel before imresize's centre; no integer phase can do better.)
 Adjoint: ``A^T = H^T S^T``, zero-filling upsampling (``y[i, j]`` back to
 ``(s i + p, s j + p)``, zeros elsewhere) then correlation (``conj(H)`` in Fourier).
 
-Gram matrix (issue 14; REFERENCES.md "The BP term for super-resolution"):
+Gram matrix (issue 14; docs/references.md "The BP term for super-resolution"):
 ``A A^T = S (H H^T) S^T`` has entries ``g[s (i - i')]`` with ``g = h (*) h(-.)``, so it is
 circulant on the LR grid, and by the aliasing (Poisson) formula its eigenvalues are
 
@@ -69,7 +69,7 @@ def crop_to_multiple(img: np.ndarray, m: int) -> np.ndarray:
 
     The crop starts at ``((H % m) // 2, (W % m) // 2)``, rounding down as
     ``bpdip.data.center_crop`` does; DIP's SR notebook crops its HR images this way to a
-    multiple of 32 (REFERENCES.md). An image that already fits is returned unchanged.
+    multiple of 32 (docs/references.md). An image that already fits is returned unchanged.
     """
     m = check_factor(m)
     h, w = img.shape[:2]

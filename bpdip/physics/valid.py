@@ -1,5 +1,5 @@
 """The blur of a photograph: the *valid* part of a linear convolution (issue 19;
-REFERENCES.md "Boundaries": Reeves, "Fast image restoration without boundary artifacts",
+docs/references.md "Boundaries": Reeves, "Fast image restoration without boundary artifacts",
 IEEE TIP 2005).
 
 A camera's y of shape (h, w) sees scene pixels outside its frame: with a kh x kw kernel the

@@ -95,7 +95,7 @@ def md_baselines(report) -> str:
         "frame: **PSNR [dB] / SSIM** (data_range 2) averaged over the images, n = images. Wiener's balance and "
         "Richardson–Lucy's best count are chosen per image with the ground truth (upper bounds); unsupervised "
         "Wiener and Richardson–Lucy at a fixed count need none. Their own boundary models: Wiener and unsupervised "
-        "Wiener circular, Richardson–Lucy zero padding (REFERENCES.md \"Boundaries\")."
+        "Wiener circular, Richardson–Lucy zero padding (docs/references.md \"Boundaries\")."
         + ("" if paper_grid else " Settings outside the paper's grid included."), "",
         md_table(["method", *(label(*c) for c in cols)], rows),
     ])

@@ -12,7 +12,7 @@ iterations (the best common iteration, chosen with ground truth), with the itera
 it peaks; several seeds: the mean of the seeds' peaks ± their sample s.d. (ddof 1), as in
 ``bpdip.report.cells``. Y-PSNR: ``bpdip.metrics.psnr_y`` (MATLAB rgb2ycbcr's Y on the
 0..255 scale, ``sr.shave`` pixels shaved on each side, 4 by default as DIP's eval script;
-REFERENCES.md "Deep Image Prior super-resolution"). The bicubic row is the mean over the
+docs/references.md "Deep Image Prior super-resolution"). The bicubic row is the mean over the
 column's images of each image's ``baseline`` (y upsampled by PIL's bicubic, measured the
 same way; ``bpdip.runner.cell.baseline``). The stopping rules are in the records
 unchanged (``stopping`` per image); this table is the oracle's, as Table I is.
@@ -94,7 +94,7 @@ def build_sr_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[li
 
 
 def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
-    """Where an SR setting departs from DIP's SR protocol (REFERENCES.md "Deep Image Prior
+    """Where an SR setting departs from DIP's SR protocol (docs/references.md "Deep Image Prior
     super-resolution"), whose Set14 numbers the table sets beside ours. The loss (BP, TV)
     is the row, not a departure."""
     col = Column.of(cell)
@@ -319,7 +319,7 @@ def md_sr(report) -> str:
         "truth), @ its iteration (one per seed; '(last logged)': the curve may still be rising), n = images averaged / "
         "expected; ± the s.d. over seeds. Bicubic: y "
         "upsampled by PIL's bicubic, measured the same way. DIP paper: Set14 with DIP's protocol (LR by PIL's "
-        "Lanczos, lanczos2 in the loss, least squares: read it beside LS; REFERENCES.md), recomputed from the DIP "
+        "Lanczos, lanczos2 in the loss, least squares: read it beside LS; docs/references.md), recomputed from the DIP "
         "authors' published outputs.", "",
         md_table(header, rows),
     ]

@@ -75,7 +75,7 @@ def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray | None, np.nda
 
 def baseline(plan: CellPlan, task: ImageTask) -> dict | None:
     """Super-resolution's baseline row: y upsampled by PIL's bicubic (bpdip.physics.resize,
-    REFERENCES.md "Deep Image Prior super-resolution": DIP's bicubic image), clipped and
+    docs/references.md "Deep Image Prior super-resolution": DIP's bicubic image), clipped and
     measured as the network's output is (``bpdip.metrics.quality``: psnr, ssim, ssim_dr2,
     psnr_y). None for deblurring."""
     if plan.sr is None or plan.observed:

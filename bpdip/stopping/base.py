@@ -11,7 +11,7 @@ variance, a residual...). Its state, all tensors on the training device, shape (
 ``stopped``    whether the rule has stopped; ``stop_it`` the iteration it stopped at (-1: not)
 ``candidate``  the output at ``best_it``: the image the rule would return
 
-Minimum with patience P (ES-WMV, Wang et al. 2021, REFERENCES.md): at iteration t, if the
+Minimum with patience P (ES-WMV, Wang et al. 2021, docs/references.md): at iteration t, if the
 statistic is valid and ``s_t < best``, then best = s_t, best_it = t, candidate = x_t and
 wait = 0; otherwise wait += 1; the rule stops at the first t with wait >= P. Once stopped,
 the state is frozen, so the choice does not depend on how long training goes on after it

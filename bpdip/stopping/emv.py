@@ -1,5 +1,5 @@
 """ES-EMV: the O(1)-memory exponential variant of ES-WMV (Wang et al., arXiv 2112.06074,
-``ES_EMV.ipynb``; REFERENCES.md).
+``ES_EMV.ipynb``; docs/references.md).
 
 With x_t the output at iteration t, an exponential moving average e and variance v:
 

@@ -1,5 +1,5 @@
 """ES-WMV: early stopping by the windowed moving variance of the outputs (Wang, Li, Zhuang,
-Sun: "Early Stopping for Deep Image Prior", arXiv 2112.06074; REFERENCES.md).
+Sun: "Early Stopping for Deep Image Prior", arXiv 2112.06074; docs/references.md).
 
 With x_t the output at iteration t and a window of the last W outputs,
 
