@@ -118,7 +118,7 @@ def _rgb16(path: Path, img: Image.Image, rawmode: str) -> np.ndarray:
         raise ValueError(_not_whole(path, f"{img.format} {rawmode}"))
     high = np.asarray(img, dtype=np.float64)
     with Image.open(path) as again:
-        again.tile = [t._replace(args=swapped) for t in again.tile]
+        again.tile = [(*t[:3], swapped) for t in again.tile]  # (codec, extents, offset, raw mode)
         again.load()
         low = np.asarray(again, dtype=np.float64)
     return high * 256.0 + low
