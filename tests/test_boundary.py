@@ -118,8 +118,9 @@ def test_a_valid_run_measures_y_frame_and_keeps_the_extended_image(cfg_of, tmp_p
 
     plan = plan_cell(cfg)
     x, y = degraded(plan, plan.tasks[0])
-    records, _ = run_baselines(y, plan.kernel, truth)
-    assert entry["baselines"] == records
+    records, _ = run_baselines(y, plan.kernel, truth, sigma=plan.sigma, boundary="valid")
+    assert entry["baselines"] == records  # with the border-aware ones (issue 30)
+    assert "richardson_lucy_valid" in {r["method"] for r in records}
     assert not list(restored.glob("face.wiener*"))  # with ground truth: numbers, no images
     # the store keeps both images and copies them back on reuse
     [run_dir] = [d for d in store.iterdir() if d.is_dir()]
