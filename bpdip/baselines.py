@@ -37,9 +37,9 @@ Richardson-Lucy darkens it (zeros outside the frame); the last five run only whe
 valid observation (``boundary="valid"``). Richardson-Lucy assumes non-negative data, so
 it gets y clipped to [0, 1] (the valid form: clipped at 0). Without ground truth
 (``data=observed``) only the :data:`FIXED` methods run; BM3D and the discrepancy stop need
-the noise level (``sigma``) and are left out without it. A method that cannot run on an
-input (a kernel larger than y, ``bm3d`` not installed) is skipped with one warning line,
-and the others run.
+the noise level (``sigma``; BM3D a positive one) and are left out without it. A method
+that cannot run on an input (a kernel larger than y, ``bm3d`` not installed) is skipped
+with one warning line, and the others run.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def run_baselines(y: np.ndarray, kernel: np.ndarray, truth: np.ndarray | None = 
             ({"iterations": n, "tuned_with": "truth"}, richardson_lucy(y, kernel, n)) for n in RL_COUNTS)))
     add("richardson_lucy", _attempt("richardson_lucy", shape, lambda: one(
         richardson_lucy(y, kernel, RL_FIXED), {"iterations": RL_FIXED})))
-    bm3d = load() if sigma is not None else None
+    bm3d = load() if sigma is not None and sigma > 0 else None  # BM3D-DEB divides by the noise's PSD
     if bm3d is not None:
         add("bm3d", _attempt("bm3d", shape, lambda: one(bm3d_deblur(y, kernel, sigma, bm3d), {"sigma": float(sigma)})))
     if boundary == "valid":
@@ -190,7 +190,8 @@ def run_baselines(y: np.ndarray, kernel: np.ndarray, truth: np.ndarray | None = 
             border.on_extension(lambda t: unsupervised_wiener(t, kernel), y, kernel), {"seed": UNSUPERVISED_SEED})))
         if bm3d is not None:
             add("bm3d_extended", _attempt("bm3d_extended", shape, lambda: one(
-                border.on_extension(lambda t: bm3d_deblur(t, kernel, sigma, bm3d), y, kernel), {"sigma": float(sigma)})))
+                border.on_extension(lambda t: bm3d_deblur(t, kernel, sigma, bm3d), y, kernel),
+                {"sigma": float(sigma)})))
         counts = (RL_VALID_COUNTS if truth is not None else ()) + ((RL_FIXED,) if sigma is None else ())
         rl = _attempt("richardson_lucy_valid", shape, lambda: border.richardson_lucy_valid(
             y, kernel, counts, sigma, RL_VALID_MAX if sigma is not None else None))

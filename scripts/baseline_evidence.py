@@ -104,7 +104,8 @@ def grid_markdown(means: pd.DataFrame, table1: pd.DataFrame, worst: float, per: 
     methods = [m for m in LABELS if any((m, k, v) in base for k, v in settings)]
     best = {s: max([net[(n, *s)][0] for n in NETS if (n, *s) in net] +
                    [base[(m, *s)][0] for m in methods if (m, *s) in base]) for s in settings}
-    head = "| method | boundary model | " + " | ".join(f"{KERNEL_LABELS.get(k, k)} σ²={v:g}" for k, v in settings) + " |"
+    head = ("| method | boundary model | "
+            + " | ".join(f"{KERNEL_LABELS.get(k, k)} σ²={v:g}" for k, v in settings) + " |")
     lines = [head, "|---|---|" + "---|" * len(settings)]
     for n in NETS:
         lines.append(f"| {NET_LABELS[n]} (BP-DIP's Table I, peak of the mean curve) | circular | " + " | ".join(

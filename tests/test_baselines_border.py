@@ -19,7 +19,6 @@ from skimage import restoration
 from bpdip import baselines_bm3d
 from bpdip.baselines import BORDER, RL_VALID_COUNTS, run_baselines
 from bpdip.baselines_border import extend, richardson_lucy_valid
-from bpdip.metrics import quality  # noqa: F401 - the measure's metrics
 from bpdip.physics import degrade, degrade_valid, make_kernel, noise_sigma
 
 ROOT = Path(__file__).resolve().parents[1]

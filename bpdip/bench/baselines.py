@@ -12,8 +12,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
-
 KERNEL = "gaussian"
 NOISE_VAR = 2.0
 
