@@ -131,6 +131,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=1,
                    help="A/B rounds of --cpu-matrix and of the streams' overhead pair (issue 21 used 5)")
     p.add_argument("--out", help="JSON path (default results/bench/<device>-<date>.json)")
+    p.add_argument("--baselines", action="store_true", help="only issue 30's rows: seconds per image of the "
+                   "classical baselines (BM3D, valid Richardson-Lucy, all of a record's; bpdip.bench.baselines)")
+    p.add_argument("--baselines-sizes", default="96", help="comma list of image sizes for --baselines")
     p.add_argument("--boundary", action="store_true", help="only issue 19's row: ms/step of boundary=valid vs "
                    "circular (paper net 128 px, small net 96 px; bpdip.bench.boundary); --boundary-sizes for a smoke")
     p.add_argument("--boundary-sizes", help="comma list NET:SIZE replacing paper:128,small:96 (e.g. slim:24)")
@@ -175,6 +178,8 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.baselines:
+        return _baselines(args, device)
     if args.boundary:
         return _boundary(args, device)
     kind = device.type if device.type in DEFAULT_VARIANTS else "cpu"
@@ -394,6 +399,19 @@ def run_speed(args, device, report: dict, save, plan: dict) -> None:
         px = [h * w for n, (h, w) in set14_sizes().items() if n in args.quality_images]
         report["quality_projection_min"] = 2 * sum(max(ITERATIONS.values()) * fit(p) / 1e3 for p in px) / 60
     save()
+
+
+def _baselines(args, device) -> dict:
+    from bpdip.bench.baselines import baseline_rows, print_rows
+
+    rows = baseline_rows(tuple(int(s) for s in args.baselines_sizes.split(",")), args.rounds)
+    print_rows(rows)
+    report = {"baselines": rows, "device": device_info(torch.device("cpu")), "rounds": args.rounds,
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),
+              "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    if args.out:
+        write_json(args.out, report)
+    return report
 
 
 def _boundary(args, device) -> dict:

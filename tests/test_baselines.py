@@ -103,6 +103,19 @@ def test_the_baselines_table_averages_each_image_once(tmp_path):
     assert row.n == 2 and row.psnr == pytest.approx(23.0) and row.ssim == pytest.approx(0.55)
 
 
+def test_old_and_new_baselines_read_together_each_with_its_boundary_model(tmp_path):
+    """A reused record from before issue 30 holds the four scikit-image baselines only; a new
+    one adds BM3D: the table takes both (n says how many images each row has)."""
+    _job(tmp_path / "old", "bp", 2, {"face": [("wiener_oracle", 24.0, 0.7)]})
+    _job(tmp_path / "new", "ls", 2, {"zebra": [("wiener_oracle", 22.0, 0.6), ("bm3d", 25.0, 0.8)]})
+    md = markdown(build_report(load_local([str(tmp_path)])))
+    wiener = next(ln for ln in md.splitlines() if ln.startswith("| Wiener (balance tuned with truth)"))
+    bm3d = next(ln for ln in md.splitlines() if ln.startswith("| BM3D-DEB"))
+    assert "| circular |" in wiener and "23.00 / 0.65 (n=2)" in wiener
+    assert "| circular |" in bm3d and "25.00 / 0.80 (n=1)" in bm3d
+    assert "its boundary model" in md and "non-commercial" in md
+
+
 def test_records_without_baselines_leave_the_section_out(tmp_path):
     _job(tmp_path / "bp", "bp", 2, {"face": []})
     report = build_report(load_local([str(tmp_path)]))

@@ -52,9 +52,12 @@ def test_observed_run_restores_without_any_psnr(cfg_of, tmp_path):
     # data=observed defaults to boundary=valid: x is larger by the kernel's reach, kept too
     assert Image.open(tmp_path / "job" / "restored" / "chelsea_blurred.extended.png").size == (110, 110)
     # no truth: the fixed-parameter baselines' images beside the restored one, no numbers
-    assert [b["method"] for b in entry["baselines"]] == ["unsupervised_wiener", "richardson_lucy"]
+    # (BM3D with the run's noise level, and the border-aware ones of boundary=valid: issue 30)
+    fixed = ["unsupervised_wiener", "richardson_lucy", "bm3d", "unsupervised_wiener_extended", "bm3d_extended",
+             "richardson_lucy_valid"]
+    assert [b["method"] for b in entry["baselines"]] == fixed
     assert all(b["psnr"] is None for b in entry["baselines"])
-    for method in ("unsupervised_wiener", "richardson_lucy"):
+    for method in fixed:
         assert Image.open(tmp_path / "job" / "restored" / f"chelsea_blurred.{method}.png").size == (96, 96)
     # the report takes it: no PSNR, the rules' iterations, no corrupt-record flag
     from bpdip.report import build_report, load_local

@@ -1,7 +1,9 @@
-"""The report's "Baselines" part (issue 19): scikit-image's Wiener, unsupervised Wiener and
-Richardson-Lucy on the same observations as the networks (``bpdip.baselines``), laid out as
-Table I: one row per method, one column per setting (kernel, noise variance; and the
-boundary model where a report holds ``boundary=valid`` records).
+"""The report's "Baselines" part (issues 19 and 30): scikit-image's Wiener, unsupervised Wiener
+and Richardson-Lucy, BM3D deblurring and, for ``boundary=valid`` records, the border-aware
+methods, on the same observations as the networks (``bpdip.baselines``), laid out as
+Table I: one row per method with its own boundary model (``BOUNDARY_MODELS``), one column
+per setting (kernel, noise variance; and the run's boundary model where a report holds
+``boundary=valid`` records).
 
 A value is the mean over the setting's images of each image's baseline PSNR / SSIM
 (data_range 2, as Table I) on y's frame, from the records' ``baselines`` entries. y does
@@ -16,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bpdip.baselines import LABELS
+from bpdip.baselines import BOUNDARY_MODELS, LABELS
 from bpdip.paper import KERNEL_LABELS, KERNELS, NOISE_VARS
 
-COLUMNS = ["kernel", "noise_var", "boundary", "method", "n", "psnr", "ssim_dr2", "ssim", "params"]
+COLUMNS = ["kernel", "noise_var", "boundary", "method", "boundary_model", "n", "psnr", "ssim_dr2", "ssim", "params"]
 
 
 def _boundary(c) -> str:
@@ -52,7 +54,8 @@ def baselines_table(report) -> pd.DataFrame:
         params = sorted({";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in sorted((b.get("params") or {}).items()) if k != "tuned_with")
                          for b in values})
-        rows.append({"kernel": kernel, "noise_var": var, "boundary": boundary, "method": method, "n": len(values),
+        rows.append({"kernel": kernel, "noise_var": var, "boundary": boundary, "method": method,
+                     "boundary_model": BOUNDARY_MODELS.get(method), "n": len(values),
                      **{m: float(np.mean([b[m] for b in values])) if all(isinstance(b.get(m), (int, float))
                                                                          for b in values) else None
                         for m in ("psnr", "ssim_dr2", "ssim")},
@@ -83,7 +86,7 @@ def md_baselines(report) -> str:
     by = {(r.kernel, r.noise_var, r.boundary, r.method): r for r in frame.itertuples()}
     rows = []
     for m in methods:
-        row = [LABELS.get(m, m)]
+        row = [LABELS.get(m, m), BOUNDARY_MODELS.get(m, "?")]
         for col in cols:
             r = by.get((*col, m))
             row.append("–" if r is None or r.psnr is None else f"{r.psnr:.2f} / {r.ssim_dr2:.2f} (n={r.n})")
@@ -91,11 +94,13 @@ def md_baselines(report) -> str:
     paper_grid = all(k in KERNELS and v in NOISE_VARS for k, v, _ in cols)
     return "\n".join([
         "## Baselines", "",
-        "scikit-image on the same y as the networks (`bpdip.baselines`), each channel, clipped, measured on y's "
-        "frame: **PSNR [dB] / SSIM** (data_range 2) averaged over the images, n = images. Wiener's balance and "
-        "Richardson–Lucy's best count are chosen per image with the ground truth (upper bounds); unsupervised "
-        "Wiener and Richardson–Lucy at a fixed count need none. Their own boundary models: Wiener and unsupervised "
-        "Wiener circular, Richardson–Lucy zero padding (docs/references.md \"Boundaries\")."
+        "Classical methods on the same y as the networks (`bpdip.baselines`), each channel, clipped, measured on "
+        "y's frame: **PSNR [dB] / SSIM** (data_range 2) averaged over the images, n = images. Rows \"tuned with "
+        "truth\" / \"best count, truth\" choose their parameter per image with the ground truth (upper bounds); "
+        "the others need none (BM3D-DEB and the discrepancy stop are given the run's noise level). Each method's "
+        "own boundary model is the second column (docs/references.md \"Boundaries\", \"Classical baselines\"); "
+        "the border-aware ones run on `boundary=valid` records only. BM3D needs the optional `bm3d` package "
+        "(non-commercial licence)."
         + ("" if paper_grid else " Settings outside the paper's grid included."), "",
-        md_table(["method", *(label(*c) for c in cols)], rows),
+        md_table(["method", "its boundary model", *(label(*c) for c in cols)], rows),
     ])

@@ -88,16 +88,17 @@ def baseline(plan: CellPlan, task: ImageTask) -> dict | None:
 
 def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict] | None:
     """Deblurring's baselines (``bpdip.baselines``: Wiener, unsupervised Wiener,
-    Richardson-Lucy) on the image's y, measured on y's frame; (records, images), or None
-    for super-resolution or with ``baselines=false``. Without ground truth (``data=observed``)
-    only the fixed-parameter methods run, and their images are kept."""
+    Richardson-Lucy, BM3D where installed; with ``boundary=valid`` also the border-aware
+    ones) on the image's y with the run's noise level, measured on y's frame; (records,
+    images), or None for super-resolution or with ``baselines=false``. Without ground truth
+    (``data=observed``) only the fixed-parameter methods run, and their images are kept."""
     if plan.sr is not None or not plan.config.get("baselines", True):
         return None
     from bpdip.baselines import run_baselines
 
     x, y = degraded(plan, task)
     truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None else x)
-    return run_baselines(y, plan.kernel, truth)
+    return run_baselines(y, plan.kernel, truth, sigma=plan.sigma, boundary=plan.boundary.name)
 
 
 def shave_of(plan: CellPlan) -> int | None:
