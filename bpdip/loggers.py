@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from bpdip.loop import Callback
+from bpdip.stopping import statistic_columns
 
 log = logging.getLogger("bpdip")
 
@@ -23,7 +24,8 @@ log = logging.getLogger("bpdip")
 # clean and average streams (bpdip.streams; absent from older records: NaN, not logged)
 CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss", "wmv_var", "emv", "residual", "psnr_y",
               "clean_psnr", "clean_ssim", "clean_ssim_dr2", "average_psnr", "average_ssim", "average_ssim_dr2",
-              "clean_psnr_y", "average_psnr_y")
+              "clean_psnr_y", "average_psnr_y",
+              *(c for c in statistic_columns() if c not in ("wmv_var", "emv", "residual")))  # issue 32's
 
 
 def _value(rec: dict, key: str) -> float:

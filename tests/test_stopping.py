@@ -16,6 +16,7 @@ from bpdip.stopping.emv import EMV
 from bpdip.stopping.wmv import WMV
 
 SHAPE = (1, 2, 2)  # (C, H, W) of the hand-made "images"
+NOGUARD = {"fraction": 0.0, "floor": 0}  # the warm-up guard off: hand-made sequences choose from t = 0
 
 
 def images(values, b=1):
@@ -99,7 +100,7 @@ def test_discrepancy_stops_at_the_first_crossing_of_tau_m_sigma2():
     y = torch.zeros(1, *SHAPE)
     sigma, tau = 0.1, 1.5  # threshold per measurement: 0.015, i.e. |x| <= 0.1225
     seq = [0.5, 0.3, 0.2, 0.12, 0.05, 0.3, 0.01]
-    stopping = Stopping(StopSettings(discrepancy={"tau": tau}), 10, op, y, sigma, "cpu")
+    stopping = Stopping(StopSettings(discrepancy={"tau": tau}, warmup=NOGUARD), 10, op, y, sigma, "cpu")
     for x in images(seq):
         stopping.update(x)
     rule = stopping.rules["discrepancy"]
@@ -155,7 +156,7 @@ def net():
 
 
 RULES_SMALL = StopSettings(name="wmv", reference_iterations=40, wmv={"window": 3, "patience": 4},
-                           emv={"alpha": 0.1, "patience": 4, "start": 2}, discrepancy={"tau": 1.0})
+                           emv={"alpha": 0.1, "patience": 4, "start": 2}, discrepancy={"tau": 1.0}, warmup=NOGUARD)
 
 
 def run(problem, settings=RULES_SMALL, early=None, iterations=40, **kw):

@@ -118,10 +118,12 @@ def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor
     return to_tensor(y, torch.float32), None if x is None else to_tensor(x, torch.float64)
 
 
-def stopping_for(plan: CellPlan, op, y: torch.Tensor, device, frame=None) -> Stopping:
+def stopping_for(plan: CellPlan, op, y: torch.Tensor, device, frame=None, fidelity=None) -> Stopping:
     """Every online stopping rule of ``plan``'s runs on ``device`` (bpdip.stopping), watching
-    y's ``frame`` of the output (boundary=valid)."""
-    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device, frame=frame)
+    y's ``frame`` of the output (boundary=valid); ``fidelity``: the loss's (one per stacked
+    image), whose value bp_discrepancy watches."""
+    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device, frame=frame, fidelity=fidelity,
+                    ema=plan.output.ema)
 
 
 def cg_summary(loss) -> dict | None:
@@ -141,7 +143,7 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
-                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device, task.frame),
+                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device, task.frame, loss.fidelity),
                        stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
                        frame=task.frame, output=plan.output)
     result.cg = cg_summary(loss)
@@ -166,7 +168,8 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
     results = restore(model, loss, y, [t.name for t in tasks], plan.settings,
                       x_true=x_true, seed=[s["z"] for s in seeds], device=device,
                       callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
-                      stopping=stopping_for(plan, op, y, device, tasks[0].frame), stop_early=plan.stop.early_rule,
+                      stopping=stopping_for(plan, op, y, device, tasks[0].frame, [one.fidelity for one in losses]),
+                      stop_early=plan.stop.early_rule,
                       image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame, output=plan.output)
     for result, one in zip(results, losses):
         result.cg = cg_summary(one)

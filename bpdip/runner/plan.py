@@ -258,6 +258,9 @@ def _plan(cfg) -> CellPlan:
                             "use engine.cuda_graphs=auto or false")
         config["engine"]["cuda_graphs"] = False
     output = OutputSettings.from_config(config.get("output"))
+    if stop.early_rule is not None and stop.stream != "perturbed" and output.restore != stop.stream:
+        raise UserError(f"stop.early on the {stop.stream} stream's rule returns that stream's image; set "
+                        f"output.restore={stop.stream}, or stop.stream=perturbed")
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -320,8 +323,9 @@ def _plan(cfg) -> CellPlan:
         for key in ("cg_tol", "cg_max_iter"):
             rcfg["boundary"].pop(key, None)
     if not stop.early and isinstance(rcfg.get("stop"), dict):
-        # every run evaluates every rule: without stop.early the named rule changes nothing
+        # every run evaluates every rule: without stop.early the named rule (and its stream) changes nothing
         rcfg["stop"].pop("name", None)
+        rcfg["stop"].pop("stream", None)
     chash = digest(rcfg)
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
