@@ -392,6 +392,8 @@ def restore(
                     sts.catch_up(stopping)
                     clean = _clean_forward(model, z, step.engine, device)
                     sts.set_clean(clean, it)
+                if hasattr(losses, "at_iteration"):  # a scheduled loss (BP's to_ls) learns the iteration
+                    losses.at_iteration(it, n_iter)
                 out, per_sample = step()
                 loss_buf[it] = per_sample
                 done = it + 1

@@ -124,3 +124,20 @@ def test_the_rule_fires_at_the_first_fidelity_below_tau_times_the_level_after_th
     view.value = 0.0
     nan.update(torch.tensor(0), torch.zeros((1, 1, 2, 2)), view)
     assert not bool(nan.stopped)
+
+
+def test_the_bp_to_ls_schedule_blends_the_two_fidelities_with_equal_expectations():
+    """loss.to_ls (DDPG's W_t): d_t linear over [start, end] of the run; the value is
+    (1 - d) BP + d c LS with c = tr((AA^T + eps I)^-1) / (h w) from a dense matrix."""
+    op = Blur(make_kernel("disk", radius=1.5), (6, 6))
+    g = torch.Generator().manual_seed(2)
+    y, x = torch.rand((1, 3, 6, 6), generator=g), torch.rand((1, 3, 6, 6), generator=g)
+    sched = make_loss("bp", op, y, 0.05, eps1=0.0, eps2=EPS, to_ls=[0.2, 0.6])
+    bp, ls = make_loss("bp", op, y, 0.05, eps1=0.0, eps2=EPS), make_loss("ls", op, y, 0.05)
+    c = gram_trace(op) / 36
+    for it, d in ((0, 0.0), (20, 0.0), (40, 0.5), (60, 1.0), (99, 1.0)):
+        sched.at_iteration(it, 100)
+        want = (1 - d) * float(bp(x)) + d * c * float(ls(x))
+        assert float(sched(x)) == pytest.approx(want, rel=1e-5), it
+    with pytest.raises(ValueError, match=r"loss.to_ls must be null or \[start, end\]"):
+        make_loss("bp", op, y, 0.05, to_ls=[0.6, 0.2])

@@ -124,6 +124,12 @@ class FidelityWatch:
         k = self.scale / self.n
         self.values = {"perturbed": k * (u * r).sum(dim=(1, 2, 3)),
                        "average": k * (self.ema_u * self.ema_r).sum(dim=(1, 2, 3))}
+        to_ls = getattr(self.fids[0], "to_ls", None)
+        if to_ls is not None:  # BP's weight on its way to LS's: the same blend of the two forms
+            d, c = self.fids[0].delta.double(), self.fids[0].c
+            self.values["perturbed"] = (1 - d) * self.values["perturbed"] + d * c * k * r.square().sum(dim=(1, 2, 3))
+            self.values["average"] = (1 - d) * self.values["average"] + \
+                d * c * k * self.ema_r.square().sum(dim=(1, 2, 3))
 
     def average_residual_mean_square(self) -> torch.Tensor:
         """||y - A a||^2 / m of the average a (r is linear in x: the average of the residuals)."""
