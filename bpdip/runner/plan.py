@@ -128,6 +128,9 @@ class CellPlan:
     config_hash: str
     stop: StopSettings = field(default_factory=StopSettings)
     observed: bool = False  # data=observed: the images are the measurements y; no ground truth
+    # data=observed data.truth (issue 32's evidence): image name -> its ground truth on y's frame,
+    # read only to measure the run (curves, oracles); the loss never sees it
+    truths: dict = field(default_factory=dict)
     protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
     sr: SRSettings | None = None  # task=sr; None: deblurring
@@ -289,6 +292,15 @@ def _plan(cfg) -> CellPlan:
         if missing:
             raise UserError(f"data.path: image not found: {missing[0]} (give the path of the blurred image)")
         refs = resolve_images([str(absolute(p)) for p in paths], None, original_cwd())
+        truths = dcfg.get("truth")
+        truths = [truths] if isinstance(truths, str) else list(truths or [])
+        if truths and len(truths) != len(paths):
+            raise UserError(f"data.truth gives {len(truths)} image(s) for {len(paths)} data.path image(s); "
+                            "give one ground truth per observation, in the same order")
+        absent = [str(absolute(p)) for p in truths if not absolute(p).is_file()]
+        if absent:
+            raise UserError(f"data.truth: image not found: {absent[0]}")
+        truth_of = {ref.name: absolute(t) for ref, t in zip(refs, truths)}
     else:
         images = dcfg.get("images") or []
         if isinstance(images, str):  # data.images=face: one image (e.g. one job per image in a sweep)
@@ -332,6 +344,8 @@ def _plan(cfg) -> CellPlan:
                     model_params, settings, int(config["seed"]), crop, rcfg, chash, stop=stop,
                     protocol_hash=protocol, observed=observed, sr=sr, boundary=boundary, output=output,
                     network_parameters=network_parameters(model))
+    if observed:
+        plan.truths = truth_of
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         x = plan.ground_truth(load_image(ref.path))
         h, w = boundary.x_shape(x.shape[:2], kernel) if observed else x.shape[:2]  # observed: x is y's file
