@@ -95,6 +95,9 @@ class FidelityWatch:
         self.op, self.w = op, float(ema)
         b, c = y.shape[:2]
         self.eps = first.eps1 * sigma**2 + first.eps2 if self.kind == "bp" else None
+        self.filt = None  # FFT BP: 1 / (g + eps) once, so that a step has no host synchronisation
+        if self.kind == "bp" and not self.solved:
+            self.filt = 1.0 / (op.gram_spectrum().to(torch.float64) + self.eps)
         self.scale = op.out_shape[0] * op.out_shape[1] / 2.0
         self.n = c * op.out_shape[0] * op.out_shape[1]
         level = expected_fidelity(first, op, float(sigma), c) if self.kind is not None else math.nan
@@ -118,8 +121,8 @@ class FidelityWatch:
             u = r
         elif self.solved:  # the loss solved it in this very step (BP.u)
             u = torch.cat([f.u for f in self.fids]).double()
-        else:
-            u = self.op.gram_solve(r, self.eps)
+        else:  # (A A^T + eps I)^(-1) r by its FFT filter, as op.gram_solve
+            u = self.op.apply_filter(r, self.filt)
         self.ema_u.copy_(torch.where(first, u, self.w * self.ema_u + (1.0 - self.w) * u))
         k = self.scale / self.n
         self.values = {"perturbed": k * (u * r).sum(dim=(1, 2, 3)),
