@@ -86,7 +86,8 @@ def test_photo_evidence_takes_issue_32s_observation_kinds_and_measures_every_cho
     assert np.load(out / "observations" / "retina-shake-length21-var4.npy").shape == (23, 23)  # a 21 px line
     k = np.load(out / "observations" / "retina-disk-var4.npy")
     assert k.shape == (7, 7) and np.abs(np.fft.fft2(k, (24, 24))).min() < 0.02  # the disk's OTF has (near) zeros
-    y = {v: np.asarray(Image.open(out / "observations" / f"retina-disk-var{v}.png"), dtype=np.float64) for v in ("0.3", "4")}
+    y = {v: np.asarray(Image.open(out / "observations" / f"retina-disk-var{v}.png"), dtype=np.float64)
+         for v in ("0.3", "4")}
     truth = np.asarray(Image.open(out / "observations" / "retina-disk-var4.truth.png"), dtype=np.float64)
     assert np.std(y["4"] - truth) > np.std(y["0.3"] - truth)  # the stated noise levels
     c = pd.read_csv(out / "choices.csv")

@@ -151,7 +151,8 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
-                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device, task.frame, loss.fidelity),
+                       engine=plan.config.get("engine"),
+                       stopping=stopping_for(plan, op, y_t, device, task.frame, getattr(loss, "fidelity", None)),
                        stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
                        frame=task.frame, output=plan.output)
     result.cg = cg_summary(loss)
@@ -176,7 +177,8 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
     results = restore(model, loss, y, [t.name for t in tasks], plan.settings,
                       x_true=x_true, seed=[s["z"] for s in seeds], device=device,
                       callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
-                      stopping=stopping_for(plan, op, y, device, tasks[0].frame, [one.fidelity for one in losses]),
+                      stopping=stopping_for(plan, op, y, device, tasks[0].frame,
+                                            [getattr(one, "fidelity", None) for one in losses]),
                       stop_early=plan.stop.early_rule,
                       image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame, output=plan.output)
     for result, one in zip(results, losses):
