@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from bpdip.loop import Callback
+from bpdip.stopping import statistic_columns
 
 log = logging.getLogger("bpdip")
 
@@ -23,7 +24,8 @@ log = logging.getLogger("bpdip")
 # clean and average streams (bpdip.streams; absent from older records: NaN, not logged)
 CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss", "wmv_var", "emv", "residual", "psnr_y",
               "clean_psnr", "clean_ssim", "clean_ssim_dr2", "average_psnr", "average_ssim", "average_ssim_dr2",
-              "clean_psnr_y", "average_psnr_y")
+              "clean_psnr_y", "average_psnr_y",
+              *(c for c in statistic_columns() if c not in ("wmv_var", "emv", "residual")))  # issue 32's
 
 
 def _value(rec: dict, key: str) -> float:
@@ -108,8 +110,9 @@ class ConsoleLogger(JobLogger):
         how = "reused from the store" if reused else f"{_fmt(entry.get('runtime_s'), '.0f')} s"
         if entry["status"] == "complete":
             if entry.get("peak_psnr") is not None:
-                log.info("%s: peak PSNR %s dB (SSIM %s) at iteration %s, final PSNR %s dB; %s", name,
-                         _fmt(entry["peak_psnr"]), _fmt(entry["peak_ssim_dr2"], ".3f"), entry["peak_iteration"],
+                log.info("%s: peak PSNR of the perturbed stream %s dB (SSIM %s) at iteration %s, final PSNR of "
+                         "the restored image (%s) %s dB; %s", name, _fmt(entry["peak_psnr"]),
+                         _fmt(entry["peak_ssim_dr2"], ".3f"), entry["peak_iteration"], restored_label(entry),
                          _fmt(entry["final_psnr"]), how)
             else:
                 log.info("%s: restored (no ground truth: no PSNR); %s", name, how)
@@ -125,13 +128,31 @@ class ConsoleLogger(JobLogger):
         log.info("%s", format_summary(summary, rows, self.info.get("out_dir")))
 
 
+def restored_label(entry: dict) -> str:
+    """What the restored image is, e.g. 'average stream, fixed @1500' (issue 32's ``restored``)."""
+    r = entry.get("restored")
+    if isinstance(r, dict):
+        return f"{r.get('stream')} stream, {r.get('rule')} @{r.get('iteration')}"
+    stream = entry.get("restored_stream") or "clean"
+    rf = entry.get("restored_from")
+    return f"{stream} stream, " + (f"{rf['rule']} @{rf['iteration']}" if rf else f"fixed @{entry.get('iterations')}")
+
+
 def format_choices(entry: dict) -> str:
-    """Each rule's chosen iteration (and PSNR with ground truth), e.g. 'wmv @410 (stopped) 26.1 dB'."""
+    """Each rule's chosen iteration (and PSNR with ground truth) on each stream it watched,
+    e.g. 'perturbed stream: wmv @410 (stopped) 26.1 dB, ...; average stream: ...' (summary
+    ``choices``); older records: the perturbed stream's ``stopping``."""
+    if isinstance(entry.get("choices"), dict):
+        return "; ".join(f"{stream} stream: " + _choices(rules) for stream, rules in entry["choices"].items()) + \
+            f"; restored image: {restored_label(entry)}"
+    return "perturbed stream: " + _choices(entry["stopping"], entry.get("restored_from"))
+
+
+def _choices(rules: dict, restored: dict | None = None) -> str:
     parts = []
-    for rule, c in entry["stopping"].items():
+    for rule, c in rules.items():
         psnr = f" {c['psnr']:.2f} dB" if c.get("psnr") is not None else ""
         parts.append(f"{rule} @{c['iteration']}{' (stopped)' if c.get('stopped') else ''}{psnr}")
-    restored = entry.get("restored_from")
     tail = f"; restored image: {restored['rule']} @{restored['iteration']}" if restored else ""
     return ", ".join(parts) + tail
 
@@ -146,20 +167,23 @@ def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
     """The end-of-job table: one line per image, the means, and the peak of the mean curve."""
     run, images = summary["run"], summary["images"]
     cell = run["cell"]
+    stream = (run.get("output") or {}).get("restore") or "clean"
     lines = [f"summary of {cell['loss']} / {cell['kernel']} / noise var {cell['noise_var']:g} "
-             f"({run.get('device')}, status {run['status']})",
+             f"({run.get('device')}, status {run['status']}); peak: the perturbed stream's logged peak, "
+             f"final: the restored image ({stream} stream)",
              f"{'image':<12} {'status':<9} {'peak PSNR':>9} {'@it':>6} {'SSIM dr2':>8} {'final PSNR':>10} "
-             f"{'time s':>7}  source"]
+             f"{'time s':>7}  source  restored image"]
     for name, e in images.items():
         lines.append(f"{name:<12} {e['status']:<9} {_fmt(e.get('peak_psnr')):>9} {_fmt(e.get('peak_iteration'), 'd'):>6} "
                      f"{_fmt(e.get('peak_ssim_dr2'), '.3f'):>8} {_fmt(e.get('final_psnr')):>10} "
-                     f"{_fmt(e.get('runtime_s'), '.0f'):>7}  {'store' if e.get('reused') else 'trained'}")
+                     f"{_fmt(e.get('runtime_s'), '.0f'):>7}  {'store' if e.get('reused') else 'trained':<7} "
+                     f"{restored_label(e) if e['status'] == 'complete' else ''}")
     done = [n for n, e in images.items() if e["status"] == "complete"]
     if done and all(images[n].get("final_psnr") is not None for n in done):
         final = float(np.mean([images[n]["final_psnr"] for n in done]))
         peak = peak_of(mean_curve(rows, done))
-        lines.append(f"mean over {len(done)}/{len(images)} complete image(s): final PSNR {final:.2f} dB; "
-                     f"peak of the mean curve {_fmt(peak and peak['psnr'])} dB "
+        lines.append(f"mean over {len(done)}/{len(images)} complete image(s): final PSNR {final:.2f} dB "
+                     f"(restored images); peak of the perturbed stream's mean curve {_fmt(peak and peak['psnr'])} dB "
                      f"(SSIM dr2 {_fmt(peak and peak['ssim_dr2'], '.3f')}) at iteration {peak and peak['iteration']}")
     if out_dir is not None:
         lines.append(f"records: {out_dir}")

@@ -97,6 +97,10 @@ class Result:
     extended: np.ndarray | None = None  # restore(frame=...): all of x for the restored image (image: y's frame)
     cg: dict | None = None  # BP by conjugate gradients: its solves' iterations and residuals (the runner's)
     restored_stream: str | None = None  # output.restore: the stream of ``image`` (None: streams off)
+    # issue 32: every rule's choice on each stream, the rule watching that stream ({stream: {rule:
+    # {iteration, stopped, stop_iteration, psnr...}}}), and which of them the restored image is
+    choices: dict = field(default_factory=dict)
+    restored: dict | None = None  # {"stream", "rule", "iteration"}
     # per stream (bpdip.streams): {"final": {psnr, ...}, "stopping": {rule: {iteration, psnr, ...}}}
     streams: dict = field(default_factory=dict)
     # "<stream>.<rule>" -> (H, W, 3) float32 image in [0, 1]: every stream's oracle (ground
@@ -322,8 +326,10 @@ def restore(
     h, w = image_shape or tuple(y.shape[-2:])
     if len(names) != b:
         raise ValueError(f"{len(names)} names for a batch of {b}")
-    if stop_early is not None and (stopping is None or stop_early not in stopping.rules):
+    if stop_early is not None and (stopping is None or stop_early not in stopping.keys()):
         raise ValueError(f"stop_early={stop_early!r} needs a Stopping with that rule")
+    early_stream, _, early_name = (stop_early or "").rpartition(".")
+    early_stream = early_stream or "perturbed"
     if hasattr(model, "check_size"):
         model.check_size(h, w)
     requested = EngineSettings.from_config(engine) if engine is not None else None
@@ -342,6 +348,9 @@ def restore(
     rule_names = tuple(stopping.rules) if stopping is not None else ()
     sts = Streams(b, (y.shape[1], h, w), device, out_settings.ema, rule_names, truth=x_ref is not None,
                   frame=frame) if streams else None
+    if stop_early is not None and early_stream != "perturbed" and (sts is None or out_settings.restore != early_stream):
+        raise ValueError(f"stop.early on the {early_stream} stream's rule returns that stream's image: "
+                         f"set output.restore={early_stream} (or stop.stream=perturbed)")
 
     try:
         state = load_checkpoint(checkpoint)
@@ -383,6 +392,8 @@ def restore(
                     sts.catch_up(stopping)
                     clean = _clean_forward(model, z, step.engine, device)
                     sts.set_clean(clean, it)
+                if hasattr(losses, "at_iteration"):  # a scheduled loss (BP's to_ls) learns the iteration
+                    losses.at_iteration(it, n_iter)
                 out, per_sample = step()
                 loss_buf[it] = per_sample
                 done = it + 1
@@ -414,6 +425,7 @@ def restore(
                 extended = model(z).float().clamp(0.0, 1.0)
             last = _framed(extended, frame)
             choices = stopping.choices(done) if stopping is not None else {}
+            watched = stopping.watched_choices(done) if stopping is not None else {}
             if sts is not None:
                 sts.catch_up(stopping)  # candidates taken after the last log
                 # the streams' whole x (boundary=valid) and y's frame of it
@@ -426,11 +438,14 @@ def restore(
             candidate = (lambda rule: sts.candidate(kept, rule, stopping)) if sts is not None else \
                 (lambda rule: stopping.rules[rule].candidate)
             if stop_early is not None:
-                use = torch.tensor([c["candidate"] for c in choices[stop_early]], device=device)
-                final = torch.where(use[:, None, None, None], candidate(stop_early).clamp(0, 1), final)
+                use = torch.tensor([c["candidate"] for c in watched[early_stream][early_name]], device=device)
+                own = early_stream != "perturbed"  # a rule watching the restored stream: its own candidate
+                chosen_image = stopping.rule(stop_early).candidate if own else candidate(early_name)
+                final = torch.where(use[:, None, None, None], chosen_image.clamp(0, 1), final)
                 if frame is not None:
-                    whole = sts.whole_candidate(kept, stop_early, stopping) if sts is not None else \
-                        stopping.extended[stop_early]
+                    whole = stopping.extended_by[early_stream][early_name] if own else \
+                        sts.whole_candidate(kept, early_name, stopping) if sts is not None else \
+                        stopping.extended[early_name]
                     extended = torch.where(use[:, None, None, None], whole.clamp(0, 1), extended)
             with torch.no_grad():
                 metrics = quality(final, x_ref, shave) if x_ref is not None else None
@@ -439,6 +454,9 @@ def restore(
                                 if x_ref is not None else None for name in choices}
                 per_stream = _stream_records(sts, stopping, choices, finals, x_ref, shave, kept) \
                     if sts is not None else None
+                watched_metrics = {s: {n: quality(stopping.watching[s][n].candidate, x_ref, shave)
+                                       if x_ref is not None else None for n in rules}
+                                   for s, rules in watched.items() if s != "perturbed"}
     finally:
         step.close()
     for i, r in enumerate(results):
@@ -460,10 +478,16 @@ def restore(
             if per_stream is not None:
                 r.restored_stream = kept
                 r.streams, r.stream_images = _stream_result(r, i, per_stream, done)
-            if stop_early is not None and choices[stop_early][i]["candidate"]:
-                chosen = r.streams[kept]["stopping"][stop_early]["iteration"] if r.streams else \
-                    choices[stop_early][i]["iteration"]
-                r.restored_from = {"rule": stop_early, "iteration": chosen}
+            early = stop_early is not None and watched[early_stream][early_name][i]["candidate"]
+            if early:
+                chosen = watched[early_stream][early_name][i]["iteration"] if early_stream != "perturbed" else \
+                    r.streams[kept]["stopping"][early_name]["iteration"] if r.streams else \
+                    choices[early_name][i]["iteration"]
+                r.restored_from = {"rule": early_name, "iteration": chosen}
+            if per_stream is not None:
+                r.choices = _watched_result(r, i, watched, watched_metrics)
+                r.restored = {"stream": kept, "rule": early_name if early else "fixed",
+                              "iteration": r.restored_from["iteration"] if early else done}
         for cb in callbacks:
             cb.on_end(r)
     return results
@@ -531,6 +555,37 @@ def _stream_result(r: Result, i: int, per_stream: dict, done: int) -> tuple[dict
                 continue  # an online rule without a candidate chose the final image: no copy
             images[key] = img[i].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
     return streams, images
+
+
+def _watched_result(r: Result, i: int, watched: dict, watched_metrics: dict) -> dict:
+    """Sample ``i``'s ``choices`` (issue 32): per stream, its oracle and fixed (from ``streams``)
+    and every online rule that watched that stream, with the stream's image at the rule's
+    choice (an online rule without a candidate: the stream's final image)."""
+    from bpdip.stopping import RULES
+
+    out = {}
+    for s, rec in r.streams.items():
+        choice = {}
+        for rule in RULES:
+            if rule in ("oracle", "fixed"):
+                if rule in rec["stopping"]:
+                    choice[rule] = {"iteration": rec["stopping"][rule]["iteration"], "stopped": False,
+                                    "stop_iteration": None,
+                                    **{k: v for k, v in rec["stopping"][rule].items() if k != "iteration"}}
+                continue
+            if rule not in watched.get(s, {}):
+                continue
+            c = dict(watched[s][rule][i])
+            has = c.pop("candidate")
+            if s == "perturbed":
+                values = {k: v for k, v in rec["stopping"][rule].items() if k != "iteration"}
+            else:
+                m = watched_metrics[s][rule]
+                values = {k: float(v[i]) for k, v in m.items()} if (m is not None and has) else \
+                    {k: v for k, v in rec["final"].items()}
+            choice[rule] = {**c, "iteration": c["iteration"] if has else r.iterations, **values}
+        out[s] = choice
+    return out
 
 
 def _rule_choices(result: Result, i: int, choices: dict, rule_metrics: dict) -> dict:

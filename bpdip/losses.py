@@ -69,14 +69,35 @@ class BP(Fidelity):
     With eps1 = eps2 = 0 this is ||(A A^T)^(-1/2) (y - A x)||^2 = ||A^+ (y - A x)||^2
     (eqs. 7-9), up to the constant normalisation 1 / (2 C) of PROTOCOL "Losses".
     Defaults eps1 = 0.01, eps2 = 1e-3 are the paper's (Sec. IV).
+
+    ``to_ls = [start, end]`` (issue 32; DDPG, Garber and Tirer, CVPR 2024, REFERENCES.md "BP's
+    weight and noise"): the weight moves from BP's towards LS's over the run,
+    W_t = (1 - d_t) (A A^T + eps I)^(-1) + d_t c I, i.e. the fidelity is
+    (1 - d_t) BP(x) + d_t c LS(x), with d_t rising linearly from 0 at the share ``start`` of the
+    run to 1 at ``end`` (``at_iteration``), and c = tr((A A^T + eps I)^(-1)) / (h w), so that
+    both terms have the same expectation at the truth (bpdip.stopping.bp_discrepancy). None
+    (the default, the paper's): BP throughout.
     """
 
     name = "bp"
 
     def __init__(self, op: Operator, y: torch.Tensor, sigma: float, eps1: float = 0.01, eps2: float = 1e-3,
-                 solver: str = "auto"):
+                 solver: str = "auto", to_ls=None):
         if eps1 < 0 or eps2 < 0:
             raise ValueError(f"loss.eps1 and loss.eps2 must be >= 0, got {eps1}, {eps2}")
+        if to_ls is not None and not (isinstance(to_ls, (list, tuple)) and len(to_ls) == 2
+                                      and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in to_ls)
+                                      and 0 <= to_ls[0] < to_ls[1] <= 1):
+            raise ValueError(f"loss.to_ls must be null or [start, end] with 0 <= start < end <= 1 (shares of the run "
+                             f"over which BP's weight turns into LS's), got {to_ls!r}")
+        self.to_ls = None if to_ls is None else (float(to_ls[0]), float(to_ls[1]))
+        if self.to_ls is not None:
+            from bpdip.stopping.bp_discrepancy import trace_inverse_gram
+
+            eps = eps1 * sigma**2 + eps2
+            self.delta = torch.zeros((), dtype=torch.float32, device=y.device)  # d_t, set by at_iteration
+            self.ls = LS(op, y)
+            self.c = trace_inverse_gram(op, eps, y.shape[1]) / (op.out_shape[0] * op.out_shape[1])
         if solver not in ("auto", "fft", "cg"):
             raise ValueError(f"loss.solver must be auto, fft or cg, got {solver!r}")
         if solver == "fft" and not op.circulant:
@@ -104,10 +125,17 @@ class BP(Fidelity):
         self.u = solve(r, self.eps, x0=warm, stats=self.cg)
         return self.u
 
+    def at_iteration(self, it: int, iterations: int) -> None:
+        """d_t of ``to_ls`` for iteration ``it`` of ``iterations`` (the loop calls it before each step)."""
+        if self.to_ls is not None:
+            start, end = self.to_ls
+            self.delta.fill_(min(1.0, max(0.0, (it / iterations - start) / (end - start))))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.solved:
-            return super().__call__(x)
-        return _SolvedBP.apply(x, self)
+        value = super().__call__(x) if not self.solved else _SolvedBP.apply(x, self)
+        if self.to_ls is None:
+            return value
+        return (1 - self.delta) * value + (self.delta * self.c) * self.ls(x)
 
 
 class _SolvedBP(torch.autograd.Function):
@@ -154,6 +182,11 @@ class Loss:
             raise ValueError(f"loss.tv_weight must be >= 0, got {tv_weight}")
         self.fidelity = fidelity
         self.tv_weight = float(tv_weight)
+
+    def at_iteration(self, it: int, iterations: int) -> None:
+        """Tell a scheduled fidelity (BP's ``to_ls``) the iteration; others ignore it."""
+        if hasattr(self.fidelity, "at_iteration"):
+            self.fidelity.at_iteration(it, iterations)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()

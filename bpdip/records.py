@@ -41,6 +41,13 @@ A job's output directory holds (schema version 3; versions 1 and 2 are still rea
     in each rule's choice) and
     ``images`` ({"<stream>.<rule>": "images/<image>/<stream>.<rule>.png"}, relative to the
     job directory); the run block gains ``output`` ({restore, ema}).
+    Issue 32 (still schema 3: every older key kept) adds per image ``choices``: {stream:
+    {rule: {iteration, stopped, stop_iteration, psnr, ssim, ssim_dr2}}}, each stream's own
+    oracle and fixed and every online rule that watched that stream (``stop.streams``; the
+    clean stream has oracle and fixed only), the stream's image at the rule's choice; and
+    ``restored``: {stream, rule, iteration}, what the written image is. metrics.csv gains
+    the statistics of bp_discrepancy (``fidelity``) and of the rules watching the average
+    (``average_wmv_var``...: ``bpdip.stopping.statistic_columns``), after every older column.
 
 Every file is written atomically (temporary file + rename), so a killed job leaves
 either the previous version or the new one, never half a file.
@@ -55,6 +62,8 @@ import math
 import os
 from pathlib import Path
 
+from bpdip.stopping import statistic_columns
+
 SCHEMA = 3
 SCHEMAS = (1, 2, 3)  # readable
 CURVE_COLUMNS_V1 = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
@@ -65,7 +74,9 @@ CURVE_COLUMNS_V2 = (*CURVE_COLUMNS_V1, *STAT_COLUMNS)
 STREAM_COLUMNS = tuple(f"{s}_{k}" for s in ("clean", "average") for k in ("psnr", "ssim", "ssim_dr2")) + \
     ("clean_psnr_y", "average_psnr_y")
 STREAM_CURVE_COLUMNS = STREAM_COLUMNS  # the report's name for them
-CURVE_COLUMNS = (*CURVE_COLUMNS_V2, *STREAM_COLUMNS)
+# issue 32: the statistics not in CURVE_COLUMNS_V2 (each rule declares its own; bpdip.stopping)
+WATCH_COLUMNS = tuple(c for c in statistic_columns() if c not in CURVE_COLUMNS_V2)
+CURVE_COLUMNS = (*CURVE_COLUMNS_V2, *STREAM_COLUMNS, *WATCH_COLUMNS)
 
 
 class CorruptRecord(ValueError):
@@ -129,10 +140,11 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
             reader = csv.DictReader(fh)
             fields = tuple(reader.fieldnames or ())
             extra = fields[len(CURVE_COLUMNS_V2):] if fields[:len(CURVE_COLUMNS_V2)] == CURVE_COLUMNS_V2 else None
-            if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(STREAM_COLUMNS)
+            later = (*STREAM_COLUMNS, *WATCH_COLUMNS)  # absent from older files: not read as corrupt
+            if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(later)
                                                or len(set(extra)) < len(extra)):
                 raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS_V2)} "
-                                    f"(then any of {list(STREAM_COLUMNS)})")
+                                    f"(then any of {list(later)})")
             rows = []
             for row in reader:
                 if None in row.values() or None in row:
@@ -184,6 +196,8 @@ def image_summary(result) -> dict:
         entry.update(peak_psnr_y=best.get("psnr_y"), peak_psnr_y_iteration=best.get("iteration"),
                      psnr_y_at_peak=peak.get("psnr_y"), final_psnr_y=result.final.get("psnr_y"),
                      last_psnr_y=result.last.get("psnr_y"))
+    if result.choices:
+        entry.update(choices=result.choices, restored=result.restored)
     if result.streams:
         entry.update(restored_stream=result.restored_stream, streams=stream_entries(result),
                      images={key: image_path(result.name, key) for key in result.stream_images})

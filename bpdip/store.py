@@ -70,7 +70,9 @@ BOOKKEEPING = (
 # 3: records carry the clean and average output streams (bpdip.streams, issue 20) and the
 #    restored image is output.restore's stream (default: the average, no longer f(z));
 #    version-2 records say nothing about the streams, so they are not reused.
-RESULTS_VERSION = 3
+# 4: every online rule on the perturbed and the average stream with a warm-up guard, and
+#    bp_discrepancy (issue 32): the rules' choices and statistics differ from version 3's.
+RESULTS_VERSION = 4
 STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json", "images")
 IMAGES_DIR = "images"  # <run_id>/images/<stream>.<rule>.png (summary.json "images")
 CLAIM = "claim.json"

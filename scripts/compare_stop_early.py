@@ -9,10 +9,13 @@ matched by (kernel, noise, loss, seed, image). See bpdip.report.stopping.early_c
 
 import argparse
 import sys
+from pathlib import Path
 
-from bpdip.report import load_local
-from bpdip.report.stopping import early_comparison, md_early_comparison
-from bpdip.stopping import ONLINE
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's bpdip, not an installed one
+
+from bpdip.report import load_local  # noqa: E402
+from bpdip.report.stopping import early_comparison, md_early_comparison  # noqa: E402
+from bpdip.stopping import ONLINE  # noqa: E402
 
 
 def main(argv=None) -> int:

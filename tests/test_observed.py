@@ -33,7 +33,7 @@ def test_the_shipped_example_is_an_8_bit_observation_of_a_non_set14_image():
 def test_observed_run_restores_without_any_psnr(cfg_of, tmp_path):
     store = tmp_path / "store"
     cfg = cfg_of("stop=wmv", "stop.early=true", "stop.reference_iterations=40", "stop.wmv.window=3",
-                 "stop.wmv.patience=6", f"results_root={store}")
+                 "stop.wmv.patience=6", "stop.warmup.floor=0", f"results_root={store}")
     summary = run_cell(cfg, tmp_path / "job")
     entry = summary["images"]["chelsea_blurred"]
     assert entry["status"] == "complete"
@@ -72,6 +72,29 @@ def test_observed_run_restores_without_any_psnr(cfg_of, tmp_path):
     # the store takes a ground-truth-free record: a relaunch reuses it
     again = run_cell(cfg, tmp_path / "job2")
     assert again["images"]["chelsea_blurred"]["reused"] is True
+
+
+def test_the_default_choice_and_a_truth_for_measurement_only(cfg_of, tmp_path):
+    """Without a stop key, data=observed picks conf/stop/observed.yaml (issue 32's measured
+    choice); data.truth only measures: the run trains exactly as without it."""
+    plan = plan_cell(cfg_of())
+    assert (plan.stop.name, plan.stop.stream, plan.stop.early) == ("emv", "average", True)
+    assert plan.stop.early_rule == "average.emv" and plan.output.restore == "average"
+    plain = run_cell(cfg_of("stop.early=false"), tmp_path / "plain")["images"]["chelsea_blurred"]
+    job = tmp_path / "truth"
+    measured = run_cell(cfg_of("stop.early=false", f"data.truth={EXAMPLE / 'chelsea_truth.png'}"), job)
+    entry = measured["images"]["chelsea_blurred"]
+    assert plain["peak_psnr"] is None and entry["peak_psnr"] is not None
+    for stream in ("perturbed", "average"):
+        for rule in ("fixed", "wmv", "emv", "bp_discrepancy"):
+            assert entry["choices"][stream][rule]["iteration"] == plain["choices"][stream][rule]["iteration"]
+    frame = pd.read_csv(job / "metrics.csv")
+    np.testing.assert_array_equal(frame["loss"], pd.read_csv(tmp_path / "plain" / "metrics.csv")["loss"])
+    truth = np.asarray(Image.open(EXAMPLE / "chelsea_truth.png"), dtype=np.float64) / 255
+    restored = np.asarray(Image.open(job / "restored" / "chelsea_blurred.png"), dtype=np.float64) / 255
+    assert entry["final_psnr"] == pytest.approx(10 * np.log10(1 / np.mean((restored - truth) ** 2)), abs=0.05)
+    with pytest.raises(UserError, match="data.truth gives 2 image"):
+        plan_cell(cfg_of(f"data.truth=[{EXAMPLE / 'chelsea_truth.png'},{EXAMPLE / 'chelsea_truth.png'}]"))
 
 
 def test_the_same_file_as_observation_and_as_ground_truth_are_different_runs(cfg_of, compose_config):

@@ -71,6 +71,38 @@ def test_photo_evidence_end_to_end_at_a_tiny_scale(tmp_path):
     assert (out / "jobs" / "coffee-shake" / "bp_tv-valid" / "restored" / "coffee-shake.extended.png").is_file()
 
 
+def test_photo_evidence_takes_issue_32s_observation_kinds_and_measures_every_choice(tmp_path):
+    """A smooth picture (retina), a defocus disk, a long motion blur, noise var 0.3 and 4; the
+    runs get the truth for measurement only, and every rule's choice on every stream is in
+    choices.csv, measured by the run against the truth file."""
+    ev = _script("photo_evidence")
+    out = tmp_path / "photo"
+    ev.main(["--images", "retina", "--kernels", "disk,shake:length=21", "--noise-var", "0.3,4", "--losses", "bp_tv",
+             "--boundaries", "valid", "--iterations", "12", "--model", "slim", "--crop", "24", "--log-every", "4",
+             "--out", str(out), "--set", "threads=1"])
+    names = {"retina-disk-var0.3", "retina-disk-var4", "retina-shake-length21-var0.3", "retina-shake-length21-var4"}
+    frame = pd.read_csv(out / "per_image.csv")
+    assert set(frame.observation) == names
+    assert np.load(out / "observations" / "retina-shake-length21-var4.npy").shape == (23, 23)  # a 21 px line
+    k = np.load(out / "observations" / "retina-disk-var4.npy")
+    assert k.shape == (7, 7) and np.abs(np.fft.fft2(k, (24, 24))).min() < 0.02  # the disk's OTF has (near) zeros
+    y = {v: np.asarray(Image.open(out / "observations" / f"retina-disk-var{v}.png"), dtype=np.float64)
+         for v in ("0.3", "4")}
+    truth = np.asarray(Image.open(out / "observations" / "retina-disk-var4.truth.png"), dtype=np.float64)
+    assert np.std(y["4"] - truth) > np.std(y["0.3"] - truth)  # the stated noise levels
+    c = pd.read_csv(out / "choices.csv")
+    assert set(c.stream) == {"perturbed", "clean", "average"} and set(c.observation) == names
+    assert {"wmv", "emv", "discrepancy", "bp_discrepancy", "oracle", "fixed"} == set(c[c.stream == "average"].rule)
+    assert (c.groupby("observation").restored.sum() == 1).all()  # one restored choice per run
+    best = c[c.rule.isin(["oracle", "fixed"])].groupby("observation").psnr.max()
+    np.testing.assert_allclose(c.psnr - c.observation.map(best), c.gap_db)  # the gap to the best logged/final image
+    restored = c[c.restored].set_index("observation")
+    row = frame[(frame.method == "bp_tv")].set_index("observation")
+    for name in names:  # the run's own PSNR of its restored image is this script's, up to the 8-bit truth
+        assert restored.loc[name, "psnr"] == pytest.approx(row.loc[name, "psnr"], abs=0.1)
+    assert "Every rule on every stream" in (out / "summary.md").read_text()
+
+
 def test_cg_tol_check_runs_both_tolerances_and_compares_their_curves(tmp_path):
     """scripts/cg_tol_check.py at a tiny scale: one valid BP run per tolerance, read back from
     the records; the reference's curve gap to itself is 0, and the loose solve is cheaper."""

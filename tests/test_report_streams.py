@@ -288,3 +288,27 @@ def test_latex_with_the_stream_tables_compiles(report, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_rules_that_watched_the_average_get_their_own_rows(tmp_path):
+    """Issue 32: a record's ``choices.average`` (the rules that watched the average themselves)
+    gives stopping_streams.csv rows ``<rule>@average``, measured against the average's oracle."""
+    import json
+
+    from bpdip.report.stream_stopping import stream_stopping_table
+
+    write_stream_job(tmp_path / "bp", "bp", 0, BP[0], chosen=BP_RULES)
+    path = tmp_path / "bp" / "summary.json"
+    summary = json.loads(path.read_text())
+    for name, e in summary["images"].items():
+        avg = e["streams"]["average"]["stopping"]
+        e["choices"] = {"average": {"oracle": avg["oracle"], "fixed": avg["fixed"],
+                                    "emv": {**avg["fixed"], "iteration": 200, "stopped": True, "stop_iteration": 250,
+                                            "psnr": BP[0][name]["average"][2]}}}
+    path.write_text(json.dumps(summary))
+    frame = stream_stopping_table(build_report(load_local([str(tmp_path)])))
+    row = frame[(frame.stream == "average") & (frame.rule == "emv@average")].iloc[0]
+    # face: 25 at its oracle 25 (0); zebra: 25 against its oracle 26 (-1)
+    assert row.n == 2 and row.mean_psnr == pytest.approx(25.0) and row.gap_db == pytest.approx(-0.5)
+    assert row.iteration == 200 and row.stopped == 1.0
+    assert "emv" in set(frame[frame.stream == "average"].rule)  # the perturbed rule's rows stay

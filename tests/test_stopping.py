@@ -16,6 +16,7 @@ from bpdip.stopping.emv import EMV
 from bpdip.stopping.wmv import WMV
 
 SHAPE = (1, 2, 2)  # (C, H, W) of the hand-made "images"
+NOGUARD = {"fraction": 0.0, "floor": 0}  # the warm-up guard off: hand-made sequences choose from t = 0
 
 
 def images(values, b=1):
@@ -99,7 +100,7 @@ def test_discrepancy_stops_at_the_first_crossing_of_tau_m_sigma2():
     y = torch.zeros(1, *SHAPE)
     sigma, tau = 0.1, 1.5  # threshold per measurement: 0.015, i.e. |x| <= 0.1225
     seq = [0.5, 0.3, 0.2, 0.12, 0.05, 0.3, 0.01]
-    stopping = Stopping(StopSettings(discrepancy={"tau": tau}), 10, op, y, sigma, "cpu")
+    stopping = Stopping(StopSettings(discrepancy={"tau": tau}, warmup=NOGUARD), 10, op, y, sigma, "cpu")
     for x in images(seq):
         stopping.update(x)
     rule = stopping.rules["discrepancy"]
@@ -155,12 +156,12 @@ def net():
 
 
 RULES_SMALL = StopSettings(name="wmv", reference_iterations=40, wmv={"window": 3, "patience": 4},
-                           emv={"alpha": 0.1, "patience": 4, "start": 2}, discrepancy={"tau": 1.0})
+                           emv={"alpha": 0.1, "patience": 4, "start": 2}, discrepancy={"tau": 1.0}, warmup=NOGUARD)
 
 
 def run(problem, settings=RULES_SMALL, early=None, iterations=40, **kw):
     x, y, op, loss = problem
-    stopping = Stopping(settings, iterations, op, y, 0.02, "cpu")
+    stopping = Stopping(settings, iterations, op, y, 0.02, "cpu", fidelity=loss.fidelity)
     s = LoopSettings(**{"iterations": iterations, "log_every": 2, "progress": False, "input_depth": 4,
                         **kw.pop("loop", {})})
     [r] = restore(net(), loss, y, ["face"], s, x_true=x, device="cpu", stopping=stopping, stop_early=early, **kw)
@@ -326,3 +327,106 @@ def test_run_py_reports_bad_stop_and_output_values_as_one_error_line(tmp_path, o
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == line
     assert "Traceback" not in out.stderr and not (tmp_path / "store").exists()  # nothing trained
+
+
+# --------------------------------------------------------------- issue 32: streams, guard, records
+
+def test_the_warmup_guard_keeps_every_rule_from_choosing_early():
+    from bpdip.stopping.base import warmup_start
+
+    assert warmup_start(1500, 0.1, 50) == 150 and warmup_start(300, 0.1, 50) == 50
+    assert warmup_start(30, 0.1, 50) == 29  # never past the last iteration
+    assert StopSettings().first(1500) == 150  # the configured default
+    seq = [1, 1, 1, 1, 4, 9, 2, 3, 3, 3, 3, 9, 1]  # var 0 in the first window: an early false minimum
+    free, guarded = WMV(1, SHAPE, "cpu", window=3, patience=20), WMV(1, SHAPE, "cpu", window=3, patience=20, first=5)
+    feed(free, images(seq)), feed(guarded, images(seq))
+    assert int(free.best_it) == 2  # the false dip at the start
+    assert int(guarded.best_it) == 9  # the first minimum at or after the guard: the window 3, 3, 3 at t = 7..9
+
+
+def test_every_rule_on_the_average_stream_chooses_that_streams_image(problem):
+    """Logged every iteration: each average-watching rule's choice is the curve's average
+    PSNR at its iteration, its statistic is logged under average_<statistic>, and the
+    perturbed rules are the same rules as before (their own choices)."""
+    r, stopping = run(problem, iterations=30, loop={"log_every": 1})
+    by_it = {rec["iteration"]: rec for rec in r.curve}
+    assert set(r.choices) == {"perturbed", "clean", "average"}
+    assert list(r.choices["average"]) == list(RULES) and list(r.choices["clean"]) == ["oracle", "fixed"]
+    checked = 0
+    for rule in ("wmv", "emv"):
+        own = stopping.watching["average"][rule]
+        assert own is not stopping.rules[rule]
+        c = r.choices["average"][rule]
+        if int(own.best_it) >= 0:
+            assert c["iteration"] == int(own.best_it)
+            assert c["psnr"] == pytest.approx(by_it[c["iteration"]]["average_psnr"], abs=1e-9)
+            checked += 1
+        p = r.choices["perturbed"][rule]
+        assert p["psnr"] == pytest.approx(r.stopping[rule]["psnr"]) and p["iteration"] == r.stopping[rule]["iteration"]
+    assert checked == 2
+    for col in ("average_wmv_var", "average_emv", "average_residual", "fidelity", "average_fidelity"):
+        assert col in r.curve[-1]
+    assert r.curve[-1]["average_fidelity"] > 0 and r.curve[-1]["fidelity"] > 0
+    assert r.choices["average"]["oracle"]["psnr"] == max(rec["average_psnr"] for rec in r.curve)
+    assert r.restored == {"stream": "average", "rule": "fixed", "iteration": 30}
+
+
+def test_stop_early_on_the_average_stream_returns_its_own_candidate(problem):
+    settings = StopSettings(name="emv", stream="average", reference_iterations=40, early=True,
+                            wmv={"window": 3, "patience": 4}, emv={"alpha": 0.1, "patience": 4, "start": 2},
+                            warmup=NOGUARD)
+    full, _ = run(problem, settings=settings)
+    early, stopping = run(problem, settings=settings, early="average.emv")
+    choice = full.choices["average"]["emv"]
+    assert choice["stopped"] and early.stopped_early and early.iterations < full.iterations
+    assert early.choices["average"]["emv"] == choice
+    assert early.restored == {"stream": "average", "rule": "emv", "iteration": choice["iteration"]}
+    assert early.final["psnr"] == pytest.approx(choice["psnr"])
+    np.testing.assert_allclose(early.image, stopping.watching["average"]["emv"].candidate[0].clamp(0, 1)
+                               .permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match="output.restore=average"):
+        run(problem, settings=settings, early="average.emv", output={"restore": "clean"})
+
+
+def test_the_stop_block_derives_from_the_rule_classes():
+    """conf/stop/rules.yaml gives each rule exactly its class's PARAMS, and StopSettings knows
+    every rule's block: adding a rule is its module, ONLINE and its config."""
+    from pathlib import Path
+
+    import yaml
+
+    from bpdip.stopping import ONLINE, statistic_columns
+
+    conf = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/stop/rules.yaml").read_text())
+    for name, klass in ONLINE.items():
+        assert conf[name] == klass.PARAMS, name
+        assert (Path(__file__).resolve().parents[1] / f"conf/stop/{name}.yaml").is_file()
+    assert StopSettings.from_config(conf | {"name": "bp_discrepancy"}) == StopSettings(name="bp_discrepancy")
+    assert len(set(statistic_columns())) == 2 * len(ONLINE)
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"name": "wmv", "streams": ["clean"]}, "stop.streams must be a list of distinct streams"),
+    ({"name": "wmv", "stream": "clean"}, "stop.stream must be one of"),
+    ({"name": "wmv", "early": True, "stream": "average", "streams": ["perturbed"]}, "is not among stop.streams"),
+    ({"name": "wmv", "warmup": {"fraction": 1.5}}, "stop.warmup.fraction must be a number"),
+    ({"name": "wmv", "warmup": {"floor": -1}}, "stop.warmup.floor must be an integer >= 0"),
+    ({"name": "wmv", "bp_discrepancy": {"tau": 0}}, "stop.bp_discrepancy.tau must be a number > 0"),
+])
+def test_bad_stream_and_guard_settings_are_one_clear_line(cfg, message):
+    with pytest.raises(ValueError, match=message) as err:
+        StopSettings.from_config(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_an_older_metrics_csv_without_the_new_statistics_still_reads(tmp_path):
+    from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, STREAM_COLUMNS, read_metrics_csv, write_metrics_csv
+
+    old = tmp_path / "old.csv"  # a schema-3 file of RESULTS_VERSION 3: no fidelity, no average_* statistics
+    header = [*CURVE_COLUMNS_V2, *STREAM_COLUMNS]
+    old.write_text(",".join(header) + "\n" + ",".join(["face", "0", *["0.5"] * (len(header) - 2)]) + "\n")
+    [row] = read_metrics_csv(old)
+    assert row["average_psnr"] == 0.5 and "average_fidelity" not in row
+    new = tmp_path / "new.csv"
+    write_metrics_csv(new, [{"image": "face", "iteration": 0, "average_fidelity": 2.5}])
+    assert read_metrics_csv(new)[0]["average_fidelity"] == 2.5 and "average_wmv_var" in CURVE_COLUMNS

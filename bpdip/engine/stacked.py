@@ -124,6 +124,11 @@ class StackedLoss:
     def __len__(self) -> int:
         return len(self.losses)
 
+    def at_iteration(self, it: int, iterations: int) -> None:
+        for loss in self.losses:
+            if hasattr(loss, "at_iteration"):
+                loss.at_iteration(it, iterations)
+
     def __call__(self, out: torch.Tensor) -> torch.Tensor:
         if out.shape[0] != len(self.losses):
             raise ValueError(f"{out.shape[0]} outputs for {len(self.losses)} losses")

@@ -123,8 +123,28 @@ def motion(length: float = 11.0, angle: float = 30.0, size: int | None = None) -
 
 
 SIGNED_KERNELS = ("bicubic", "lanczos2")  # negative lobes by definition (module docstring)
+
+
+def disk(radius: float = 3.5, size: int | None = None, samples: int = 16) -> np.ndarray:
+    """A defocus blur (issue 32's evidence; not the paper's): the uniform disk of ``radius``
+    pixels, each grid pixel weighted by the share of its area inside the disk (``samples``^2
+    points per pixel), on an odd ``size`` x ``size`` grid (default: the smallest that holds
+    it), normalised to sum 1. Its transfer function has zeros (rings of a jinc)."""
+    if not (radius > 0 and np.isfinite(radius)):
+        raise ValueError(f"kernel.radius must be a number > 0 (pixels), got {radius!r}")
+    size = size if size is not None else 2 * int(np.ceil(radius - 0.5)) + 1
+    if not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel.size must be an odd integer, got {size!r}")
+    sub = (np.arange(samples) + 0.5) / samples - 0.5  # sub-pixel offsets of one pixel
+    c = np.arange(size, dtype=np.float64) - size // 2
+    pts = (c[:, None] + sub[None, :]).ravel()  # every sample coordinate, pixel-major
+    inside = (pts[:, None] ** 2 + pts[None, :] ** 2) <= radius**2
+    k = inside.reshape(size, samples, size, samples).mean(axis=(1, 3))
+    return k / k.sum()
+
+
 KERNELS = {"uniform": uniform, "radial": radial, "gaussian": gaussian, "bicubic": bicubic, "lanczos2": lanczos2,
-           "shake": motion}  # conf/kernel/shake.yaml (docs/extending.md names its own kernel motion)
+           "shake": motion, "disk": disk}  # conf/kernel/shake.yaml (docs/extending.md names its own kernel motion)
 
 
 def validate_kernel(k: np.ndarray, source: str = "kernel", signed: bool = False) -> np.ndarray:

@@ -30,6 +30,8 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
                   "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline",
                   # schema 3 (issue 20): per output stream its peak, final and stopping choices
                   "restored_stream", "streams",
+                  # issue 32: every rule's choice on each stream it watched, and what the restored image is
+                  "choices", "restored",
                   # deblurring's baselines (bpdip.baselines) and BP's conjugate gradients (boundary=valid)
                   "baselines", "cg")
 

@@ -60,8 +60,16 @@ def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray | None, np.nda
     with ``sr.lr_source=pil`` PIL's Lanczos LR + e (DIP's protocol, ``bpdip.physics.resize``).
     boundary=valid: x is the extended image (the network's size) and y = valid(h * x) + e
     on its frame (``bpdip.physics.valid``)."""
-    if plan.observed:
-        return None, center_crop(load_image(task.path), plan.crop)
+    if plan.observed:  # data.truth: measurement only, already on y's frame
+        y = center_crop(load_image(task.path), plan.crop)
+        truth = plan.truths.get(task.name)
+        if truth is None:
+            return None, y
+        x = center_crop(load_image(truth), plan.crop)
+        if x.shape != y.shape:
+            raise ValueError(f"data.truth {truth} is {x.shape[1]}x{x.shape[0]}, its observation "
+                             f"{y.shape[1]}x{y.shape[0]}: the truth must be on y's frame")
+        return x, y
     image = plan.ground_truth(load_image(task.path))
     seed = plan.seeds(task.name)["noise"]
     if plan.boundary.valid:
@@ -97,7 +105,7 @@ def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict]
     from bpdip.baselines import run_baselines
 
     x, y = degraded(plan, task)
-    truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None else x)
+    truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None and not plan.observed else x)
     return run_baselines(y, plan.kernel, truth, sigma=plan.sigma, boundary=plan.boundary.name)
 
 
@@ -111,7 +119,7 @@ def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor
     (metrics run in float64 against the exact ground truth, on y's frame for boundary=valid;
     None without ground truth)."""
     x, y = degraded(plan, task)
-    if x is not None and task.frame is not None:
+    if x is not None and task.frame is not None and not plan.observed:  # observed: data.truth is on y's frame
         x = crop_hw(x, task.frame)
 
     def to_tensor(a, dtype):
@@ -120,10 +128,12 @@ def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor
     return to_tensor(y, torch.float32), None if x is None else to_tensor(x, torch.float64)
 
 
-def stopping_for(plan: CellPlan, op, y: torch.Tensor, device, frame=None) -> Stopping:
+def stopping_for(plan: CellPlan, op, y: torch.Tensor, device, frame=None, fidelity=None) -> Stopping:
     """Every online stopping rule of ``plan``'s runs on ``device`` (bpdip.stopping), watching
-    y's ``frame`` of the output (boundary=valid)."""
-    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device, frame=frame)
+    y's ``frame`` of the output (boundary=valid); ``fidelity``: the loss's (one per stacked
+    image), whose value bp_discrepancy watches."""
+    return Stopping(plan.stop, plan.settings.iterations, op, y, plan.sigma, device, frame=frame, fidelity=fidelity,
+                    ema=plan.output.ema)
 
 
 def cg_summary(loss) -> dict | None:
@@ -143,7 +153,8 @@ def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoin
     model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
     [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
                        device=device, callbacks=list(callbacks), checkpoint=checkpoint,
-                       engine=plan.config.get("engine"), stopping=stopping_for(plan, op, y_t, device, task.frame),
+                       engine=plan.config.get("engine"),
+                       stopping=stopping_for(plan, op, y_t, device, task.frame, getattr(loss, "fidelity", None)),
                        stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
                        frame=task.frame, output=plan.output)
     result.cg = cg_summary(loss)
@@ -164,11 +175,13 @@ def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), ch
     # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
     model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds])
     y = torch.cat([y for y, _ in pairs])
-    x_true = None if plan.observed else torch.cat([x for _, x in pairs])
+    x_true = None if any(x is None for _, x in pairs) else torch.cat([x for _, x in pairs])
     results = restore(model, loss, y, [t.name for t in tasks], plan.settings,
                       x_true=x_true, seed=[s["z"] for s in seeds], device=device,
                       callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
-                      stopping=stopping_for(plan, op, y, device, tasks[0].frame), stop_early=plan.stop.early_rule,
+                      stopping=stopping_for(plan, op, y, device, tasks[0].frame,
+                                            [getattr(one, "fidelity", None) for one in losses]),
+                      stop_early=plan.stop.early_rule,
                       image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame, output=plan.output)
     for result, one in zip(results, losses):
         result.cg = cg_summary(one)

@@ -130,6 +130,9 @@ class CellPlan:
     config_hash: str
     stop: StopSettings = field(default_factory=StopSettings)
     observed: bool = False  # data=observed: the images are the measurements y; no ground truth
+    # data=observed data.truth (issue 32's evidence): image name -> its ground truth on y's frame,
+    # read only to measure the run (curves, oracles); the loss never sees it
+    truths: dict = field(default_factory=dict)
     protocol_hash: str = ""  # config_hash without the seed: seeds of one protocol share it
     tasks: list[ImageTask] = field(default_factory=list)
     sr: SRSettings | None = None  # task=sr; None: deblurring
@@ -262,6 +265,9 @@ def _plan(cfg) -> CellPlan:
                             "use engine.cuda_graphs=auto or false")
         config["engine"]["cuda_graphs"] = False
     output = OutputSettings.from_config(config.get("output"))
+    if stop.early_rule is not None and stop.stream != "perturbed" and output.restore != stop.stream:
+        raise UserError(f"stop.early on the {stop.stream} stream's rule returns that stream's image; set "
+                        f"output.restore={stop.stream}, or stop.stream=perturbed")
     model_params = dict(mcfg)
     model = build_model(**model_params)
     settings = LoopSettings(
@@ -292,6 +298,15 @@ def _plan(cfg) -> CellPlan:
         if missing:
             raise UserError(f"data.path: image not found: {missing[0]} (give the path of the blurred image)")
         refs = resolve_images([str(absolute(p)) for p in paths], None, original_cwd())
+        truths = dcfg.get("truth")
+        truths = [truths] if isinstance(truths, str) else list(truths or [])
+        if truths and len(truths) != len(paths):
+            raise UserError(f"data.truth gives {len(truths)} image(s) for {len(paths)} data.path image(s); "
+                            "give one ground truth per observation, in the same order")
+        absent = [str(absolute(p)) for p in truths if not absolute(p).is_file()]
+        if absent:
+            raise UserError(f"data.truth: image not found: {absent[0]}")
+        truth_of = {ref.name: absolute(t) for ref, t in zip(refs, truths)}
     else:
         images = dcfg.get("images") or []
         if isinstance(images, str):  # data.images=face: one image (e.g. one job per image in a sweep)
@@ -326,14 +341,17 @@ def _plan(cfg) -> CellPlan:
         for key in ("cg_tol", "cg_max_iter"):
             rcfg["boundary"].pop(key, None)
     if not stop.early and isinstance(rcfg.get("stop"), dict):
-        # every run evaluates every rule: without stop.early the named rule changes nothing
+        # every run evaluates every rule: without stop.early the named rule (and its stream) changes nothing
         rcfg["stop"].pop("name", None)
+        rcfg["stop"].pop("stream", None)
     chash = digest(rcfg)
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
                     model_params, settings, seed, crop, rcfg, chash, stop=stop,
                     protocol_hash=protocol, observed=observed, sr=sr, boundary=boundary, output=output,
                     network_parameters=network_parameters(model))
+    if observed:
+        plan.truths = truth_of
     for ref in refs:  # read every image now: a bad file fails before the first one trains
         read = read_image(ref.path)
         x = plan.ground_truth(read.pixels)

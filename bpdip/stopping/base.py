@@ -17,6 +17,17 @@ wait = 0; otherwise wait += 1; the rule stops at the first t with wait >= P. Onc
 the state is frozen, so the choice does not depend on how long training goes on after it
 (``stop.early`` only saves the iterations after the stop).
 
+Warm-up guard (issue 32; REFERENCES.md "Early minima of the window variance"): no rule
+takes a candidate or stops before iteration ``first`` = :func:`warmup_start` (a share of
+the run with a floor), because a noise-fitting network's outputs can look stable in its
+first iterations and a rule would stop there, far below the blurred input.
+
+A rule declares itself: ``name``, ``statistic_name`` (its metrics.csv column), ``PARAMS``
+(its ``stop.<name>.*`` parameters and defaults), ``SCALED`` (those given for
+``stop.reference_iterations`` and scaled for shorter runs) and ``check_params`` (one
+ValueError line per bad value); ``bpdip.stopping.StopSettings`` and the records derive from
+these, so adding a rule is one module, one entry in ``bpdip.stopping.ONLINE`` and one config.
+
 Everything is a tensor operation on fixed shapes, the iteration counter included, so an
 update can be captured in the same CUDA graph as the training step.
 """
@@ -34,14 +45,36 @@ def scaled(value: int, iterations: int, reference: int) -> int:
     return max(1, int(round(value * min(1.0, iterations / reference))))
 
 
+def warmup_start(iterations: int, fraction: float, floor: int) -> int:
+    """The first iteration at which a rule may choose: max(floor, ceil(fraction * T)),
+    at most T - 1 (REFERENCES.md "Early minima of the window variance")."""
+    return max(0, min(int(iterations) - 1, max(int(floor), int(math.ceil(fraction * iterations)))))
+
+
+def number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_integer(key: str, value, low: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{key} must be an integer >= {low} ({what}), got {value!r}")
+
+
 class OnlineRule:
     """Base of the rules evaluated on the device at every iteration (module docstring)."""
 
     name = "rule"
     statistic_name = "statistic"  # the metrics.csv column of the watched statistic
+    PARAMS: dict = {}  # stop.<name>.* and their defaults (conf/stop/rules.yaml)
+    SCALED: tuple = ()  # the PARAMS given for stop.reference_iterations, scaled for shorter runs
 
-    def __init__(self, b: int, shape: tuple, device, patience: int | None = None):
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """Raise one ValueError line for a bad ``stop.<name>.*`` value."""
+
+    def __init__(self, b: int, shape: tuple, device, patience: int | None = None, first: int = 0):
         self.patience = patience
+        self.first = int(first)  # the warm-up guard: no candidate and no stop before it
         self.best = torch.full((b,), math.inf, dtype=torch.float64, device=device)
         self.best_it = torch.full((b,), -1, dtype=torch.int64, device=device)
         self.wait = torch.zeros(b, dtype=torch.int64, device=device)
@@ -65,7 +98,7 @@ class OnlineRule:
         raise NotImplementedError
 
     def track_minimum(self, it, out, value, valid) -> None:
-        live = valid & ~self.stopped
+        live = valid & ~self.stopped & (it >= self.first)
         improved = live & (value < self.best)
         self.best.copy_(torch.where(improved, value, self.best))
         self.best_it.copy_(torch.where(improved, it, self.best_it))

@@ -20,18 +20,28 @@ import math
 
 import torch
 
-from bpdip.stopping.base import OnlineRule
+from bpdip.stopping.base import OnlineRule, number
+
+
+def check_tau(key: str, tau) -> None:
+    if not number(tau) or not (tau > 0 and math.isfinite(tau)):
+        raise ValueError(f"{key} must be a number > 0 (the threshold in noise levels, 1.0), got {tau!r}")
 
 
 class Discrepancy(OnlineRule):
     name = "discrepancy"
     statistic_name = "residual"
+    PARAMS = {"tau": 1.0}
     STATE = (*OnlineRule.STATE,)
 
-    def __init__(self, b: int, shape: tuple, device, tau: float, sigma):
+    @classmethod
+    def check_params(cls, p: dict) -> None:
+        check_tau("stop.discrepancy.tau", p["tau"])
+
+    def __init__(self, b: int, shape: tuple, device, tau: float, sigma, first: int = 0, **_):
         if not (tau > 0 and math.isfinite(tau)):
             raise ValueError(f"stop.discrepancy.tau must be a positive number, got {tau}")
-        super().__init__(b, shape, device)
+        super().__init__(b, shape, device, first=first)
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=device).expand(b)
         self.threshold = float(tau) * sigma.square()  # per measurement
 
@@ -39,7 +49,7 @@ class Discrepancy(OnlineRule):
         return view.residual_mean_square(), torch.ones_like(self.stopped)
 
     def track_minimum(self, it, out, value, valid) -> None:
-        newly = ~self.stopped & (value <= self.threshold)
+        newly = ~self.stopped & (value <= self.threshold) & (it >= self.first)
         self.best.copy_(torch.where(newly, value, self.best))
         self.best_it.copy_(torch.where(newly, it, self.best_it))
         self.stop_it.copy_(torch.where(newly, it, self.stop_it))

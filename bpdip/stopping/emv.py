@@ -17,18 +17,28 @@ from __future__ import annotations
 
 import torch
 
-from bpdip.stopping.base import OnlineRule
+from bpdip.stopping.base import OnlineRule, check_integer, number
 
 
 class EMV(OnlineRule):
     name = "emv"
     statistic_name = "emv"
+    PARAMS = {"alpha": 0.1, "patience": 1000, "start": 100}
+    SCALED = ("patience", "start")
     STATE = (*OnlineRule.STATE, "ema", "emv")
 
-    def __init__(self, b: int, shape: tuple, device, alpha: float, patience: int, start: int):
+    @classmethod
+    def check_params(cls, p: dict) -> None:
+        check_integer("stop.emv.patience", p["patience"], 1, "iterations without a new minimum before the stop")
+        check_integer("stop.emv.start", p["start"], 0, "the first iteration ES-EMV counts")
+        if not number(p["alpha"]) or not 0 < p["alpha"] <= 1:
+            raise ValueError(f"stop.emv.alpha must be a number with 0 < alpha <= 1 (ES-EMV's smoothing, 0.1), "
+                             f"got {p['alpha']!r}")
+
+    def __init__(self, b: int, shape: tuple, device, alpha: float, patience: int, start: int, first: int = 0, **_):
         if not 0 < alpha <= 1 or patience < 1 or start < 0:
             raise ValueError(f"stop.emv needs 0 < alpha <= 1, patience >= 1, start >= 0; got {alpha}, {patience}, {start}")
-        super().__init__(b, shape, device, patience)
+        super().__init__(b, shape, device, patience, first)
         self.alpha, self.start = float(alpha), int(start)
         self.ema = torch.zeros((b, *shape), dtype=torch.float32, device=device)
         self.emv = torch.zeros(b, dtype=torch.float64, device=device)

@@ -22,18 +22,25 @@ from __future__ import annotations
 
 import torch
 
-from bpdip.stopping.base import OnlineRule
+from bpdip.stopping.base import OnlineRule, check_integer
 
 
 class WMV(OnlineRule):
     name = "wmv"
     statistic_name = "wmv_var"
+    PARAMS = {"window": 100, "patience": 1000}
+    SCALED = ("window", "patience")
     STATE = (*OnlineRule.STATE, "buffer", "s1", "s2")
 
-    def __init__(self, b: int, shape: tuple, device, window: int, patience: int):
+    @classmethod
+    def check_params(cls, p: dict) -> None:
+        check_integer("stop.wmv.window", p["window"], 1, "outputs in ES-WMV's window")
+        check_integer("stop.wmv.patience", p["patience"], 1, "iterations without a new minimum before the stop")
+
+    def __init__(self, b: int, shape: tuple, device, window: int, patience: int, first: int = 0, **_):
         if window < 1 or patience < 1:
             raise ValueError(f"stop.wmv.window and stop.wmv.patience must be >= 1, got {window}, {patience}")
-        super().__init__(b, shape, device, patience)
+        super().__init__(b, shape, device, patience, first)
         self.window = window
         self.buffer = torch.zeros((window, b, *shape), dtype=torch.float32, device=device)
         self.s1 = torch.zeros((b, *shape), dtype=torch.float64, device=device)
