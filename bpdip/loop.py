@@ -189,16 +189,24 @@ def set_aside(path: Path, reason: str) -> None:
 CHECKPOINT_KEYS = {"iteration", "elapsed", "model", "optimizer", "z", "generator", "losses", "curves", "status"}
 
 
+def _loss_state(losses):
+    """The loss's checkpoint state (BP's CG warm start and statistics, issue 29), or None for a
+    loss without one (a plain callable: it must then be stateless for an exact resume)."""
+    return losses.state_dict() if hasattr(losses, "state_dict") else None
+
+
 def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
-            streams=None) -> tuple[int, float, torch.Tensor]:
+            streams=None, loss_fn=None) -> tuple[int, float, torch.Tensor]:
     """Apply a checkpoint's state, or raise :class:`UnfitCheckpoint` having changed nothing.
 
     Checks everything first (keys, the iteration within 0..iterations, shapes of z, losses,
-    model and optimiser state, the generators, curves and the stopping rules' state), then
-    loads; a failure while loading puts model, optimiser, generators and rules back."""
+    model and optimiser state, the generators, curves, the stopping rules', streams' and
+    loss's state), then loads; a failure while loading puts everything back."""
     b = len(results)
+    stateful = _loss_state(loss_fn) is not None
     missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())
-                      | ({"streams"} if streams is not None else set())) - set(state))
+                      | ({"streams"} if streams is not None else set())
+                      | ({"loss"} if stateful else set())) - set(state))
     if missing:
         raise UnfitCheckpoint(f"wrong keys: {missing} missing")
     it = state["iteration"]
@@ -243,6 +251,10 @@ def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
             stopping_before = stopping.state_dict()
         if streams is not None:
             streams.check_state(state["streams"])
+            streams_before = streams.state_dict()
+        if stateful:
+            loss_fn.check_state(state["loss"])
+            loss_before = loss_fn.state_dict()
     except ValueError as exc:
         raise UnfitCheckpoint(str(exc)) from None
     model_before = {k: v.clone() for k, v in mine.items()}
@@ -256,12 +268,18 @@ def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
             stopping.load_state_dict(state["stopping"])
         if streams is not None:
             streams.load_state_dict(state["streams"])  # checked above: cannot fail half-way
+        if stateful:
+            loss_fn.load_state_dict(state["loss"])
     except Exception as exc:
         model.load_state_dict(model_before)
         opt.load_state_dict(opt_before)
         noise.set_state(generators_before)
         if stopping is not None:
             stopping.load_state_dict(stopping_before)
+        if streams is not None:
+            streams.load_state_dict(streams_before)
+        if stateful:
+            loss_fn.load_state_dict(loss_before)
         raise UnfitCheckpoint(f"does not load into this run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") \
             from None
     for r, curve, st in zip(results, curves, status):
@@ -346,7 +364,7 @@ def restore(
     try:
         state = load_checkpoint(checkpoint)
         if state is not None:
-            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping, sts)
+            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping, sts, losses)
             z = z_saved.to(device=device, dtype=z.dtype)
             loss_buf[:start] = state["losses"].to(device)
     except UnfitCheckpoint as exc:
@@ -402,7 +420,7 @@ def restore(
                 if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                         and done < n_iter:
                     _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results, stopping,
-                          sts)
+                          sts, losses)
                     for cb in callbacks:
                         cb.on_checkpoint(done, Path(checkpoint))
             failed |= ~torch.isfinite(loss_buf[:done]).all(0)
@@ -653,7 +671,8 @@ def _log(results, images, x_ref, losses, stats, failed, it, seconds, callbacks, 
         bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
 
 
-def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None, sts=None) -> None:
+def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None, sts=None,
+          losses=None) -> None:
     state = {
         "iteration": iteration,
         "elapsed": elapsed,
@@ -669,4 +688,7 @@ def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, sto
         state["stopping"] = stopping.state_dict()
     if sts is not None:
         state["streams"] = sts.state_dict()
+    loss_state = _loss_state(losses)
+    if loss_state is not None:
+        state["loss"] = loss_state
     atomic_save(state, Path(path))
