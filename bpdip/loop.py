@@ -7,10 +7,13 @@ sample has its own y, ground truth, loss and record.
 Per iteration i (0-based):
     out = f(z + reg_noise_std * N(0, 1))              fresh noise each step
     loss = sum over samples of loss_b(out_b);  Adam step on the network weights only.
-    if i % log_every == 0: PSNR/SSIM of clip(out) vs x_true are logged; ``out`` is the
-        output computed from the perturbed input at iteration i, i.e. before that
-        iteration's update (PROTOCOL "Optimisation and measurement").
-After the last step the paper's final image is f(z), with no perturbation, clipped to [0, 1].
+    if i % log_every == 0 or i is the last iteration (``is_logged``): PSNR/SSIM of clip(out)
+        vs x_true are logged; ``out`` is the output computed from the perturbed input at
+        iteration i, i.e. before that iteration's update (PROTOCOL "Optimisation and
+        measurement"). So a run of N iterations always logs N - 1, measured before the last
+        step, whatever log_every (issue 29: a short run's curve ends where the run ends).
+After the last step the paper's final image is f(z), with no perturbation, clipped to [0, 1]
+(summary.json's ``final_*``; the state after the last step is measured there, not in the curve).
 
 Three output streams (bpdip.streams, issue 20): ``perturbed`` (out, above), ``clean`` (f(z)
 at logged iterations, same weights as out) and ``average`` (the exponential average of out,
@@ -125,6 +128,12 @@ class Callback:
 
     def on_end(self, result: Result) -> None:
         """After a sample finished (complete or failed)."""
+
+
+def is_logged(it: int, iterations: int, log_every: int) -> bool:
+    """Whether iteration ``it`` (0-based) of a run of ``iterations`` is logged: every
+    ``log_every``-th and the last (``bpdip.store.expected_rows`` counts them)."""
+    return it % log_every == 0 or it == iterations - 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -394,7 +403,7 @@ def restore(
         with bar, flags:
             for it in range(start, n_iter):
                 noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
-                logged = it % settings.log_every == 0
+                logged = is_logged(it, n_iter, settings.log_every)
                 clean = None
                 if logged and sts is not None:
                     # f(z) with the weights out is computed with, i.e. before this step

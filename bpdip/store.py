@@ -125,8 +125,9 @@ def make_run_id(cell_name: str, image: str, config_hash: str, image_sha256: str)
 
 
 def expected_rows(iterations: int, log_every: int) -> int:
-    """The loop logs at iterations 0, log_every, ... below ``iterations``."""
-    return len(range(0, iterations, log_every))
+    """The loop logs at iterations 0, log_every, ... below ``iterations``, and at the last one,
+    ``iterations - 1`` (``bpdip.loop.is_logged``; issue 29)."""
+    return len(range(0, iterations, log_every)) + (1 if (iterations - 1) % log_every else 0)
 
 
 def claimant() -> dict:
