@@ -70,7 +70,10 @@ BOOKKEEPING = (
 # 3: records carry the clean and average output streams (bpdip.streams, issue 20) and the
 #    restored image is output.restore's stream (default: the average, no longer f(z));
 #    version-2 records say nothing about the streams, so they are not reused.
-RESULTS_VERSION = 3
+# 4: issue 29: the last iteration is always logged (a curve row more, and the clean stream's
+#    rule candidates and the oracle may change), the rules' windows and patience are never
+#    scaled below 10 iterations, and a resumed boundary=valid run equals an uninterrupted one.
+RESULTS_VERSION = 4
 STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json", "images")
 IMAGES_DIR = "images"  # <run_id>/images/<stream>.<rule>.png (summary.json "images")
 CLAIM = "claim.json"
