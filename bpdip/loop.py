@@ -7,10 +7,13 @@ sample has its own y, ground truth, loss and record.
 Per iteration i (0-based):
     out = f(z + reg_noise_std * N(0, 1))              fresh noise each step
     loss = sum over samples of loss_b(out_b);  Adam step on the network weights only.
-    if i % log_every == 0: PSNR/SSIM of clip(out) vs x_true are logged; ``out`` is the
-        output computed from the perturbed input at iteration i, i.e. before that
-        iteration's update (PROTOCOL "Optimisation and measurement").
-After the last step the paper's final image is f(z), with no perturbation, clipped to [0, 1].
+    if i % log_every == 0 or i is the last iteration (``is_logged``): PSNR/SSIM of clip(out)
+        vs x_true are logged; ``out`` is the output computed from the perturbed input at
+        iteration i, i.e. before that iteration's update (PROTOCOL "Optimisation and
+        measurement"). So a run of N iterations always logs N - 1, measured before the last
+        step, whatever log_every (issue 29: a short run's curve ends where the run ends).
+After the last step the paper's final image is f(z), with no perturbation, clipped to [0, 1]
+(summary.json's ``final_*``; the state after the last step is measured there, not in the curve).
 
 Three output streams (bpdip.streams, issue 20): ``perturbed`` (out, above), ``clean`` (f(z)
 at logged iterations, same weights as out) and ``average`` (the exponential average of out,
@@ -131,6 +134,12 @@ class Callback:
         """After a sample finished (complete or failed)."""
 
 
+def is_logged(it: int, iterations: int, log_every: int) -> bool:
+    """Whether iteration ``it`` (0-based) of a run of ``iterations`` is logged: every
+    ``log_every``-th and the last (``bpdip.store.expected_rows`` counts them)."""
+    return it % log_every == 0 or it == iterations - 1
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -193,16 +202,24 @@ def set_aside(path: Path, reason: str) -> None:
 CHECKPOINT_KEYS = {"iteration", "elapsed", "model", "optimizer", "z", "generator", "losses", "curves", "status"}
 
 
+def _loss_state(losses):
+    """The loss's checkpoint state (BP's CG warm start and statistics, issue 29), or None for a
+    loss without one (a plain callable: it must then be stateless for an exact resume)."""
+    return losses.state_dict() if hasattr(losses, "state_dict") else None
+
+
 def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
-            streams=None) -> tuple[int, float, torch.Tensor]:
+            streams=None, loss_fn=None) -> tuple[int, float, torch.Tensor]:
     """Apply a checkpoint's state, or raise :class:`UnfitCheckpoint` having changed nothing.
 
     Checks everything first (keys, the iteration within 0..iterations, shapes of z, losses,
-    model and optimiser state, the generators, curves and the stopping rules' state), then
-    loads; a failure while loading puts model, optimiser, generators and rules back."""
+    model and optimiser state, the generators, curves, the stopping rules', streams' and
+    loss's state), then loads; a failure while loading puts everything back."""
     b = len(results)
+    stateful = _loss_state(loss_fn) is not None
     missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())
-                      | ({"streams"} if streams is not None else set())) - set(state))
+                      | ({"streams"} if streams is not None else set())
+                      | ({"loss"} if stateful else set())) - set(state))
     if missing:
         raise UnfitCheckpoint(f"wrong keys: {missing} missing")
     it = state["iteration"]
@@ -247,6 +264,10 @@ def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
             stopping_before = stopping.state_dict()
         if streams is not None:
             streams.check_state(state["streams"])
+            streams_before = streams.state_dict()
+        if stateful:
+            loss_fn.check_state(state["loss"])
+            loss_before = loss_fn.state_dict()
     except ValueError as exc:
         raise UnfitCheckpoint(str(exc)) from None
     model_before = {k: v.clone() for k, v in mine.items()}
@@ -260,12 +281,18 @@ def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
             stopping.load_state_dict(state["stopping"])
         if streams is not None:
             streams.load_state_dict(state["streams"])  # checked above: cannot fail half-way
+        if stateful:
+            loss_fn.load_state_dict(state["loss"])
     except Exception as exc:
         model.load_state_dict(model_before)
         opt.load_state_dict(opt_before)
         noise.set_state(generators_before)
         if stopping is not None:
             stopping.load_state_dict(stopping_before)
+        if streams is not None:
+            streams.load_state_dict(streams_before)
+        if stateful:
+            loss_fn.load_state_dict(loss_before)
         raise UnfitCheckpoint(f"does not load into this run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") \
             from None
     for r, curve, st in zip(results, curves, status):
@@ -355,7 +382,7 @@ def restore(
     try:
         state = load_checkpoint(checkpoint)
         if state is not None:
-            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping, sts)
+            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping, sts, losses)
             z = z_saved.to(device=device, dtype=z.dtype)
             loss_buf[:start] = state["losses"].to(device)
     except UnfitCheckpoint as exc:
@@ -385,7 +412,7 @@ def restore(
         with bar, flags:
             for it in range(start, n_iter):
                 noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
-                logged = it % settings.log_every == 0
+                logged = is_logged(it, n_iter, settings.log_every)
                 clean = None
                 if logged and sts is not None:
                     # f(z) with the weights out is computed with, i.e. before this step
@@ -413,7 +440,7 @@ def restore(
                 if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                         and done < n_iter:
                     _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results, stopping,
-                          sts)
+                          sts, losses)
                     for cb in callbacks:
                         cb.on_checkpoint(done, Path(checkpoint))
             failed |= ~torch.isfinite(loss_buf[:done]).all(0)
@@ -708,7 +735,8 @@ def _log(results, images, x_ref, losses, stats, failed, it, seconds, callbacks, 
         bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
 
 
-def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None, sts=None) -> None:
+def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None, sts=None,
+          losses=None) -> None:
     state = {
         "iteration": iteration,
         "elapsed": elapsed,
@@ -724,4 +752,7 @@ def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, sto
         state["stopping"] = stopping.state_dict()
     if sts is not None:
         state["streams"] = sts.state_dict()
+    loss_state = _loss_state(losses)
+    if loss_state is not None:
+        state["loss"] = loss_state
     atomic_save(state, Path(path))

@@ -137,6 +137,34 @@ class BP(Fidelity):
             return value
         return (1 - self.delta) * value + (self.delta * self.c) * self.ls(x)
 
+    # checkpoints (bpdip.loop): the next solve reads the last u (its warm start), and the
+    # record's ``cg`` covers every solve, so both go into a checkpoint (issue 29)
+    def state_dict(self) -> dict:
+        if not self.solved:
+            return {}
+        return {"u": None if self.u is None else self.u.detach().cpu(), "cg": self.cg.state_dict()}
+
+    def check_state(self, state) -> None:
+        """Raise ValueError unless ``state`` is a :meth:`state_dict` of this loss."""
+        if not self.solved:
+            if state != {}:
+                raise ValueError("the loss state does not fit this run (BP by conjugate gradients vs by FFT)")
+            return
+        if not isinstance(state, dict) or set(state) != {"u", "cg"}:
+            raise ValueError("the loss state does not fit this run (BP by conjugate gradients vs by FFT)")
+        u = state["u"]
+        if u is not None and not (isinstance(u, torch.Tensor) and u.dtype == torch.float64
+                                  and u.shape == self.y.shape):
+            raise ValueError(f"the BP warm start has shape {tuple(getattr(u, 'shape', ()))}, expected "
+                             f"{tuple(self.y.shape)}")
+        self.cg.check_state(state["cg"], self.y.shape[0])
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state(state)
+        if self.solved:
+            self.u = None if state["u"] is None else state["u"].to(self.y.device).clone()
+            self.cg.load_state_dict(state["cg"], self.y.device)
+
 
 class _SolvedBP(torch.autograd.Function):
     """BP's value (h*w/2) / N * <u, r> per sample with u = (A A^T + eps I)^(-1) r, r = y - A x,
@@ -187,6 +215,21 @@ class Loss:
         """Tell a scheduled fidelity (BP's ``to_ls``) the iteration; others ignore it."""
         if hasattr(self.fidelity, "at_iteration"):
             self.fidelity.at_iteration(it, iterations)
+
+    # checkpoints (bpdip.loop): the fidelity's state (BP's warm start), {} for a stateless one
+    def state_dict(self) -> dict:
+        return self.fidelity.state_dict() if hasattr(self.fidelity, "state_dict") else {}
+
+    def check_state(self, state) -> None:
+        if hasattr(self.fidelity, "check_state"):
+            self.fidelity.check_state(state)
+        elif state != {}:
+            raise ValueError("the loss state does not fit this run")
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state(state)
+        if hasattr(self.fidelity, "load_state_dict"):
+            self.fidelity.load_state_dict(state)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()

@@ -70,8 +70,9 @@ BOOKKEEPING = (
 # 3: records carry the clean and average output streams (bpdip.streams, issue 20) and the
 #    restored image is output.restore's stream (default: the average, no longer f(z));
 #    version-2 records say nothing about the streams, so they are not reused.
-# 4: every online rule on the perturbed and the average stream with a warm-up guard, and
-#    bp_discrepancy (issue 32): the rules' choices and statistics differ from version 3's.
+# 4: issue 32: every online rule on the perturbed and the average stream with a warm-up
+#    guard, and bp_discrepancy; issue 29: the last iteration is always logged, the rules'
+#    windows and patience never scaled below 10 iterations, exact resume under boundary=valid.
 RESULTS_VERSION = 4
 STORE_FILES = ("summary.json", "metrics.csv", "restored.png", "config.json", "checkpoint.pt", "claim.json", "images")
 IMAGES_DIR = "images"  # <run_id>/images/<stream>.<rule>.png (summary.json "images")
@@ -131,8 +132,9 @@ def make_run_id(cell_name: str, image: str, config_hash: str, image_sha256: str,
 
 
 def expected_rows(iterations: int, log_every: int) -> int:
-    """The loop logs at iterations 0, log_every, ... below ``iterations``."""
-    return len(range(0, iterations, log_every))
+    """The loop logs at iterations 0, log_every, ... below ``iterations``, and at the last one,
+    ``iterations - 1`` (``bpdip.loop.is_logged``; issue 29)."""
+    return len(range(0, iterations, log_every)) + (1 if (iterations - 1) % log_every else 0)
 
 
 def claimant() -> dict:

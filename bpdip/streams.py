@@ -22,7 +22,7 @@ then evaluated on every stream:
 - average: a_b, copied inside the step whenever the rule takes a new candidate (exact);
 - clean: f(z) exists at logged iterations only, so a rule's choice on the clean stream is
   f(z) at L(b) = the last logged iteration at or before b (b rounded down to the
-  ``log_every`` grid), and that is the iteration recorded for it. The copy is made at the
+  ``log_every`` grid, or the run's last iteration), and that is the iteration recorded for it. The copy is made at the
   log after the rule's new candidate (and at the end of the run), from the clean output of
   the previous log; no extra forward.
 

@@ -141,6 +141,11 @@ def parse_args(argv=None):
                    "gradient are at each --boundary-tols (replayed residuals of a real run; no timing)")
     p.add_argument("--boundary-tols", help="comma list of CG tolerances of the valid rows (default: boundary.cg_tol's, "
                    "bpdip.physics.cg.CG_TOL)")
+    p.add_argument("--threads-row", action="store_true",
+                   help="only issue 29's row: whole run.py runs with 1 vs 2 threads, quiet and with a second busy "
+                        "process (small net 96 px, paper net 128 and 256 px; bpdip.bench.threads)")
+    p.add_argument("--threads-problems", help="net:size:iterations comma list replacing the row's problems "
+                                              "(e.g. slim:24:4 for a smoke)")
     args = p.parse_args(argv)
     if args.log_every is None:  # the timing window runs from one logged iteration to another
         args.log_every = args.steps if 0 < args.steps < 100 else math.gcd(args.steps, 100) or 100
@@ -177,6 +182,8 @@ def main(argv=None) -> dict:
     args.start = start  # the clock of --budget-s (bpdip.bench.config.over_budget)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.threads_row:
+        return _threads_row(args)
     device = resolve_device(args.device)
     if args.baselines:
         return _baselines(args, device)
@@ -434,6 +441,27 @@ def _boundary(args, device) -> dict:
               "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     if args.out:
         write_json(args.out, report)
+    return report
+
+
+def _threads_row(args) -> dict:
+    from bpdip.bench.threads import THREAD_PROBLEMS, print_rows, threads_rows
+
+    problems = THREAD_PROBLEMS
+    if args.threads_problems:
+        problems = [(n, int(s), int(i)) for n, s, i in (c.split(":") for c in args.threads_problems.split(","))]
+    report = {"created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg")
+              else None, "rounds": args.rounds, "torch": torch.__version__, "threads_rows": []}
+
+    def keep(rows):
+        report["threads_rows"] = rows
+        report["elapsed_s"] = time.perf_counter() - args.start
+        if args.out:
+            write_json(args.out, report)
+
+    keep(threads_rows(problems, args.rounds, keep=keep))
+    print_rows(report["threads_rows"])
     return report
 
 

@@ -83,7 +83,7 @@ def test_a_planted_reduce_checkpoint_never_runs_and_the_image_retrains(cfg_of, t
     assert all(e["status"] == "complete" and e["iterations"] == 12 for e in summary["images"].values())
     for e in summary["images"].values():
         assert read_summary(store / e["run_id"] / "summary.json")["images"]
-        assert len(pd.read_csv(store / e["run_id"] / "metrics.csv")) == 6
+        assert len(pd.read_csv(store / e["run_id"] / "metrics.csv")) == 7  # 0, 2, ..., 10 and 11
 
 
 # ---------------------------------------------------------------- each way not to fit
@@ -182,3 +182,68 @@ def test_the_plan_never_imports_what_a_store_file_names(cfg_of, tmp_path):
     (d / "config.json").write_text('{"loss": {"fidelity": "os.system"}, "kernel": {"name": "evil.module.f"}}')
     again = run_cell(cfg_of(store), tmp_path / "job2")
     assert again["images"]["face"]["reused"] is True
+
+
+# ------------------------------------- the loss's own state (issue 29: BP's CG warm start)
+
+def _valid_problem():
+    from bpdip.data import SET14_DIR, center_crop, load_image
+    from bpdip.physics import ValidBlur
+
+    op = ValidBlur(make_kernel("uniform", size=3), (22, 22))
+    x = torch.from_numpy(center_crop(load_image(SET14_DIR / "face.png"), 24)).permute(2, 0, 1)[None]
+    y = op.A(x.float())
+    return x[..., 1:23, 1:23], y, lambda: make_loss("bp", op, y, 0.01), op.frame
+
+
+@pytest.fixture(scope="module")
+def valid_checkpoint(tmp_path_factory):
+    x, y, loss, frame = _valid_problem()
+    path = tmp_path_factory.mktemp("ckpt") / "valid.pt"
+    kw = dict(x_true=x, device="cpu", image_shape=(24, 24), frame=frame)
+    with pytest.raises(KeyboardInterrupt):
+        restore(_net(), loss(), y, ["face"], SETTINGS, checkpoint=path, callbacks=[KillAfterFirstCheckpoint()], **kw)
+    ref_loss = loss()
+    [ref] = restore(_net(), ref_loss, y, ["face"], SETTINGS, **kw)
+    return torch.load(path, weights_only=True), ref, ref_loss, kw
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("missing", "wrong keys: ['loss'] missing"),
+    ("warm start of the wrong shape", "the BP warm start has shape (1, 3, 5, 5)"),
+    ("statistics of the wrong size", "the conjugate-gradient statistic 'its_sum' does not fit"),
+    ("an FFT loss's state", "BP by conjugate gradients vs by FFT"),
+])
+def test_a_loss_state_that_does_not_fit_is_set_aside(valid_checkpoint, tmp_path, caplog, how, reason):
+    state, ref, _, kw = valid_checkpoint
+    x, y, loss, _ = _valid_problem()
+    state = dict(state)
+    assert state["loss"]["u"].shape == (1, 3, 22, 22) and state["loss"]["cg"]["calls"] == 4
+    if how == "missing":
+        del state["loss"]
+    elif how == "warm start of the wrong shape":
+        state["loss"] = {**state["loss"], "u": torch.zeros(1, 3, 5, 5, dtype=torch.float64)}
+    elif how == "statistics of the wrong size":
+        state["loss"] = {**state["loss"], "cg": {**state["loss"]["cg"], "its_sum": torch.zeros(3, dtype=torch.float64)}}
+    else:
+        state["loss"] = {}
+    path = tmp_path / "ckpt.pt"
+    torch.save(state, path)
+    [res] = restore(_net(), loss(), y, ["face"], SETTINGS, checkpoint=path, **kw)
+    [line] = warnings_about(caplog, path)
+    assert reason in line, line
+    np.testing.assert_array_equal(res.losses, ref.losses)  # trained from 0: the uninterrupted run
+
+
+def test_a_valid_checkpoint_resumes_with_its_warm_start_and_statistics(valid_checkpoint, tmp_path, caplog):
+    state, ref, ref_loss, kw = valid_checkpoint
+    x, y, loss, _ = _valid_problem()
+    path = tmp_path / "ckpt.pt"
+    torch.save(state, path)
+    resumed_loss = loss()
+    [res] = restore(_net(), resumed_loss, y, ["face"], SETTINGS, checkpoint=path, **kw)
+    assert not warnings_about(caplog, path)
+    np.testing.assert_array_equal(res.losses, ref.losses)
+    # the statistics cover the 8 solves of the run, not only the 4 after the restart
+    assert resumed_loss.fidelity.cg.summary() == ref_loss.fidelity.cg.summary()
+    assert resumed_loss.fidelity.cg.calls == 8

@@ -173,7 +173,7 @@ def test_per_sample_seeds_checkpoint_and_resume(problem, tmp_path, caplog):
     [a, b] = restore(build_stacked(factory, [1, 2]), losses, y, ["a", "b"], settings, checkpoint=ckpt, seed=1,
                      device="cpu")
     assert f"ignoring checkpoint {ckpt} (wrong generator state" in caplog.text
-    assert a.iterations == settings.iterations and [r["iteration"] for r in a.curve] == list(range(0, 14, 2))
+    assert a.iterations == settings.iterations and [r["iteration"] for r in a.curve] == [*range(0, 14, 2), 13]
 
 
 def test_seed_list_of_one_equals_single_seed(problem):

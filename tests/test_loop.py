@@ -54,8 +54,9 @@ def test_bp_dip_deblurs_a_small_crop(face):
     settings = LoopSettings(iterations=300, log_every=50, progress=False)
     (res,) = restore(net(), loss, y, ["face"], settings, x_true=x, seed=1, device="cpu", callbacks=[rec])
     assert res.status == "complete" and res.iterations == 300
-    assert [r["iteration"] for r in res.curve] == [0, 50, 100, 150, 200, 250]
-    assert rec.logged == [("face", i) for i in range(0, 300, 50)] and rec.ended == ["complete"]
+    # every 50th and the last iteration (issue 29), each measured before its step
+    assert [r["iteration"] for r in res.curve] == [0, 50, 100, 150, 200, 250, 299]
+    assert rec.logged == [("face", i) for i in [*range(0, 300, 50), 299]] and rec.ended == ["complete"]
     # stated margin: BP-DIP gains at least 1 dB over the blurred input within 300 steps
     assert res.final["psnr"] > blurred + 1.0
     assert res.peak["psnr"] > blurred + 1.0
@@ -134,7 +135,7 @@ def test_corrupt_checkpoint_is_ignored(face, tmp_path, caplog):
     [line] = [r.getMessage() for r in caplog.records if "ignoring checkpoint" in r.getMessage()]
     assert str(ckpt) in line and "unreadable" in line and "\n" not in line
     assert (tmp_path / "ckpt.pt.rejected").read_bytes() == b"truncated"  # set aside, not deleted
-    assert res.status == "complete" and [r["iteration"] for r in res.curve] == [0, 5]
+    assert res.status == "complete" and [r["iteration"] for r in res.curve] == [0, 5, 9]
 
 
 def test_same_seed_same_run_other_seed_differs(face):

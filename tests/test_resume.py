@@ -90,7 +90,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one
 
     spy = Trained()
     summary = run_cell(cfg_of(store), tmp_path / "job2", callbacks=[spy])
-    assert spy.logged == {"comic": [8, 10]}  # face not trained again; comic went on from 8
+    assert spy.logged == {"comic": [8, 10, 11]}  # face not trained again; comic went on from 8
     assert summary["images"]["face"]["reused"] is True and summary["images"]["comic"]["reused"] is False
     for name in ("face", "comic"):
         assert_same_curve(curve(tmp_path / "job2", name), curve(ref_job, name))
@@ -153,7 +153,7 @@ def test_a_truncated_checkpoint_is_detected_and_the_image_restarts(cfg_of, refer
     spy = Trained()
     run_cell(cfg_of(store), tmp_path / "job2", callbacks=[spy])
     assert f"ignoring checkpoint {ckpt} (unreadable" in caplog.text
-    assert spy.logged == {"comic": [0, 2, 4, 6, 8, 10]}  # from scratch
+    assert spy.logged == {"comic": [0, 2, 4, 6, 8, 10, 11]}  # from scratch
     assert_same_curve(curve(tmp_path / "job2", "comic"), curve(ref_job, "comic"))
 
 

@@ -71,7 +71,8 @@ def check_job_dir(job: Path, images: list[str], crop: int, iterations: int, log_
     assert list(summary["images"]) == images
     for name in images:
         curve = frame[frame.image == name]
-        assert list(curve.iteration) == list(range(0, iterations, log_every))
+        # every log_every-th iteration and the last (issue 29)
+        assert list(curve.iteration) == sorted({*range(0, iterations, log_every), iterations - 1})
         entry = summary["images"][name]
         best = curve.loc[curve.psnr.idxmax()]
         assert entry["status"] == "complete" and entry["iterations"] == iterations
@@ -191,7 +192,7 @@ def test_non_finite_loss_fails_that_image_and_the_job_goes_on(cfg_of, tmp_path, 
     assert summary["run"]["status"] == "failed"
     rows = pd.read_csv(tmp_path / "metrics.csv")
     assert list(rows[rows.image == "face"].iteration) == [0, 2]  # the curve up to the failure is kept
-    assert list(rows[rows.image == "comic"].iteration) == [0, 2, 4, 6]
+    assert list(rows[rows.image == "comic"].iteration) == [0, 2, 4, 6, 7]
     assert not (tmp_path / "restored" / "face.png").exists()
     text = format_summary(summary, rows.to_dict("records"))  # the end-of-job table
     assert "mean over 1/2 complete image(s)" in text
@@ -273,7 +274,7 @@ def replay(image: str, y: np.ndarray, kernel: tuple, var: float, fidelity: str, 
         for it in range(iterations):
             out = model(z + torch.randn(z.shape, generator=gen) * reg_noise_std)
             value = loss(out)
-            if it % log_every == 0:
+            if it % log_every == 0 or it == iterations - 1:  # the last iteration too (issue 29)
                 shown = out.detach()[0].permute(1, 2, 0).double().clamp(0, 1).numpy()
                 rows.append({"iteration": it, "loss": float(value.detach()),
                              "psnr": peak_signal_noise_ratio(x, shown, data_range=1.0)})
@@ -300,7 +301,7 @@ def test_the_runner_trains_the_configured_loss(cfg_of, tmp_path, cell):
     run_cell(plan.config, tmp_path, plan=plan)
     _, y = degraded(plan, plan.tasks[0])
     ours, expected = recorded(tmp_path), replay("face", y, **loss, **OPTIM)
-    assert list(ours.iteration) == [0, 2, 4]
+    assert list(ours.iteration) == [0, 2, 4, 5]
     np.testing.assert_allclose(ours.loss, expected.loss, rtol=1e-7)  # bit-equal here: one ulp
     np.testing.assert_allclose(ours.psnr, expected.psnr, rtol=1e-6)
     # the check can fail: without its TV term the iteration-0 loss is far outside the tolerance

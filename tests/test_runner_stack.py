@@ -108,7 +108,7 @@ def test_stacked_job_writes_the_records_of_a_k1_job_with_the_same_curves(cfg_of,
     f1, f2 = frame(tmp_path / "k1"), frame(tmp_path / "k2")
     assert tuple(f2.columns) == CURVE_COLUMNS
     assert list(f2.image) == list(f1.image) and list(f2.iteration) == list(f1.iteration)
-    assert list(f1.image) == [n for n in IMAGES for _ in range(6)]
+    assert list(f1.image) == [n for n in IMAGES for _ in range(7)]  # 0, 2, ..., 10 and the last, 11
     rel = lambda store: sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file())  # noqa: E731
     assert rel(tmp_path / "s2") == rel(tmp_path / "s1")  # no checkpoints left, same store files
     for name in IMAGES:
@@ -166,7 +166,7 @@ def test_killed_stacked_job_resumes_from_its_group_checkpoint(cfg_of, tmp_path):
 
     spy = Trained()
     summary = run_cell(cfg_of(store, images, "engine.stack=2"), tmp_path / "job2", callbacks=[spy])
-    assert spy.logged == {"face": [8, 10], "comic": [8, 10]}  # both went on from 8 together
+    assert spy.logged == {"face": [8, 10, 11], "comic": [8, 10, 11]}  # both went on from 8 together
     for name in ("face", "comic"):
         pd.testing.assert_frame_equal(curve(tmp_path / "job2", name), curve(tmp_path / "ref", name),
                                       check_exact=True)
@@ -198,7 +198,7 @@ def test_regrouped_images_start_afresh_and_never_load_another_groups_checkpoint(
     spy = Trained()
     summary = run_cell(cfg_of(store, all3, "engine.stack=3"), tmp_path / "job3", callbacks=[spy])
     assert f"ignoring checkpoint {new} (wrong shapes: z (3, " in caplog.text
-    assert spy.logged == {"face": [0, 2, 4, 6, 8, 10], "zebra": [0, 2, 4, 6, 8, 10]}
+    assert spy.logged == {"face": [0, 2, 4, 6, 8, 10, 11], "zebra": [0, 2, 4, 6, 8, 10, 11]}
     assert [summary["images"][n]["reused"] for n in IMAGES] == [False, True, False]
     # the old group's checkpoint is gone; only the refused copy is left, set aside
     assert list(store.rglob("*.pt*")) == [new.with_name(new.name + ".rejected")]
@@ -259,14 +259,14 @@ def test_mixed_sizes_are_grouped_and_loggers_see_each_image(cfg_of, tmp_path, mo
     summary = run_cell(cfg_of(store, *data, "data.images=[a,b,c,d]", "engine.stack=2"), tmp_path / "job")
 
     assert rec.calls == [
-        ("done", "b", True, 2, False),
-        ("start", 0, 4, "a", (40, 40)), ("start", 2, 4, "c", (40, 40)),
-        ("log", "a", 0), ("log", "c", 0), ("log", "a", 2), ("log", "c", 2),  # interleaved, keyed by name
-        ("done", "a", False, 2, True), ("done", "c", False, 2, True),
-        ("start", 3, 4, "d", (48, 40)), ("log", "d", 0), ("log", "d", 2), ("done", "d", False, 2, True),
+        ("done", "b", True, 3, False),
+        ("start", 0, 4, "a", (40, 40)), ("start", 2, 4, "c", (40, 40)),  # logs 0, 2 and the last, 3
+        ("log", "a", 0), ("log", "c", 0), ("log", "a", 2), ("log", "c", 2), ("log", "a", 3), ("log", "c", 3),
+        ("done", "a", False, 3, True), ("done", "c", False, 3, True),
+        ("start", 3, 4, "d", (48, 40)), ("log", "d", 0), ("log", "d", 2), ("log", "d", 3), ("done", "d", False, 3, True),
     ]
     assert list(summary["images"]) == ["a", "b", "c", "d"]
-    assert list(frame(tmp_path / "job").image) == ["a", "a", "b", "b", "c", "c", "d", "d"]
+    assert list(frame(tmp_path / "job").image) == [n for n in "abcd" for _ in range(3)]
     assert [summary["images"][n]["reused"] for n in "abcd"] == [False, True, False, False]
     for name, (_, size) in sources.items():  # each restored image has its own size
         png = Image.open(tmp_path / "job" / "restored" / f"{name}.png")

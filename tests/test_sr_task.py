@@ -189,7 +189,7 @@ def test_a_tiny_sr_run_beats_bicubic_upsampling(tiny_run):
     # the records: psnr_y beside psnr/ssim in every logged row, the peak in the summary
     with open(out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["iteration"]) for r in rows] == list(range(0, 1200, 100))
+    assert [int(r["iteration"]) for r in rows] == [*range(0, 1200, 100), 1199]
     ys = [float(r["psnr_y"]) for r in rows]
     assert all(math.isfinite(y) for y in ys) and max(ys) == entry["peak_psnr_y"]
     assert int(rows[ys.index(max(ys))]["iteration"]) == entry["peak_psnr_y_iteration"]

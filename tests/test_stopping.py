@@ -37,7 +37,10 @@ def feed(rule, xs, view=None):
 def test_scaled_window_and_patience_follow_the_config_rule():
     assert scaled(100, 1500, 5000) == 30 and scaled(1000, 1500, 5000) == 300
     assert scaled(100, 7000, 5000) == 100  # longer runs keep the reference values
-    assert scaled(100, 10, 5000) == 1  # never below 1
+    # never below the floor of 10 iterations (issue 29: a window of 1 picks iteration 0), but a
+    # configured value below the floor stays as configured, and 0 becomes 1 as before
+    assert scaled(100, 10, 5000) == 10 and scaled(1000, 20, 5000) == 10 and scaled(100, 400, 5000) == 10
+    assert scaled(100, 600, 5000) == 12 and scaled(3, 20, 5000) == 3 and scaled(0, 20, 5000) == 1
     eff = StopSettings().effective(1500)
     assert eff["wmv"] == {"window": 30, "patience": 300} and eff["emv"]["start"] == 30
 
@@ -271,7 +274,7 @@ def test_every_stop_option_composes_and_plans(compose_config, rule):
 
     plan = plan_cell(compose_config("experiment=smoke", f"stop={rule}"))
     assert plan.stop.name == rule and not plan.stop.early
-    assert plan.stop.effective(6)["wmv"] == {"window": 1, "patience": 1}  # 6 / 5000 of the reference
+    assert plan.stop.effective(6)["wmv"] == {"window": 10, "patience": 10}  # 6 / 5000 of the reference: the floor
 
 
 # --------------------------------------------------------------- bad input (issue 20, part 5)

@@ -104,7 +104,7 @@ def test_store_accepts_only_consistent_records(smoke_cfg, tmp_path):
     run_cell(cfg, tmp_path / "job", plan=plan)
     run_id, store = plan.tasks[0].run_id, Store(tmp_path)
     good = store.load(run_id, "face", 6, 2)
-    assert good is not None and good.entry["status"] == "complete" and len(good.rows) == 3
+    assert good is not None and good.entry["status"] == "complete" and len(good.rows) == 4  # 0, 2, 4 and 5
     assert json.loads((store.dir(run_id) / "config.json").read_text()) == json.loads(json.dumps(plan.result_config))
     assert store.load(run_id, "face", 8, 2) is None  # other iterations: not this run
     assert store.load(run_id, "comic", 6, 2) is None  # another image
@@ -201,7 +201,7 @@ def test_reuse_false_trains_again_and_the_default_reuses(smoke_cfg, tmp_path, mo
 
     spy = Trained()
     fresh = run_cell(cfg("reuse=false"), tmp_path / "job3", callbacks=[spy])["images"]["face"]
-    assert spy.logged == {"face": [0, 2, 4]}
+    assert spy.logged == {"face": [0, 2, 4, 5]}
     assert fresh["reused"] is False and fresh["runtime_s"] != first["runtime_s"]
     assert read_summary(tmp_path / "job3" / "summary.json")["images"]["face"]["reused"] is False
     assert stored()["runtime_s"] == fresh["runtime_s"]  # the store now holds the new run
@@ -242,7 +242,7 @@ def test_a_failed_record_is_kept_unless_retry_failed(smoke_cfg, tmp_path, monkey
 
     spy = Trained()
     retried = run_cell(cfg("retry_failed=true"), tmp_path / "job3", callbacks=[spy])["images"]["face"]
-    assert spy.logged == {"face": [0, 2, 4]}
+    assert spy.logged == {"face": [0, 2, 4, 5]}
     assert retried["status"] == "complete" and retried["reused"] is False
     assert read_summary(record)["images"]["face"]["status"] == "complete"
 
@@ -256,7 +256,8 @@ def test_a_failed_record_is_kept_unless_retry_failed(smoke_cfg, tmp_path, monkey
 # RESULTS_VERSION is bumped on purpose (update these literals and say why in the commit), or
 # an id changed by accident. Version 2: the stopping rules' records and the stop/task blocks;
 # version 3: the output streams (bpdip.streams) and the output block; version 4: every rule on
-# the perturbed and the average stream, the warm-up guard, bp_discrepancy (issue 32).
+# the perturbed and the average stream, the warm-up guard, bp_discrepancy (issue 32), the last
+# iteration logged, the rules' scaling floor, exact resume under boundary=valid (issue 29).
 PINNED_IDS = {
     ("data.images=[face]",): ["uniform-0.3-bp-face-0bf793e6ccdb"],
     ("kernel=radial", "noise.var=2", "loss=ls_tv", "data.images=[comic]"): ["radial-2-ls_tv-comic-003024a7eb3f"],
@@ -298,10 +299,20 @@ def _committed_grid_schema() -> int:
     return json.loads(summaries[0].read_text()).get("schema", 0) if summaries else 0
 
 
-# The committed grid was run with RESULTS_VERSION 2 (schema-2 records, no output streams): its
-# ids cannot match version-3 plans until the lead commits the regenerated grid (issue 20, part 4).
-@pytest.mark.skipif(_committed_grid_schema() < 3,
-                    reason="results/cpu_grid holds schema < 3 records (RESULTS_VERSION 2): regenerate the grid")
+# The committed grid was run with RESULTS_VERSION 3 (schema-3 records); its ids cannot match
+# the plans of a later version (issue 29: version 4) until the grid is regenerated.
+GRID_RESULTS_VERSION = 3
+
+
+def _grid_is_current() -> bool:
+    from bpdip.store import RESULTS_VERSION
+
+    return _committed_grid_schema() >= 3 and GRID_RESULTS_VERSION == RESULTS_VERSION
+
+
+@pytest.mark.skipif(not _grid_is_current(),
+                    reason="results/cpu_grid was run with another RESULTS_VERSION than the code's: regenerate the grid "
+                           "and update GRID_RESULTS_VERSION")
 def test_the_committed_grid_records_keep_their_run_ids(compose_config):
     """Every image record of results/cpu_grid (a real run) has the id today's code plans for
     its job's overrides: the store would reuse all of them, so no change since altered what

@@ -129,6 +129,25 @@ class StackedLoss:
             if hasattr(loss, "at_iteration"):
                 loss.at_iteration(it, iterations)
 
+    # checkpoints (bpdip.loop): one state per run, for losses that have one (BP's warm start)
+    def state_dict(self) -> list:
+        return [loss.state_dict() if hasattr(loss, "state_dict") else {} for loss in self.losses]
+
+    def check_state(self, state) -> None:
+        if not isinstance(state, list) or len(state) != len(self.losses):
+            raise ValueError(f"the loss state is not for {len(self.losses)} stacked run(s)")
+        for loss, s in zip(self.losses, state):
+            if hasattr(loss, "check_state"):
+                loss.check_state(s)
+            elif s != {}:
+                raise ValueError("the loss state does not fit this run")
+
+    def load_state_dict(self, state: list) -> None:
+        self.check_state(state)
+        for loss, s in zip(self.losses, state):
+            if hasattr(loss, "load_state_dict"):
+                loss.load_state_dict(s)
+
     def __call__(self, out: torch.Tensor) -> torch.Tensor:
         if out.shape[0] != len(self.losses):
             raise ValueError(f"{out.shape[0]} outputs for {len(self.losses)} losses")

@@ -65,6 +65,35 @@ class CGStats:
                         "residual %.3g > boundary.cg_tol=%g; training goes on (raise boundary.cg_max_iter to solve "
                         "exactly)", float(residual.max()), tol)
 
+    # checkpoints (bpdip.loop): a resumed run's record covers every solve of the run (issue 29)
+    _TENSORS = ("_its_sum", "_its_max", "_res_max")
+
+    def state_dict(self) -> dict:
+        return {"calls": self.calls, "iterations_total": float(self.iterations_total), "warned": bool(self.warned),
+                **{k.lstrip("_"): (None if getattr(self, k) is None else getattr(self, k).detach().cpu())
+                   for k in self._TENSORS}}
+
+    def check_state(self, state, samples: int) -> None:
+        """Raise ValueError unless ``state`` is a :meth:`state_dict` for ``samples`` samples."""
+        keys = {"calls", "iterations_total", "warned", *(k.lstrip("_") for k in self._TENSORS)}
+        if not isinstance(state, dict) or set(state) != keys:
+            raise ValueError("the conjugate-gradient statistics do not fit this run")
+        calls = state["calls"]
+        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0 \
+                or not isinstance(state["warned"], bool) or not isinstance(state["iterations_total"], float):
+            raise ValueError("the conjugate-gradient statistics do not fit this run")
+        for k in self._TENSORS:
+            t = state[k.lstrip("_")]
+            if (t is None) != (calls == 0) or t is not None and not (
+                    isinstance(t, torch.Tensor) and t.dtype == torch.float64 and tuple(t.shape) == (samples,)):
+                raise ValueError(f"the conjugate-gradient statistic {k.lstrip('_')!r} does not fit this run")
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.calls, self.iterations_total, self.warned = state["calls"], state["iterations_total"], state["warned"]
+        for k in self._TENSORS:
+            t = state[k.lstrip("_")]
+            setattr(self, k, None if t is None else t.to(device).clone())
+
     def summary(self) -> dict | None:
         """Per sample: mean and max iterations per solve, the largest residual reached."""
         if self._its_sum is None:

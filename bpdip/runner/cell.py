@@ -144,6 +144,20 @@ def cg_summary(loss) -> dict | None:
     return None if s is None else {k: (v[0] if isinstance(v, list) else v) for k, v in s.items()}
 
 
+def job_threads(plan: CellPlan, device) -> int | None:
+    """The torch CPU threads of this job (``threads``; ``auto``: bpdip.runner.threads), or
+    None for torch's default. ``auto`` reads the network's size and the largest x."""
+    from bpdip.engine.settings import network_parameters
+    from bpdip.runner.threads import resolve_threads
+
+    value = plan.config.get("threads")
+    if value != "auto":
+        return resolve_threads(value or None, torch.device(device).type, 0, 0)
+    pixels = max((t.shape[0] * t.shape[1] for t in plan.tasks), default=0)
+    parameters = network_parameters(build_model(**plan.model_params))
+    return resolve_threads(value, torch.device(device).type, parameters, pixels)
+
+
 def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None) -> Result:
     """Train one network on one image (paper eqs. 3 and 9) and return its Result."""
     y_t, x_t = image_tensors(plan, task, device)
@@ -280,8 +294,9 @@ def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, pla
     threads = torch.get_num_threads()
     try:
         with job_device(config.get("device", "auto"), job_num) as device:
-            if config.get("threads"):
-                torch.set_num_threads(int(config["threads"]))
+            n = job_threads(plan, device)
+            if n is not None:
+                torch.set_num_threads(n)
             return _run(plan, config, out_dir, root, store, loggers, callbacks, device)
     finally:
         torch.set_num_threads(threads)  # a job in a shared process leaves the setting as it was

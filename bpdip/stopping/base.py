@@ -39,10 +39,18 @@ import math
 import torch
 
 
+# The least a window, patience or start is scaled down to (issue 29): ES-WMV's variance needs
+# several outputs in its window, and ES-EMV's moving variance remembers ~1 / alpha = 10 steps,
+# so fewer than 10 iterations is no statistic (a window of 1 has variance 0 and picks
+# iteration 0's output). A configured value below the floor is kept as it is.
+SCALED_FLOOR = 10
+
+
 def scaled(value: int, iterations: int, reference: int) -> int:
     """``value`` scaled for a run shorter than the rule's reference run length:
-    max(1, round(value * min(1, iterations / reference))) (conf/stop/rules.yaml)."""
-    return max(1, int(round(value * min(1.0, iterations / reference))))
+    max(1, min(value, SCALED_FLOOR), round(value * min(1, iterations / reference)))
+    (conf/stop/rules.yaml)."""
+    return max(1, min(value, SCALED_FLOOR), int(round(value * min(1.0, iterations / reference))))
 
 
 def warmup_start(iterations: int, fraction: float, floor: int) -> int:

@@ -1,7 +1,7 @@
 """``oracle``: the peak of the logged PSNR curve, chosen with the ground truth.
 
 This is what the paper (and Table I: the peak of the image-averaged curve) reports: among
-the logged iterations t = 0, log_every, ..., the one with the highest PSNR of the clipped
+the logged iterations t = 0, log_every, ... and the last, the one with the highest PSNR of the clipped
 output against the ground truth. Per image it is the image's own best logged iteration
 (``summary.json``'s ``peak_*``). It needs ground truth, so it cannot stop a run early and
 does not exist for ``data=observed``.
