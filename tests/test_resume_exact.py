@@ -27,7 +27,8 @@ CASES = {
     "stacked_valid": ("data.images=[face,comic]", "engine.stack=2", "boundary=valid", "loss.iterations=24"),
     # ES-WMV with these parameters stops at iteration 30 of 60, after the kill at 16
     "stop_early": ("data.images=[face]", "loss.iterations=60", "stop=wmv", "stop.early=true",
-                   "stop.reference_iterations=60", "stop.wmv.window=3", "stop.wmv.patience=6"),
+                   "stop.reference_iterations=60", "stop.wmv.window=3", "stop.wmv.patience=6",
+                   "stop.warmup.floor=0", "stop.warmup.fraction=0"),  # no warm-up guard (issue 32)
 }
 RUNTIME = ("runtime_s", "seconds_per_iteration")  # wall time: the only values that may differ
 
