@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from bpdip import curves
 from bpdip.loop import Callback
 
 log = logging.getLogger("bpdip")
@@ -51,25 +52,8 @@ class JobLogger(Callback):
 
 def mean_curve(rows: list[dict], images: list[str]) -> list[dict]:
     """The curve averaged over ``images`` at the iterations that all of them logged
-    (PROTOCOL "Table I / Fig. 1": average each setting's curves over the images)."""
-    if not images:
-        return []
-    by_it: dict[int, dict[str, dict]] = {}
-    for r in rows:
-        if r["image"] in images:
-            by_it.setdefault(int(r["iteration"]), {})[r["image"]] = r
-    out = []
-    for it in sorted(by_it):
-        recs = by_it[it]
-        if len(recs) == len(images):
-            out.append({"iteration": it, **{k: float(np.mean([_value(recs[n], k) for n in images]))
-                                            for k in CURVE_KEYS}})
-    return out
-
-
-def peak_of(curve: list[dict]) -> dict | None:
-    finite = [r for r in curve if math.isfinite(_value(r, "psnr"))]
-    return max(finite, key=lambda r: r["psnr"]) if finite else None
+    (bpdip.curves.mean_curve, as the report's)."""
+    return curves.mean_records(rows, images, CURVE_KEYS)
 
 
 def _fmt(value, spec=".2f") -> str:
@@ -157,7 +141,7 @@ def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
     done = [n for n, e in images.items() if e["status"] == "complete"]
     if done and all(images[n].get("final_psnr") is not None for n in done):
         final = float(np.mean([images[n]["final_psnr"] for n in done]))
-        peak = peak_of(mean_curve(rows, done))
+        peak = curves.best(mean_curve(rows, done))
         lines.append(f"mean over {len(done)}/{len(images)} complete image(s): final PSNR {final:.2f} dB; "
                      f"peak of the mean curve {_fmt(peak and peak['psnr'])} dB "
                      f"(SSIM dr2 {_fmt(peak and peak['ssim_dr2'], '.3f')}) at iteration {peak and peak['iteration']}")
@@ -266,7 +250,7 @@ class WandbLogger(JobLogger):
         for rec in curve:
             self.run.log({"iteration": rec["iteration"],
                           **{f"mean/{k}": rec[k] for k in CURVE_KEYS if math.isfinite(rec[k])}})
-        peak = peak_of(curve)
+        peak = curves.best(curve)
         s = {"status": summary["run"]["status"], "images_complete": len(self.done),
              "images_total": len(summary["images"]), "config_hash": summary["run"]["config_hash"]}
         if peak:
@@ -281,8 +265,7 @@ class WandbLogger(JobLogger):
         for stream in _streams(summary["images"], self.done):
             prefix = {"perturbed": ""}.get(stream, f"{stream}_")
             if prefix:
-                best = max((r for r in curve if math.isfinite(r[f"{prefix}psnr"])),
-                           key=lambda r: r[f"{prefix}psnr"], default=None)
+                best = curves.best(curve, f"{prefix}psnr")
                 if best:
                     s.update({f"streams/{stream}/table1/psnr": best[f"{prefix}psnr"],
                               f"streams/{stream}/table1/ssim_dr2": best[f"{prefix}ssim_dr2"],

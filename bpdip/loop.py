@@ -110,8 +110,9 @@ class Result:
     @property
     def peak(self) -> dict | None:
         """The logged record with the highest PSNR (ground-truth early stopping)."""
-        finite = [r for r in self.curve if math.isfinite(r.get("psnr", math.nan))]
-        return max(finite, key=lambda r: r["psnr"]) if finite else None
+        from bpdip.curves import best
+
+        return best(self.curve, "psnr")
 
 
 class Callback:

@@ -54,6 +54,8 @@ import math
 import os
 from pathlib import Path
 
+from bpdip import curves
+
 SCHEMA = 3
 SCHEMAS = (1, 2, 3)  # readable
 CURVE_COLUMNS_V1 = ("image", "iteration", "psnr", "ssim", "ssim_dr2", "loss", "seconds")
@@ -178,8 +180,7 @@ def image_summary(result) -> dict:
         "restored_from": result.restored_from,
     }
     if "psnr_y" in result.final or any("psnr_y" in r for r in result.curve):
-        finite = [r for r in result.curve if isinstance(r.get("psnr_y"), float) and math.isfinite(r["psnr_y"])]
-        best = max(finite, key=lambda r: r["psnr_y"]) if finite else {}
+        best = curves.best(result.curve, "psnr_y") or {}
         entry.update(peak_psnr_y=best.get("psnr_y"), peak_psnr_y_iteration=best.get("iteration"),
                      psnr_y_at_peak=peak.get("psnr_y"), final_psnr_y=result.final.get("psnr_y"),
                      last_psnr_y=result.last.get("psnr_y"))
@@ -210,8 +211,7 @@ def stream_entries(result) -> dict:
         key = f"{PREFIX[stream]}psnr_y"
         if "psnr_y" in rec["final"] or any(key in r for r in result.curve):
             # as the top-level keys: the best logged Y-PSNR and where, the Y-PSNR at the RGB peak
-            finite = [r for r in result.curve if isinstance(r.get(key), float) and math.isfinite(r[key])]
-            best = max(finite, key=lambda r: r[key]) if finite else {}
+            best = curves.best(result.curve, key) or {}
             e.update(peak_psnr_y=best.get(key), peak_psnr_y_iteration=best.get("iteration"),
                      psnr_y_at_peak=values.get("psnr_y"), final_psnr_y=rec["final"].get("psnr_y"))
         e["stopping"] = rec["stopping"]

@@ -217,6 +217,6 @@ def stream_values(record: Mapping, stream: str) -> dict:
 
 def stream_peak(curve: list[dict], stream: str) -> dict | None:
     """The logged record with the stream's highest PSNR (the first of equal maxima)."""
-    key = f"{PREFIX[stream]}psnr"
-    finite = [r for r in curve if isinstance(r.get(key), float) and math.isfinite(r[key])]
-    return max(finite, key=lambda r: r[key]) if finite else None
+    from bpdip.curves import best
+
+    return best(curve, f"{PREFIX[stream]}psnr")

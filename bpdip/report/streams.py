@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
-from bpdip.report.cells import CellResult, SeedResult, mean_curve, peak_of
+from bpdip.curves import mean_curve, over_seeds, peak_of
+from bpdip.report.cells import CellResult, SeedResult
 from bpdip.report.render import (COLUMNS, empty_text, fmt, grid_cells, has_value, md_grid, md_with_markers, tex_escape,
                                  tex_grid, tex_num, tex_with_markers)
 from bpdip.report.sources import seed_label
@@ -95,10 +96,8 @@ def stream_value(c: CellResult, stream: str) -> StreamValue:
         curves.append(curve)
     if not out.seeds:
         return out
-    peaks = [p for _, p in out.seeds]
-    out.peak = {k: float(np.mean([p[k] for p in peaks])) for k in ("psnr", "ssim_dr2", "ssim")}
-    out.psnr_std = float(np.std([p["psnr"] for p in peaks], ddof=1)) if len(peaks) > 1 else None
-    out.curve = curves[0] if len(curves) == 1 else mean_curve(curves, METRICS)[0]
+    seeds = over_seeds([p for _, p in out.seeds], curves)
+    out.peak, out.psnr_std, out.curve = seeds.peak, seeds.std, seeds.curve
     return out
 
 
