@@ -256,10 +256,8 @@ class WandbLogger(JobLogger):
         if peak:
             s.update({"table1/psnr": peak["psnr"], "table1/ssim_dr2": peak["ssim_dr2"],
                       "table1/ssim": peak["ssim"], "table1/iteration": peak["iteration"]})
-        # the report's "stopping" table for this cell (bpdip.stopping.summary)
-        from bpdip.stopping.summary import rule_statistics
-
-        for rule, stats in rule_statistics([summary["images"][n] for n in self.done]).items():
+        # the report's "stopping" table for this cell (bpdip.curves.rule_statistics)
+        for rule, stats in curves.rule_statistics([summary["images"][n] for n in self.done]).items():
             s.update({f"stopping/{rule}/{k}": v for k, v in stats.items() if math.isfinite(v)})
         # each output stream's Table I numbers (the peak of its mean curve) and rule choices
         for stream in _streams(summary["images"], self.done):
@@ -272,7 +270,7 @@ class WandbLogger(JobLogger):
                               f"streams/{stream}/table1/iteration": best["iteration"]})
             per_stream = [{"status": "complete", "iterations": summary["images"][n].get("iterations"),
                            "stopping": summary["images"][n]["streams"][stream]["stopping"]} for n in self.done]
-            for rule, stats in rule_statistics(per_stream).items():
+            for rule, stats in curves.rule_statistics(per_stream).items():
                 s.update({f"streams/{stream}/stopping/{rule}/{k}": v for k, v in stats.items()
                           if k in ("n", "mean_psnr", "gap_db", "within_05", "iteration") and math.isfinite(v)})
         for name, e in summary["images"].items():  # "stopping": a nested dict, as in summary.json

@@ -198,7 +198,7 @@ def image_path(image: str, key: str) -> str:
 def stream_entries(result) -> dict:
     """summary.json's ``streams`` of one image (schema 3): per stream its logged peak (the
     stream's own best PSNR), its final value and every rule's choice evaluated on it."""
-    from bpdip.streams import PREFIX, stream_peak, stream_values
+    from bpdip.curves import PREFIX, stream_peak, stream_values
 
     out = {}
     for stream, rec in result.streams.items():

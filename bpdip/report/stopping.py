@@ -1,7 +1,7 @@
 """The report's "stopping" part: what each stopping rule (bpdip.stopping) chose, per setting.
 
 Per setting and rule, over the images in the setting's means (every seed's, pooled), the
-numbers of :func:`bpdip.stopping.summary.rule_statistics`: the mean PSNR of the images the
+numbers of :func:`bpdip.curves.rule_statistics`: the mean PSNR of the images the
 rule chose, the mean gap to each image's oracle peak (its best logged iteration, chosen
 with ground truth), the share of images within 0.5 dB of it, the mean chosen iteration, the
 share that stopped, and the iterations the rule would run with ``stop.early``.
@@ -22,7 +22,7 @@ import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
-from bpdip.stopping.summary import TOLERANCE_DB, rule_statistics
+from bpdip.curves import TOLERANCE_DB, rule_statistics
 
 COLUMNS = ["loss", "kernel", "noise_var", "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration",
            "stopped", "ran", "full"]

@@ -2,7 +2,7 @@
 
 Per setting, stream and rule, over the images in the setting's means (every seed pooled, as
 :mod:`bpdip.report.stopping`): the numbers of
-:func:`bpdip.stopping.summary.rule_statistics` on the stream's choices, summary
+:func:`bpdip.curves.rule_statistics` on the stream's choices, summary
 ``streams.<stream>.stopping.<rule>`` (the stream's image at the rule's chosen iteration;
 the stream's ``oracle`` is its own best logged iteration, so each gap is to that stream's
 oracle). Whether a rule stopped, and where, is the rule's own (``stopping.<rule>``): the
@@ -37,7 +37,7 @@ from bpdip.report.render import md_table, tex_escape
 from bpdip.report.stopping import _fmt, _grid, _rule_cell, _setting, cell_entries
 from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, grid_values, setting_label, settings
 from bpdip.stopping import RULES
-from bpdip.stopping.summary import TOLERANCE_DB, rule_statistics
+from bpdip.curves import TOLERANCE_DB, rule_statistics
 
 GAP_TARGET_DB = 0.3  # issue 20 (b)
 TARGET_RULES = ("wmv", "emv")

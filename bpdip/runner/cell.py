@@ -33,9 +33,9 @@ from omegaconf import OmegaConf
 from bpdip.data import center_crop, load_image
 from bpdip.engine import StackedLoss, build_stacked, group_by_size
 from bpdip.loggers import JobLogger, make_loggers
-from bpdip.loop import Callback, Result, restore, seeded_model
+from bpdip.loop import Callback, Result, restore
 from bpdip.losses import make_loss
-from bpdip.models import build_model
+from bpdip.models import build_model, seeded_model
 from bpdip.metrics import quality
 from bpdip.physics import degrade, degrade_sr, degrade_valid
 from bpdip.physics.valid import crop_hw
