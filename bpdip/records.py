@@ -195,6 +195,19 @@ def image_path(image: str, key: str) -> str:
     return f"images/{image}/{key}.png"
 
 
+# a job's records as a W&B artifact (bpdip.loggers.records_artifact; bpdip.report.wandb_source)
+WANDB_ARTIFACT_TYPE = "bpdip-records"
+RECORD_FILES = ("summary.json", "metrics.csv", "config.yaml")
+RECORD_DIRS = ("images", "restored")  # the stream images, y and the truth; the restored PNGs
+
+
+def input_paths(image: str) -> dict:
+    """Where the job keeps what its network saw (issue 28): ``y``, the observation exactly as
+    the loss saw it (float32 .npy, not clipped), and ``truth``, the ground truth on y's frame
+    (8-bit PNG: the data's own precision), relative to the job directory."""
+    return {"y": f"images/{image}/y.npy", "truth": f"images/{image}/truth.png"}
+
+
 def stream_entries(result) -> dict:
     """summary.json's ``streams`` of one image (schema 3): per stream its logged peak (the
     stream's own best PSNR), its final value and every rule's choice evaluated on it."""
@@ -260,4 +273,13 @@ def write_png(path: str | Path, image) -> None:
     arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
     buf = io.BytesIO()
     Image.fromarray(np.round(arr * 255.0).astype(np.uint8)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_npy(path: str | Path, array) -> None:
+    """A NumPy array as .npy, written atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
