@@ -152,7 +152,8 @@ def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
 
 class WandbLogger(JobLogger):
     """One W&B run per job: the resolved config, per-image curves against the iteration,
-    the running mean over images, the mean curve, final images and the summary.
+    the running mean over images, the mean curve, final images, the summary and, last, the
+    job's records as an artifact (:func:`records_artifact`, read back by the report).
 
     Offline unless WANDB_MODE or ``logger.mode`` says otherwise. If W&B cannot start or
     fails later, a warning is given and the job goes on with its local records.
@@ -276,6 +277,7 @@ class WandbLogger(JobLogger):
         for name, e in summary["images"].items():  # "stopping": a nested dict, as in summary.json
             s.update({f"image/{name}/{k}": v for k, v in e.items() if v is not None})
         self.run.summary.update(s)
+        self.run.log_artifact(records_artifact(self.out_dir, self.run.id))
 
     def close(self):
         if self.run is not None:
@@ -284,6 +286,27 @@ class WandbLogger(JobLogger):
                 run.finish()
             except Exception as exc:
                 warnings.warn(f"W&B finish failed ({exc}); local records are complete")
+
+
+def records_artifact(out_dir, run_id: str):
+    """The job directory's records (bpdip.records) as a W&B artifact: what the report reads
+    from a local job, so that a report built from W&B equals the local one."""
+    from pathlib import Path
+
+    import wandb
+
+    from bpdip.records import RECORD_DIRS, RECORD_FILES, WANDB_ARTIFACT_TYPE
+
+    out = Path(out_dir)
+    art = wandb.Artifact(f"records-{run_id}", type=WANDB_ARTIFACT_TYPE,
+                         description="a bpdip job directory's records: summary.json, metrics.csv, images")
+    for name in RECORD_FILES:
+        if (out / name).is_file():
+            art.add_file(str(out / name), name=name)
+    for name in RECORD_DIRS:
+        if (out / name).is_dir():
+            art.add_dir(str(out / name), name=name)
+    return art
 
 
 def _streams(entries: dict, names: list[str]) -> list[str]:
