@@ -1,9 +1,10 @@
 """Assemble a report from jobs and write all its files into one directory.
 
 What is written is listed here, in order: :data:`SECTIONS` (the parts of report.md and of
-the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report (say a
-stopping-rules table) is a render function per output language in :mod:`render` and one
-:class:`Section` line below; a new CSV is one line in ``CSV_TABLES``.
+the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report is one
+function that builds its table (a :class:`render.Table` or :class:`render.Grid`, whose
+``markdown()`` and ``latex()`` print it) and one :class:`Section` line below; a new CSV is
+one line in ``CSV_TABLES``.
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ column in bold and the markers of incomplete data (cells.FLAGS) after the number
 paper's values, the differences, the iterations with SSIM₁ and n, the seeds and the
 column winners follow in their own tables, and the issues are listed at the end.
 
-Each section is a function of the report (``md_*`` for Markdown, ``tex_*`` for LaTeX);
-:data:`bpdip.report.build.SECTIONS` lists them in the order they are written, so a new
-section is a new pair of functions and one line there.
+A section builds its table once, a :class:`Grid` (laid out as Table I) or a :class:`Table`
+(header, rows of cells, ONE caption), and one Markdown and one LaTeX writer print it; cells
+are plain text, or :class:`V` values (bold, numbers, markers), with :class:`A` where the
+languages still differ. :data:`bpdip.report.build.SECTIONS` lists the sections in the order
+they are written: a new section is one function building its table and one line there.
+Some parts (winners, per image, SR, the visual figures) still have an ``md_*`` / ``tex_*``
+pair whose columns differ between the languages.
 """
 
 from __future__ import annotations
