@@ -3,7 +3,10 @@
 gaussian-2 job, sr_cpu's six jobs, demo's two) equals what the code wrote before the
 refactor (``expected/``, written at b7be261 by ``python -m bpdip.report
 tests/fixtures/report/NAME/records --out tests/fixtures/report/NAME/expected --no-figure
---visual none``): the same CSV numbers, the same Markdown and LaTeX lines."""
+--visual none``): the same CSV numbers, the same Markdown and LaTeX lines. The expectations
+were rewritten on purpose twice since (``git log -p tests/fixtures/report``): the unified
+LaTeX captions and the final table's bold (40379c4), the seeds / stopping captions (3e6a958);
+no CSV changed."""
 
 import importlib.util
 from pathlib import Path
