@@ -478,7 +478,8 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
         if store is not None:
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})
-            own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
+            # the store keeps the run's result; y and the truth are the job's (input_entry re-makes them)
+            own["images"][task.name] = {k: v for k, v in entry.items() if k not in ("reused", "input")}
             store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras,
                        images=result.stream_images)
         elif len(tasks) == 1:
