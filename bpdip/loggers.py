@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from bpdip import curves
 from bpdip.loop import Callback
 from bpdip.stopping import statistic_columns
 
@@ -53,25 +54,8 @@ class JobLogger(Callback):
 
 def mean_curve(rows: list[dict], images: list[str]) -> list[dict]:
     """The curve averaged over ``images`` at the iterations that all of them logged
-    (PROTOCOL "Table I / Fig. 1": average each setting's curves over the images)."""
-    if not images:
-        return []
-    by_it: dict[int, dict[str, dict]] = {}
-    for r in rows:
-        if r["image"] in images:
-            by_it.setdefault(int(r["iteration"]), {})[r["image"]] = r
-    out = []
-    for it in sorted(by_it):
-        recs = by_it[it]
-        if len(recs) == len(images):
-            out.append({"iteration": it, **{k: float(np.mean([_value(recs[n], k) for n in images]))
-                                            for k in CURVE_KEYS}})
-    return out
-
-
-def peak_of(curve: list[dict]) -> dict | None:
-    finite = [r for r in curve if math.isfinite(_value(r, "psnr"))]
-    return max(finite, key=lambda r: r["psnr"]) if finite else None
+    (bpdip.curves.mean_curve, as the report's)."""
+    return curves.mean_records(rows, images, CURVE_KEYS)
 
 
 def _fmt(value, spec=".2f") -> str:
@@ -181,7 +165,7 @@ def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
     done = [n for n, e in images.items() if e["status"] == "complete"]
     if done and all(images[n].get("final_psnr") is not None for n in done):
         final = float(np.mean([images[n]["final_psnr"] for n in done]))
-        peak = peak_of(mean_curve(rows, done))
+        peak = curves.best(mean_curve(rows, done))
         lines.append(f"mean over {len(done)}/{len(images)} complete image(s): final PSNR {final:.2f} dB "
                      f"(restored images); peak of the perturbed stream's mean curve {_fmt(peak and peak['psnr'])} dB "
                      f"(SSIM dr2 {_fmt(peak and peak['ssim_dr2'], '.3f')}) at iteration {peak and peak['iteration']}")
@@ -192,7 +176,8 @@ def format_summary(summary: dict, rows: list[dict], out_dir=None) -> str:
 
 class WandbLogger(JobLogger):
     """One W&B run per job: the resolved config, per-image curves against the iteration,
-    the running mean over images, the mean curve, final images and the summary.
+    the running mean over images, the mean curve, final images, the summary and, last, the
+    job's records as an artifact (:func:`records_artifact`, read back by the report).
 
     Offline unless WANDB_MODE or ``logger.mode`` says otherwise. If W&B cannot start or
     fails later, a warning is given and the job goes on with its local records.
@@ -290,35 +275,33 @@ class WandbLogger(JobLogger):
         for rec in curve:
             self.run.log({"iteration": rec["iteration"],
                           **{f"mean/{k}": rec[k] for k in CURVE_KEYS if math.isfinite(rec[k])}})
-        peak = peak_of(curve)
+        peak = curves.best(curve)
         s = {"status": summary["run"]["status"], "images_complete": len(self.done),
              "images_total": len(summary["images"]), "config_hash": summary["run"]["config_hash"]}
         if peak:
             s.update({"table1/psnr": peak["psnr"], "table1/ssim_dr2": peak["ssim_dr2"],
                       "table1/ssim": peak["ssim"], "table1/iteration": peak["iteration"]})
-        # the report's "stopping" table for this cell (bpdip.stopping.summary)
-        from bpdip.stopping.summary import rule_statistics
-
-        for rule, stats in rule_statistics([summary["images"][n] for n in self.done]).items():
+        # the report's "stopping" table for this cell (bpdip.curves.rule_statistics)
+        for rule, stats in curves.rule_statistics([summary["images"][n] for n in self.done]).items():
             s.update({f"stopping/{rule}/{k}": v for k, v in stats.items() if math.isfinite(v)})
         # each output stream's Table I numbers (the peak of its mean curve) and rule choices
         for stream in _streams(summary["images"], self.done):
             prefix = {"perturbed": ""}.get(stream, f"{stream}_")
             if prefix:
-                best = max((r for r in curve if math.isfinite(r[f"{prefix}psnr"])),
-                           key=lambda r: r[f"{prefix}psnr"], default=None)
+                best = curves.best(curve, f"{prefix}psnr")
                 if best:
                     s.update({f"streams/{stream}/table1/psnr": best[f"{prefix}psnr"],
                               f"streams/{stream}/table1/ssim_dr2": best[f"{prefix}ssim_dr2"],
                               f"streams/{stream}/table1/iteration": best["iteration"]})
             per_stream = [{"status": "complete", "iterations": summary["images"][n].get("iterations"),
                            "stopping": summary["images"][n]["streams"][stream]["stopping"]} for n in self.done]
-            for rule, stats in rule_statistics(per_stream).items():
+            for rule, stats in curves.rule_statistics(per_stream).items():
                 s.update({f"streams/{stream}/stopping/{rule}/{k}": v for k, v in stats.items()
                           if k in ("n", "mean_psnr", "gap_db", "within_05", "iteration") and math.isfinite(v)})
         for name, e in summary["images"].items():  # "stopping": a nested dict, as in summary.json
             s.update({f"image/{name}/{k}": v for k, v in e.items() if v is not None})
         self.run.summary.update(s)
+        self.run.log_artifact(records_artifact(self.out_dir, self.run.id))
 
     def close(self):
         if self.run is not None:
@@ -327,6 +310,27 @@ class WandbLogger(JobLogger):
                 run.finish()
             except Exception as exc:
                 warnings.warn(f"W&B finish failed ({exc}); local records are complete")
+
+
+def records_artifact(out_dir, run_id: str):
+    """The job directory's records (bpdip.records) as a W&B artifact: what the report reads
+    from a local job, so that a report built from W&B equals the local one."""
+    from pathlib import Path
+
+    import wandb
+
+    from bpdip.records import RECORD_DIRS, RECORD_FILES, WANDB_ARTIFACT_TYPE
+
+    out = Path(out_dir)
+    art = wandb.Artifact(f"records-{run_id}", type=WANDB_ARTIFACT_TYPE,
+                         description="a bpdip job directory's records: summary.json, metrics.csv, images")
+    for name in RECORD_FILES:
+        if (out / name).is_file():
+            art.add_file(str(out / name), name=name)
+    for name in RECORD_DIRS:
+        if (out / name).is_dir():
+            art.add_dir(str(out / name), name=name)
+    return art
 
 
 def _streams(entries: dict, names: list[str]) -> list[str]:

@@ -49,6 +49,7 @@ from bpdip.engine.precision import autocast, backend_flags
 from bpdip.engine.settings import EngineSettings, network_parameters
 from bpdip.engine.step import TrainStep, make_optimizer
 from bpdip.metrics import chosen_values, quality
+from bpdip.models import seeded_model  # noqa: F401  (its home is bpdip.models; tests import it from here)
 from bpdip.streams import PREFIX, STREAMS, OutputSettings, Streams, restore_buffers, stream_peak, stream_values
 
 log = logging.getLogger("bpdip")
@@ -117,8 +118,9 @@ class Result:
     @property
     def peak(self) -> dict | None:
         """The logged record with the highest PSNR (ground-truth early stopping)."""
-        finite = [r for r in self.curve if math.isfinite(r.get("psnr", math.nan))]
-        return max(finite, key=lambda r: r["psnr"]) if finite else None
+        from bpdip.curves import best
+
+        return best(self.curve, "psnr")
 
 
 class Callback:
@@ -147,13 +149,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda asked for, but no CUDA GPU is visible; use device=auto or cpu")
     return device
-
-
-def seeded_model(factory, seed: int) -> torch.nn.Module:
-    """Build a model with its own seed, leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory()
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -62,6 +62,7 @@ import math
 import os
 from pathlib import Path
 
+from bpdip import curves
 from bpdip.stopping import statistic_columns
 
 SCHEMA = 3
@@ -191,8 +192,7 @@ def image_summary(result) -> dict:
         "restored_from": result.restored_from,
     }
     if "psnr_y" in result.final or any("psnr_y" in r for r in result.curve):
-        finite = [r for r in result.curve if isinstance(r.get("psnr_y"), float) and math.isfinite(r["psnr_y"])]
-        best = max(finite, key=lambda r: r["psnr_y"]) if finite else {}
+        best = curves.best(result.curve, "psnr_y") or {}
         entry.update(peak_psnr_y=best.get("psnr_y"), peak_psnr_y_iteration=best.get("iteration"),
                      psnr_y_at_peak=peak.get("psnr_y"), final_psnr_y=result.final.get("psnr_y"),
                      last_psnr_y=result.last.get("psnr_y"))
@@ -209,10 +209,23 @@ def image_path(image: str, key: str) -> str:
     return f"images/{image}/{key}.png"
 
 
+# a job's records as a W&B artifact (bpdip.loggers.records_artifact; bpdip.report.wandb_source)
+WANDB_ARTIFACT_TYPE = "bpdip-records"
+RECORD_FILES = ("summary.json", "metrics.csv", "config.yaml")
+RECORD_DIRS = ("images", "restored")  # the stream images, y and the truth; the restored PNGs
+
+
+def input_paths(image: str) -> dict:
+    """Where the job keeps what its network saw (issue 28): ``y``, the observation exactly as
+    the loss saw it (float32 .npy, not clipped), and ``truth``, the ground truth on y's frame
+    (8-bit PNG: the data's own precision), relative to the job directory."""
+    return {"y": f"images/{image}/y.npy", "truth": f"images/{image}/truth.png"}
+
+
 def stream_entries(result) -> dict:
     """summary.json's ``streams`` of one image (schema 3): per stream its logged peak (the
     stream's own best PSNR), its final value and every rule's choice evaluated on it."""
-    from bpdip.streams import PREFIX, stream_peak, stream_values
+    from bpdip.curves import PREFIX, stream_peak, stream_values
 
     out = {}
     for stream, rec in result.streams.items():
@@ -225,8 +238,7 @@ def stream_entries(result) -> dict:
         key = f"{PREFIX[stream]}psnr_y"
         if "psnr_y" in rec["final"] or any(key in r for r in result.curve):
             # as the top-level keys: the best logged Y-PSNR and where, the Y-PSNR at the RGB peak
-            finite = [r for r in result.curve if isinstance(r.get(key), float) and math.isfinite(r[key])]
-            best = max(finite, key=lambda r: r[key]) if finite else {}
+            best = curves.best(result.curve, key) or {}
             e.update(peak_psnr_y=best.get(key), peak_psnr_y_iteration=best.get("iteration"),
                      psnr_y_at_peak=values.get("psnr_y"), final_psnr_y=rec["final"].get("psnr_y"))
         e["stopping"] = rec["stopping"]
@@ -275,4 +287,13 @@ def write_png(path: str | Path, image) -> None:
     arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
     buf = io.BytesIO()
     Image.fromarray(np.round(arr * 255.0).astype(np.uint8)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_npy(path: str | Path, array) -> None:
+    """A NumPy array as .npy, written atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())

@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bpdip import curves
 from bpdip.records import CorruptRecord, read_metrics_csv, read_summary, write_json, write_metrics_csv, write_png
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ class Store:
             elif len(rows) != n or ran != iterations:
                 raise CorruptRecord(f"{len(rows)} curve rows and {ran} iterations, "
                                     f"expected {n} rows and {iterations} iterations")
-            peak = max((r["psnr"] for r in rows if math.isfinite(r["psnr"])), default=None)
+            peak = (curves.best(rows, "psnr") or {}).get("psnr")
             if peak is None and all(entry.get(k) is None for k in ("peak_psnr", "final_psnr")):
                 pass  # no ground truth (data=observed): no PSNR anywhere
             elif peak is None or entry.get("peak_psnr") is None or not math.isclose(peak, entry["peak_psnr"]):

@@ -39,9 +39,8 @@ from dataclasses import dataclass
 
 import torch
 
-STREAMS = ("perturbed", "clean", "average")
-PREFIX = {"perturbed": "", "clean": "clean_", "average": "average_"}  # metrics.csv column prefix
-METRIC_KEYS = ("psnr", "ssim", "ssim_dr2")
+# the streams' names and their records' columns live with the records' numbers (bpdip.curves)
+from bpdip.curves import METRIC_KEYS, PREFIX, STREAMS, stream_peak, stream_values  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
@@ -206,17 +205,3 @@ class Streams:
         self.check_state(state)
         for k, v in self._tensors().items():
             v.copy_(state[k])
-
-
-def stream_values(record: Mapping, stream: str) -> dict:
-    """A stream's quality numbers from a curve record (``psnr`` ... for ``clean_psnr`` ...)."""
-    p = PREFIX[stream]
-    keys = (*METRIC_KEYS, *(("psnr_y",) if f"{p}psnr_y" in record else ()))
-    return {k: record.get(f"{p}{k}") for k in keys}
-
-
-def stream_peak(curve: list[dict], stream: str) -> dict | None:
-    """The logged record with the stream's highest PSNR (the first of equal maxima)."""
-    key = f"{PREFIX[stream]}psnr"
-    finite = [r for r in curve if isinstance(r.get(key), float) and math.isfinite(r[key])]
-    return max(finite, key=lambda r: r[key]) if finite else None

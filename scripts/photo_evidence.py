@@ -76,6 +76,9 @@ def parse(argv):
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more run.py overrides")
+    p.add_argument("--from-jobs", type=Path, default=None, metavar="DIR",
+                   help="train nothing: read the runs' records from DIR (e.g. results/photo/jobs) and rebuild the "
+                        "measurements, summary and picture (scripts/check_reports.py)")
     return p.parse_args(argv)
 
 
@@ -141,6 +144,20 @@ def restore_all(args, obs: list[dict], compose) -> dict:
                 job = args.out / "jobs" / o["name"] / f"{loss}-{boundary}"
                 summary = run_cell(cfg, job)
                 entries[(o["name"], loss, boundary)] = {**summary["images"][o["name"]], "job": job}
+    return entries
+
+
+def read_jobs(args, obs: list[dict]) -> dict:
+    """:func:`restore_all`'s entries from jobs already run (their summary.json), training nothing."""
+    from bpdip.records import read_json
+
+    entries = {}
+    for o in obs:
+        for loss in args.losses.split(","):
+            for boundary in BOUNDARIES:
+                job = args.from_jobs / o["name"] / f"{loss}-{boundary}"
+                entries[(o["name"], loss, boundary)] = {**read_json(job / "summary.json")["images"][o["name"]],
+                                                        "job": job}
     return entries
 
 
@@ -299,8 +316,11 @@ def main(argv=None) -> dict:
     from bpdip.runner.provenance import git_commit, git_dirty, versions
 
     obs = make_observations(args)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        entries = restore_all(args, obs, lambda overrides: compose("config", overrides=overrides))
+    if args.from_jobs is not None:
+        entries = read_jobs(args, obs)
+    else:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            entries = restore_all(args, obs, lambda overrides: compose("config", overrides=overrides))
     rows, images = measure_all(args, obs, entries)
     import pandas as pd
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from bpdip.data import SET14_DIR, center_crop, load_image
 from bpdip.paper import LOSSES
 from bpdip.physics import degrade, derive_seed, make_kernel
-from bpdip.records import SCHEMA, curve_rows, write_json, write_metrics_csv, write_png
+from bpdip.records import SCHEMA, curve_rows, write_json, write_metrics_csv, write_npy, write_png
 from bpdip.report import build_report, load_local, write_report
 from bpdip.report.visual import VisualSettings, detail_region, figure
 
@@ -35,11 +35,22 @@ def truth() -> np.ndarray:
     return center_crop(load_image(SET14_DIR / "face.png"), SIZE)
 
 
-def write_record(job, config, loss, k, new=False, restored_stream="perturbed", save=True, kernel="uniform", var=0.3):
+def observed(var=0.3) -> np.ndarray:
+    """y of face as the runner makes it: the kernel, eq. 1 with the image's noise seed."""
+    return degrade(truth(), make_kernel("uniform", size=9), var, derive_seed(0, "face", "noise"))
+
+
+def write_record(job, config, loss, k, new=False, restored_stream="perturbed", save=True, kernel="uniform", var=0.3,
+                 keep_input=True):
     """One job directory of one image, ``face``: record values that differ per loss (``k``)
     and per stream, PNGs that are the truth plus a loss's amount of noise. ``new``: the
-    SPEC's schema with ``streams`` and the ``images`` map; else today's records."""
+    SPEC's schema with ``streams`` and the ``images`` map; else today's records.
+    ``keep_input``: y (float32 .npy) and the truth beside them, as the runner keeps them
+    since issue 28 (without the input's metrics: the report measures them)."""
     job.mkdir(parents=True)
+    if keep_input and save:
+        write_npy(job / "images" / "face" / "y.npy", observed(var).astype(np.float32))
+        write_png(job / "images" / "face" / "truth.png", truth())
     (job / "config.yaml").write_text(yaml.safe_dump(config))
     curve = [{"iteration": it, "psnr": 20.0 + k + it / 1000, "ssim": 0.5 + k / 100, "ssim_dr2": 0.6 + k / 100,
               "loss": 1.0, "seconds": 0.1} for it in (0, 10, 20)]
@@ -96,7 +107,7 @@ def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
     # the input's numbers: y rebuilt independently (the kernel, eq. 1 with the image's noise
     # seed), measured by scikit-image
     x = truth()
-    y = np.clip(degrade(x, make_kernel("uniform", size=9), 0.3, derive_seed(0, "face", "noise")), 0, 1)
+    y = np.clip(observed(), 0, 1)
     psnr_y = peak_signal_noise_ratio(x, y, data_range=1.0)
     ssim_y = structural_similarity(x, y, data_range=2.0, channel_axis=2)
     expected = ["reference", numbers(psnr_y, ssim_y)]
@@ -107,7 +118,7 @@ def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
     assert bold == ["normal"] * 5 + ["bold"]  # BP-TV has the highest final PSNR of this row
     images = [ax.get_images()[0].get_array() for ax in fig.axes]
     np.testing.assert_allclose(images[0], x)  # the truth
-    np.testing.assert_allclose(images[2], y)
+    np.testing.assert_allclose(images[2], y, atol=1e-6)  # kept as float32
     top, left, size = v.region
     assert size == 8 and 0 <= top <= SIZE - size and 0 <= left <= SIZE - size
     for main, zoom in zip(images[0::2], images[1::2]):  # every close-up is the same window of its image
@@ -211,3 +222,47 @@ def test_visual_options_are_checked(tmp_path, capsys):
         assert main([str(tmp_path / "rec"), "--out", str(tmp_path / "o"), *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --visual") and "\n" not in err
+
+
+def test_older_records_without_y_draw_the_methods_alone(tmp_path, configs):
+    """Records written before the runner kept y: no truth or input panel, a note says why,
+    and nothing of the runner is imported to re-make them."""
+    for k, loss in enumerate(LOSSES):
+        write_record(tmp_path / "rec" / loss, configs(loss), loss, k, keep_input=False)
+    report = build_report(load_local([str(tmp_path / "rec")]))
+    (v,) = report.visuals[0]
+    assert v.truth is None and v.blurred is None
+    assert any("keep no observation (images/face/y.npy" in n for n in v.notes)
+    assert v.region_note == "chosen automatically: where the methods differ most"
+    import matplotlib.pyplot as plt
+
+    fig = figure(v)
+    assert texts(fig)[0] == LABELS[2:]
+    plt.close(fig)
+
+
+def test_a_run_keeps_y_and_the_inputs_metrics(compose_config, tmp_path):
+    """A real tiny run keeps y exactly as the runner made it and the truth on its frame, with
+    y's PSNR / SSIM against x (scikit-image here); the report draws them from the records."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from bpdip.runner import run_cell
+    from bpdip.runner.cell import degraded
+    from bpdip.runner.plan import plan_cell
+
+    cfg = compose_config("experiment=smoke", "results_root=null", "data.images=[face]", f"data.crop={SIZE}",
+                     "loss.iterations=2", "kernel=uniform", "noise.var=0.3")
+    summary = run_cell(cfg, tmp_path / "job")
+    entry = summary["images"]["face"]
+    plan = plan_cell(OmegaConf.to_container(cfg, resolve=True))
+    x, y = degraded(plan, plan.tasks[0])
+    kept = np.load(tmp_path / "job" / entry["input"]["y"])
+    assert kept.dtype == np.float32 and np.array_equal(kept, y.astype(np.float32))
+    np.testing.assert_array_equal(load_image(tmp_path / "job" / entry["input"]["truth"]), x)
+    clipped = np.clip(y, 0, 1)
+    assert entry["input"]["psnr"] == pytest.approx(peak_signal_noise_ratio(x, clipped, data_range=1.0), abs=1e-6)
+    assert entry["input"]["ssim_dr2"] == pytest.approx(
+        structural_similarity(x, clipped, data_range=2.0, channel_axis=2), abs=1e-4)
+    report = build_report(load_local([str(tmp_path / "job")]))
+    (v,) = report.visuals[0]
+    assert v.blurred.psnr == entry["input"]["psnr"] and v.truth is not None

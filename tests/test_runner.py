@@ -125,7 +125,7 @@ def test_multirun_exactly_as_typed(tmp_path):
 def test_a_failing_sweep_report_only_warns(tmp_path, caplog):
     from omegaconf import OmegaConf
 
-    from bpdip.runner.sweep_report import ReportAtSweepEnd
+    from bpdip.report.sweep import ReportAtSweepEnd
 
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "no-such-sweep")}}})
     ReportAtSweepEnd().on_multirun_end(config)  # no exception: the jobs' records stand

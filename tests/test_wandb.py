@@ -163,3 +163,81 @@ def test_wandb_failing_mid_run_does_not_stop_the_job(cfg_of, tmp_path, monkeypat
     with pytest.warns(UserWarning, match="W&B logging failed.*disk full"):
         summary = run_cell(cfg_of(), tmp_path)
     assert summary["run"]["status"] == "complete" and fake.finished
+
+
+def finished_records(run_file: Path) -> list:
+    """The records of an offline run file once W&B's service has written its exit record."""
+    deadline = time.monotonic() + 60
+    records = wandb_records(run_file)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records):
+        assert time.monotonic() < deadline, "the W&B log never got its exit record"
+        time.sleep(0.2)
+        records = wandb_records(run_file)
+    return records
+
+
+class StagedArtifact:
+    """An artifact as wandb.Api returns it, downloading the files the offline run staged."""
+
+    def __init__(self, record):
+        self.type, self.contents = record.type, list(record.manifest.contents)
+
+    def download(self, root):
+        import shutil
+
+        for c in self.contents:
+            target = Path(root) / c.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(c.local_path, target)
+        return root
+
+
+class ApiRun:
+    def __init__(self, artifact, run_id):
+        self.path, self.artifact = ["me", "bpdip", run_id], artifact
+
+    def logged_artifacts(self):
+        return [self.artifact]
+
+    def scan_history(self):
+        raise AssertionError("a run with its records artifact is read from the artifact")
+
+
+def test_a_report_from_wandb_equals_the_local_one(cfg_of, tmp_path):
+    """The job directory goes to W&B as an artifact (offline: staged, listed in the run file)
+    and the report's W&B source reads it back as a local job: the same tables, git commit
+    and device (issue 28)."""
+    from bpdip.records import WANDB_ARTIFACT_TYPE
+    from bpdip.report import build_report, load_local, write_report
+    from bpdip.report.wandb_source import load_wandb
+
+    job = tmp_path / "job"
+    run_cell(cfg_of(), job)
+    [run_file] = list((job / "wandb").glob("offline-run-*/run-*.wandb"))
+    [art] = [r.artifact for r in finished_records(run_file) if r.WhichOneof("record_type") == "artifact"]
+    assert art.type == WANDB_ARTIFACT_TYPE
+    paths = {c.path for c in art.manifest.contents}
+    assert {"summary.json", "metrics.csv", "config.yaml", "restored/face.png", "images/face/y.npy",
+            "images/comic/truth.png", "images/face/average.oracle.png"} <= paths
+    assert not any(p.startswith(("wandb/", "checkpoints/")) for p in paths)
+
+    class Api:
+        def runs(self, project, filters=None):
+            assert project == "me/bpdip"
+            return [ApiRun(StagedArtifact(art), art.run_id)]
+
+    remote = load_wandb("me/bpdip", api=Api(), root=tmp_path / "dl")
+    local = load_local([str(job)])
+    assert remote[0].run["git_commit"] == local[0].run["git_commit"] and remote[0].run["device"]
+    outs = {}
+    for name, jobs in (("local", local), ("wandb", remote)):
+        outs[name] = tmp_path / name
+        write_report(build_report(jobs), outs[name], figure=False)
+    csvs = sorted(p.name for p in outs["local"].glob("*.csv"))
+    assert "table1_streams.csv" in csvs and "stopping.csv" in csvs
+    assert sorted(p.name for p in outs["wandb"].glob("*.csv")) == csvs
+    for name in csvs:  # the same numbers; only the records' directories (``source``) differ
+        a, b = (pd.read_csv(outs[k] / name).drop(columns=["source", "sources"], errors="ignore") for k in outs)
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+    header = [ln for ln in (outs["local"] / "report.md").read_text().splitlines() if "record git commits" in ln]
+    assert header and header[0] in (outs["wandb"] / "report.md").read_text()

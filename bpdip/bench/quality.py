@@ -4,12 +4,12 @@ four losses of one image stacked (K = 4), full protocol iterations, per precisio
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bpdip import curves
 from bpdip.bench.config import ITERATIONS, NETS, QUALITY_TOLERANCE_DB, engine_settings, over_budget, tv_weight
 from bpdip.bench.measure import as_tensor
 from bpdip.data import SET14_DIR, center_crop, load_image
@@ -72,8 +72,7 @@ def run_quality(args, device, report: dict, save) -> None:
                               engine=engine_settings(variant, len(losses)))
             for name, res in zip(losses, results):
                 curve = [r for r in res.curve if r["iteration"] < budget[name]]
-                finite = [r for r in curve if math.isfinite(r["psnr"])]
-                peak = max(finite, key=lambda r: r["psnr"]) if finite else None
+                peak = curves.best(curve, "psnr")
                 runs.append(dict(image=image, seed=seed, size=f"{x.shape[0]}x{x.shape[1]}", variant=label, loss=name,
                                  iterations=budget[name], status=res.status,
                                  peak_psnr=peak["psnr"] if peak else None,

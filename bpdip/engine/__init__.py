@@ -17,13 +17,12 @@ from bpdip.engine.precision import autocast, backend_flags
 from bpdip.engine.settings import PRECISIONS, EngineSettings
 from bpdip.engine.stacked import StackedLoss, StackedSkipNet, group_by_size, stack_models, unstack_state
 from bpdip.engine.step import TrainStep, make_optimizer, rewind, snapshot
+from bpdip.models import seeded_model
 
 
 def build_stacked(factory, seeds) -> StackedSkipNet:
     """K = len(seeds) networks from ``factory`` (a SkipNet constructor), each initialised as
-    ``bpdip.loop.seeded_model(factory, seed)`` would alone, stacked into one model."""
-    from bpdip.loop import seeded_model  # loop imports the engine; import lazily
-
+    ``bpdip.models.seeded_model(factory, seed)`` would alone, stacked into one model."""
     return stack_models([seeded_model(factory, int(s)) for s in seeds])
 
 

@@ -1,5 +1,7 @@
 """Networks f_theta of paper eq. (3). ``MODELS`` maps a config name to a constructor."""
 
+import torch
+
 from bpdip.models.skip import SkipNet, count_parameters
 from bpdip.registry import resolve
 
@@ -13,4 +15,11 @@ def build_model(name: str = "skip", **params):
     return resolve(MODELS, name, "model.name")(**params)
 
 
-__all__ = ["MODELS", "SkipNet", "build_model", "count_parameters"]
+def seeded_model(factory, seed: int) -> torch.nn.Module:
+    """Build a model with its own seed, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+__all__ = ["MODELS", "SkipNet", "build_model", "count_parameters", "seeded_model"]

@@ -9,7 +9,8 @@ write), ``cli``.
 """
 
 from bpdip.report.build import SECTIONS, Report, Section, build_report, write_report
-from bpdip.report.cells import FLAGS, CellResult, Issue, SeedResult, build_cells, mean_curve, peak_of
+from bpdip.curves import mean_curve, peak_of
+from bpdip.report.cells import FLAGS, CellResult, Issue, SeedResult, build_cells
 from bpdip.report.sources import Cell, ImageRun, Job, load_local
 
 __all__ = ["FLAGS", "SECTIONS", "Cell", "CellResult", "ImageRun", "Issue", "Job", "Report", "Section", "SeedResult",

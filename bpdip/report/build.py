@@ -1,9 +1,10 @@
 """Assemble a report from jobs and write all its files into one directory.
 
 What is written is listed here, in order: :data:`SECTIONS` (the parts of report.md and of
-the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report (say a
-stopping-rules table) is a render function per output language in :mod:`render` and one
-:class:`Section` line below; a new CSV is one line in ``CSV_TABLES``.
+the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report is one
+function that builds its table (a :class:`render.Table` or :class:`render.Grid`, whose
+``markdown()`` and ``latex()`` print it) and one :class:`Section` line below; a new CSV is
+one line in ``CSV_TABLES``.
 """
 
 from __future__ import annotations
@@ -43,17 +44,17 @@ class Section:
 
 SECTIONS = [
     Section("intro", render.md_intro),
-    Section("table1", render.md_table1, render.tex_table1, "table1.tex"),
-    Section("paper", render.md_paper, render.tex_paper, "table1.tex"),
-    Section("differences", render.md_differences, render.tex_differences, "table1.tex"),
-    Section("iterations", render.md_iterations, render.tex_iterations, "table1.tex"),
+    Section("table1", render.TABLE1_GRID.markdown, render.TABLE1_GRID.tex, "table1.tex"),
+    Section("paper", render.PAPER_GRID.markdown, render.PAPER_GRID.tex, "table1.tex"),
+    Section("differences", render.DIFFERENCES_GRID.markdown, render.DIFFERENCES_GRID.tex, "table1.tex"),
+    Section("iterations", render.ITERATIONS_GRID.markdown, render.ITERATIONS_GRID.tex, "table1.tex"),
     Section("seeds", render.md_seeds, render.tex_seeds, "seeds.tex"),
     Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
     Section("orderings", render.md_orderings),
-    Section("final", render.md_final, render.tex_final, "table1_final.tex"),
+    Section("final", render.FINAL_GRID.markdown, render.FINAL_GRID.tex, "table1_final.tex"),
     # issue 20's other output streams: "" unless the records have them
-    Section("table1_average", streams.md_table1_average, streams.tex_table1_average, "table1_streams.tex"),
-    Section("table1_clean", streams.md_table1_clean, streams.tex_table1_clean, "table1_streams.tex"),
+    Section("table1_average", streams.AVERAGE_GRID.markdown, streams.AVERAGE_GRID.tex, "table1_streams.tex"),
+    Section("table1_clean", streams.CLEAN_GRID.markdown, streams.CLEAN_GRID.tex, "table1_streams.tex"),
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
     Section("stopping_streams", stream_stopping.md_stopping_streams, stream_stopping.tex_stopping_streams,
             "stopping_streams.tex"),
@@ -287,11 +288,6 @@ def tex_document(names: list[str]) -> str:
         "\\documentclass{article}", "\\usepackage[a4paper,landscape,margin=1.5cm]{geometry}",
         "\\usepackage{booktabs}", "\\usepackage{longtable}", "\\usepackage{graphicx}",
         "\\begin{document}", *inputs, "\\clearpage", "\\end{document}", ""])
-
-
-def _csv(frame: pd.DataFrame) -> str:
-    # full precision (shortest repr): the CSV numbers equal those in the records
-    return frame.to_csv(index=False, lineterminator="\n")
 
 
 def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:

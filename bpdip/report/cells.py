@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bpdip.curves import at_end, mean_curve, over_seeds, peak_of, std
 from bpdip.paper import KERNELS, LOSSES, NOISE_VARS, table1
 from bpdip.report.protocol import deviations
 from bpdip.report.sources import Cell, ImageRun, Job, seed_key, seed_label
@@ -81,8 +82,7 @@ class SeedResult:
     @property
     def peak_at_end(self) -> bool:
         """The peak is the last common iteration: the curve may still be rising."""
-        return bool(self.peak and len(self.mean_curve) > 1
-                    and self.peak["iteration"] == int(self.mean_curve["iteration"].iloc[-1]))
+        return at_end(self.peak, self.mean_curve)
 
 
 @dataclass
@@ -152,36 +152,6 @@ class CellResult:
 def paper_grid() -> list[Cell]:
     """The 36 settings of Table I in its order (rows loss, then kernel, then noise)."""
     return [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]
-
-
-def mean_curve(curves: list[pd.DataFrame], cols=("psnr", "ssim", "ssim_dr2")) -> tuple[pd.DataFrame, bool]:
-    """Mean of per-image curves (their ``cols``) at the iterations every curve has (PROTOCOL:
-    average the curves over the images at equal iterations). Returns (curve, truncated),
-    where truncated says that some curve had iterations the others lack."""
-    cols = list(cols)
-    if not curves:
-        return pd.DataFrame(columns=["iteration", *cols]), False
-    common = set(curves[0]["iteration"])
-    union = set(common)
-    for c in curves[1:]:
-        common &= set(c["iteration"])
-        union |= set(c["iteration"])
-    iterations = sorted(common)
-    stack = np.stack([c.set_index("iteration").loc[iterations, cols].to_numpy(float) for c in curves])
-    # no skipping of NaN: an iteration where one image has no value has no mean
-    mean = pd.DataFrame(stack.mean(axis=0), columns=cols)
-    mean.insert(0, "iteration", np.asarray(iterations, dtype="int64"))
-    return mean, len(common) < len(union)
-
-
-def peak_of(curve: pd.DataFrame, by: str = "psnr", also=("ssim_dr2", "ssim")) -> dict | None:
-    """The best common iteration: highest finite mean ``by`` (PSNR; the SR table's Y-PSNR),
-    the earliest on a tie, with the ``also`` columns there."""
-    finite = curve[np.isfinite(curve[by].to_numpy(float))]
-    if finite.empty:
-        return None
-    row = finite.loc[finite[by].idxmax()]
-    return {by: float(row[by]), "iteration": int(row["iteration"]), **{k: float(row[k]) for k in also}}
 
 
 def merge_jobs(jobs: list[Job]) -> tuple[dict[Cell, list[Job]], list[Issue]]:
@@ -265,10 +235,6 @@ def finish_seed(res: SeedResult, cell: Cell, expected: list[str], issues: list[I
         res.final = {k: float(np.mean([i.summary[f"final_{k}"] for i in used])) for k in ("psnr", "ssim_dr2", "ssim")}
 
 
-def _std(values: list[float]) -> float | None:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
 def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Issue],
                explicit: bool = False, expected_seeds: list | None = None) -> CellResult:
     """One setting from its jobs. ``expected``: the images it should have; with
@@ -333,16 +299,16 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
     res.used = [n for n in res.expected if valued and all(n in r.used for r in valued)]
     if res.no_truth:
         res.used = [n for n in res.expected if all(n in r.used for r in res.seeds.values())]
-    if len(valued) == 1:
+    if len(valued) == 1:  # one seed: exactly its values, the peak's iteration included
         (only,) = valued
         res.peak, res.final, res.mean_curve = only.peak, only.final, only.mean_curve
-    elif valued:
-        res.peak = {"psnr": float(np.mean([r.peak["psnr"] for r in valued])), "iteration": None,
-                    **{k: float(np.mean([r.peak[k] for r in valued])) for k in ("ssim_dr2", "ssim")}}
+    elif valued:  # the seeds' mean ± s.d.; each seed has its own iteration (see ``seeds``)
+        seeds = over_seeds([r.peak for r in valued], [r.mean_curve for r in valued])
+        res.peak = {"psnr": seeds.peak["psnr"], "iteration": None, "ssim_dr2": seeds.peak["ssim_dr2"],
+                    "ssim": seeds.peak["ssim"]}
+        res.psnr_std, res.mean_curve = seeds.std, seeds.curve  # the curve: for Fig. 1 only
         res.final = {k: float(np.mean([r.final[k] for r in valued])) for k in ("psnr", "ssim_dr2", "ssim")}
-        res.psnr_std = _std([r.peak["psnr"] for r in valued])
-        res.final_psnr_std = _std([r.final["psnr"] for r in valued])
-        res.mean_curve, _ = mean_curve([r.mean_curve for r in valued])  # for Fig. 1 only
+        res.final_psnr_std = std(r.final["psnr"] for r in valued)
     else:
         res.mean_curve = mean_curve([])[0]
     res.flags = [f for f in FLAGS if f in flags]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from bpdip.data import SET14
 
@@ -21,7 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("paths", nargs="*", metavar="RUN_DIR",
                    help="sweep/job directories, summary.json files or glob patterns (searched recursively)")
     p.add_argument("--wandb", metavar="ENTITY/PROJECT", action="append", default=[],
-                   help="also read the runs of this W&B project (needs network and a login)")
+                   help="also read the runs of this W&B project (needs network and a login); their "
+                        "records are downloaded into OUT/records-wandb/")
     p.add_argument("--wandb-filter", metavar="JSON", default=None,
                    help='MongoDB-style filter passed to wandb.Api().runs, e.g. \'{"group": "uniform-0.3"}\'')
     p.add_argument("--out", "-o", default="results/report", help="output directory (default: %(default)s)")
@@ -67,8 +69,8 @@ def main(argv=None) -> int:
             from bpdip.report.wandb_source import load_wandb
 
             filters = json.loads(args.wandb_filter) if args.wandb_filter else None
-            for project in args.wandb:
-                jobs += load_wandb(project, filters=filters)
+            for project in args.wandb:  # their records are downloaded beside the report
+                jobs += load_wandb(project, filters=filters, root=Path(args.out) / "records-wandb")
         images = image_list(args.images)
         visual_settings = VisualSettings.parse(args.visual, args.visual_images, args.visual_region)
     except (FileNotFoundError, ValueError) as exc:

@@ -7,9 +7,13 @@ column in bold and the markers of incomplete data (cells.FLAGS) after the number
 paper's values, the differences, the iterations with SSIM₁ and n, the seeds and the
 column winners follow in their own tables, and the issues are listed at the end.
 
-Each section is a function of the report (``md_*`` for Markdown, ``tex_*`` for LaTeX);
-:data:`bpdip.report.build.SECTIONS` lists them in the order they are written, so a new
-section is a new pair of functions and one line there.
+A section builds its table once, a :class:`Grid` (laid out as Table I) or a :class:`Table`
+(header, rows of cells, ONE caption), and one Markdown and one LaTeX writer print it; cells
+are plain text, or :class:`V` values (bold, numbers, markers), with :class:`A` where the
+languages still differ. :data:`bpdip.report.build.SECTIONS` lists the sections in the order
+they are written: a new section is one function building its table and one line there.
+Some parts (winners, per image, SR, the visual figures) still have an ``md_*`` / ``tex_*``
+pair whose columns differ between the languages.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import pandas as pd
 
@@ -126,40 +132,10 @@ def md_with_markers(text: str, c: CellResult | None) -> str:
     return f"{text} {md_markers(c.markers)}" if c is not None and c.markers else text
 
 
-def by_cell(report, cell_text, best: dict | None = None):
-    """``text(loss, kernel, var)`` from ``cell_text(cell or None, bold)`` over the report's grid."""
-    grid, _ = grid_cells(report.cells)
-
-    def text(loss, kernel, var):
-        c = grid.get((loss, kernel, var))
-        return cell_text(c, best is not None and c is not None and is_best(c, best))
-    return text
-
-
-def paper_text(bold):
-    """``text(loss, kernel, var)`` of the paper's Table I, its column best in bold."""
-    best = {col: max(TABLE1[(loss, *col)][0] for loss in LOSSES) for col in COLUMNS}
-
-    def text(loss, kernel, var):
-        p = TABLE1[(loss, kernel, var)]
-        value = f"{p[0]:.2f} / {p[1]:.2f}"
-        return bold(value) if p[0] == best[(kernel, var)] else value
-    return text
-
-
 def md_grid(text) -> str:
     """The paper's 4 x 9 grid, one line per loss; ``text(loss, kernel, var)``."""
     header = [""] + [column_label(k, v) for k, v in COLUMNS]
     return md_table(header, [[LOSS_LABELS[loss]] + [text(loss, k, v) for k, v in COLUMNS] for loss in LOSSES])
-
-
-def md_value_cell(which: str):
-    def text(c, bold):
-        if not has_value(c, which):
-            return md_with_markers(empty_text(c), c)
-        value = value_text(c, which)
-        return md_with_markers(f"**{value}**" if bold else value, c)
-    return text
 
 
 def md_intro(report) -> str:
@@ -171,45 +147,6 @@ def md_intro(report) -> str:
         parts += ["", "**These runs depart from the paper's protocol** (see Runs below): their numbers are not "
                   "expected to match the paper's."]
     return "\n".join(parts)
-
-
-def md_table1(report) -> str:
-    grid, _ = grid_cells(report.cells)
-    return "\n".join([
-        "## Table I: peak of the average PSNR curve", "",
-        "Ours, as the paper prints it: the peak of the PSNR curve averaged over the images at equal iterations "
-        "(PROTOCOL: the best common iteration, chosen with ground truth), SSIM at that iteration; **bold**: the "
-        "highest PSNR of the column. Iterations, SSIM₁ and the number of images are in their own table below.", "",
-        md_grid(by_cell(report, md_value_cell("peak"), column_best(grid))),
-    ])
-
-
-def md_paper(report) -> str:
-    return "\n".join(["## The paper's Table I", "",
-                      "Zukerman, Tirer, Giryes (2020), Table I: PSNR [dB] / SSIM over Set14; **bold**: the best "
-                      "of the column.", "", md_grid(paper_text(lambda v: f"**{v}**"))])
-
-
-def md_differences(report) -> str:
-    def text(c, _):
-        if not has_value(c) or c.paper is None:
-            return md_with_markers(empty_text(c), c) if c is not None and not has_value(c) else "–"
-        return md_with_markers(f"{fmt(c.peak['psnr'] - c.paper[0], 2, True)} / "
-                               f"{fmt(c.peak['ssim_dr2'] - c.paper[1], 3, True)}", c)
-    return "\n".join(["## Differences: ours − paper", "",
-                      "PSNR [dB] / SSIM (data_range 2) of Table I above minus the paper's; the PSNR difference is "
-                      "also drawn in `table1_diff.png`.", "", md_grid(by_cell(report, text))])
-
-
-def md_iterations(report) -> str:
-    def text(c, _):
-        if not has_value(c):
-            return md_with_markers(empty_text(c), c)
-        return md_with_markers(f"@{iteration_text(c)} · {fmt(c.peak['ssim'], 3)} · n={images_text(c)}", c)
-    return "\n".join(["## Iterations, SSIM₁ and images", "",
-                      "@ = the iteration of the peak (one per seed); SSIM₁ (data_range 1) there; n = images "
-                      "averaged / expected (one per seed where they differ). '(last logged)': the peak is the last "
-                      "common iteration, so the curve may still be rising.", "", md_grid(by_cell(report, text))])
 
 
 def seed_values_text(c: CellResult) -> str:
@@ -231,23 +168,29 @@ def n_seeds_text(c: CellResult) -> str:
     return str(c.n_seeds) + (f" of {len(c.expected_seeds)}" if c.n_seeds < len(c.expected_seeds) else "")
 
 
-def md_seeds(report) -> str:
+def seeds_table(report) -> Table:
     rows = []
     for c in report.cells:
         if not c.sources:
             continue
+        flags = A(md_markers(c.markers), None)
         if c.conflict is not None:
-            rows.append([str(c.cell), "conflict", "–", "–", "–", md_markers(c.markers)])
+            rows.append([str(c.cell), A("conflict", f"conflict{tex_markers(c.markers)}"), "–", "–", "–", flags])
             continue
-        rows.append([str(c.cell), seed_values_text(c), fmt(c.peak["psnr"], 2) if c.peak else "–",
-                     spread_text(c), n_seeds_text(c), md_markers(c.markers)])
-    body = md_table(["setting", "Table I PSNR per seed [dB]", "mean", "s.d.", "seeds", "flags"], rows, "lllrll") \
-        if rows else "No records."
+        mean = c.peak["psnr"] if c.peak else None
+        rows.append([str(c.cell), A(seed_values_text(c), tex_escape(seed_values_text(c)) + tex_markers(c.markers)),
+                     A(fmt(mean, 2), tex_num(mean, 2)), spread_text(c), n_seeds_text(c), flags])
     seeds = sorted({seed_label(s) for c in report.cells for s in c.expected_seeds})
-    return "\n".join(["## Seeds", "",
-                      f"Each seed's Table I PSNR (the peak of that seed's average curve), their mean and sample "
-                      f"standard deviation (ddof 1; unknown with one seed) and the number of seeds with a value. "
-                      f"Seeds in this report: {', '.join(seeds) or '–'}.", "", body])
+    return Table([A("setting", "Setting"), A("Table I PSNR per seed [dB]", "Per seed"), A("mean", "Mean"),
+                  A("s.d.", "S.d."), A("seeds", "Seeds"), A("flags", None)], rows, "lllrll",
+                 "Each seed's Table I PSNR (the peak of that seed's average curve), their mean and sample standard "
+                 "deviation (ddof 1; unknown with one seed) and the number of seeds with a value. Seeds in this "
+                 f"report: {', '.join(seeds) or '–'}.", "tab:seeds", spec="lllrl")
+
+
+def md_seeds(report) -> str:
+    table = seeds_table(report)
+    return "\n".join(["## Seeds", "", table.caption, "", table.markdown() if table.rows else "No records."])
 
 
 def diff_text(row) -> str:
@@ -316,23 +259,6 @@ def md_orderings(report) -> str:
                       "above 0), ≈ tied (it contains 0), ✗ reversed (below 0), ? not enough data. "
                       f"Over the grid: {summary}.", "",
                       md_table(["pair", *[column_label(k, v) for k, v in COLUMNS]], rows)])
-
-
-def md_final(report) -> str:
-    grid, _ = grid_cells(report.cells)
-
-    def text(c, bold):
-        if not has_value(c, "final"):
-            return md_with_markers(empty_text(c), c)
-        value = value_text(c, "final")
-        value = f"**{value}**" if bold else value
-        diff = f" ({fmt(c.final['psnr'] - c.paper[0], 2, True)})" if c.paper else ""
-        return md_with_markers(value + diff, c)
-    return "\n".join(["## Final iteration", "",
-                      "Mean over the images of the final image (unperturbed input, after the last step): PSNR [dB] "
-                      "/ SSIM (± over seeds), in brackets the PSNR difference from the paper's Table I; **bold**: "
-                      "the highest final PSNR of the column.", "",
-                      md_grid(by_cell(report, text, column_best(grid, "final")))])
 
 
 def md_cell_lines(c: CellResult, which: str) -> str:
@@ -432,8 +358,8 @@ def tex_escape(s) -> str:
                     "±": r"$\pm$", "−": "$-$", "≈": r"$\approx$", "σ": r"$\sigma$", "√": r"$\surd$",
                     "°": r"$^{\circ}$", "·": r"$\cdot$", "–": "--", "₁": r"$_1$", "²": r"$^2$", "∅": r"$\emptyset$",
                     "‖": r"$\|$", "†": r"$\dagger$", "‡": r"$\ddagger$", "§": r"\S{}", "¶": r"\P{}",
-                    "×": r"$\times$"}.get(ch, ch))
-    return "".join(out)
+                    "×": r"$\times$", "←": r"$\leftarrow$"}.get(ch, ch))
+    return "".join(out).replace("x\u0304", r"$\bar{x}$")  # x̄ (a combining macron)
 
 
 def tex_markers(markers: str) -> str:
@@ -447,13 +373,6 @@ def tex_num(x, digits, sign=False) -> str:
 
 def tex_with_markers(text: str, c: CellResult | None) -> str:
     return text + (tex_markers(c.markers) if c is not None else "")
-
-
-def tex_value(c: CellResult, which: str = "peak") -> str:
-    values = getattr(c, which)
-    std = c.psnr_std if which == "peak" else c.final_psnr_std
-    spread = f" $\\pm$ {std:.2f}" if std is not None else ""
-    return f"{values['psnr']:.2f}{spread} / {values['ssim_dr2']:.3f}"
 
 
 def tex_grid(text, caption: str, label: str, notes: list[str] | None = None,
@@ -476,85 +395,8 @@ def tex_grid(text, caption: str, label: str, notes: list[str] | None = None,
     return "\n".join(lines)
 
 
-def tex_value_cell(which: str):
-    def text(c, bold):
-        if not has_value(c, which):
-            return tex_with_markers(tex_escape(empty_text(c)) if c is not None else "--", c)
-        value = tex_value(c, which)
-        return tex_with_markers(f"\\textbf{{{value}}}" if bold else value, c)
-    return text
-
-
-def tex_table1(report) -> str:
-    grid, _ = grid_cells(report.cells)
-    caption = ("Deblurring results (PSNR [dB] / SSIM averaged over the images; with several seeds the mean "
-               "$\\pm$ the standard deviation of the PSNR over the seeds) at the peak of the average PSNR curve; "
-               "bold: the best of the column.")
-    return tex_grid(by_cell(report, tex_value_cell("peak"), column_best(grid)), caption, "tab:table1",
-                    tex_notes(report))
-
-
-def tex_paper(report) -> str:
-    return tex_grid(paper_text(lambda v: f"\\textbf{{{v}}}"), "The paper's Table I (Zukerman, Tirer, Giryes 2020): "
-                    "PSNR [dB] / SSIM over Set14; bold: the best of the column.", "tab:table1-paper",
-                    header="% the paper's Table I")
-
-
-def tex_differences(report) -> str:
-    def text(c, _):
-        if not has_value(c) or c.paper is None:
-            return tex_with_markers(tex_escape(empty_text(c)), c) if c is not None and not has_value(c) else "--"
-        return tex_with_markers(f"{tex_num(c.peak['psnr'] - c.paper[0], 2, True)} / "
-                                f"{tex_num(c.peak['ssim_dr2'] - c.paper[1], 3, True)}", c)
-    return tex_grid(by_cell(report, text), "Differences, ours $-$ paper: PSNR [dB] / SSIM of the table above minus the "
-                    "paper's Table I.", "tab:table1-diff", header="% differences: ours - paper")
-
-
-def tex_iterations(report) -> str:
-    def text(c, _):
-        if not has_value(c):
-            return tex_with_markers(tex_escape(empty_text(c)) if c is not None else "--", c)
-        its = ", ".join(f"{r.peak['iteration']}{'$^{e}$' if r.peak_at_end else ''}" for r in c.valued_seeds)
-        return tex_with_markers(f"{its}; {c.peak['ssim']:.3f}; {images_text(c)}", c)
-    return tex_grid(by_cell(report, text), "Iteration of the peak (one per seed; $^{e}$: the last common iteration, "
-                    "the curve may still be rising); SSIM$_1$ (data\\_range 1) there; images averaged / expected.",
-                    "tab:table1-iterations", header="% iterations, SSIM_1 and images")
-
-
-def tex_final(report) -> str:
-    grid, _ = grid_cells(report.cells)
-
-    def text(c, bold):
-        if not has_value(c, "final"):
-            return tex_with_markers(tex_escape(empty_text(c)) if c is not None else "--", c)
-        value = tex_value(c, "final")
-        value = f"\\textbf{{{value}}}" if bold else value
-        diff = f" ({tex_num(c.final['psnr'] - c.paper[0], 2, True)})" if c.paper else ""
-        return tex_with_markers(value + diff, c)
-    return tex_grid(by_cell(report, text, column_best(grid, "final")),
-                    "Final-iteration results (PSNR [dB] / SSIM averaged over the images, $\\pm$ over seeds); in "
-                    "brackets the PSNR difference from the paper's Table I; bold: the best of the column.",
-                    "tab:table1-final", tex_notes(report))
-
-
 def tex_seeds(report) -> str:
-    lines = ["% needs \\usepackage{booktabs,longtable}; generated by bpdip.report",
-             "\\begin{longtable}{lllrl}",
-             "\\caption{Table I PSNR [dB] per seed (the peak of that seed's average curve), mean, sample standard "
-             "deviation over the seeds and the number of seeds.}\\label{tab:seeds}\\\\",
-             "\\toprule", "Setting & Per seed & Mean & S.d. & Seeds \\\\", "\\midrule", "\\endhead",
-             "\\bottomrule", "\\endfoot"]
-    for c in report.cells:
-        if not c.sources:
-            continue
-        if c.conflict is not None:
-            lines.append(f"{tex_escape(str(c.cell))} & conflict{tex_markers(c.markers)} & -- & -- & -- \\\\")
-            continue
-        lines.append(" & ".join([tex_escape(str(c.cell)), tex_escape(seed_values_text(c)) + tex_markers(c.markers),
-                                 tex_num(c.peak["psnr"] if c.peak else None, 2), tex_escape(spread_text(c)),
-                                 tex_escape(n_seeds_text(c))]) + " \\\\")
-    lines += ["\\end{longtable}", ""]
-    return "\n".join(lines)
+    return seeds_table(report).latex()
 
 
 def tex_winners(report) -> str:
@@ -620,6 +462,226 @@ def tex_per_image(report) -> str:
               "mean: failed, running, corrupt or absent); Spread: standard deviation of the image's peak PSNR over "
               "the seeds (-- with one); SSIM: data_range 2 (the paper's), SSIM$_1$: data_range 1", ""]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the grid tables
+
+class N(NamedTuple):
+    """A number in a cell: Markdown writes it as text, LaTeX a signed one in math mode."""
+
+    x: float | None
+    digits: int
+    sign: bool = False
+
+
+class B(str):
+    """Bold text in a cell."""
+
+
+class A(NamedTuple):
+    """Text written differently in the two languages (a header that is None in one: a
+    column only the other shows)."""
+
+    md: str | None
+    tex: str | None
+
+
+BREAK = "\x02"  # LaTeX: the rest of the cell on a second line (a \shortstack); Markdown: a space
+
+
+@dataclass(frozen=True)
+class V:
+    """One cell of a grid table in both languages: plain-text parts (str, :class:`B`,
+    :class:`N`, :data:`BREAK`) and the setting's markers of incomplete data."""
+
+    parts: tuple
+    markers: str = ""
+
+    def markdown(self) -> str:
+        text = "".join(f"**{p}**" if isinstance(p, B) else p.md if isinstance(p, A) else
+                       fmt(p.x, p.digits, p.sign) if isinstance(p, N) else " " if p == BREAK else p
+                       for p in self.parts)
+        return md_with_markers(text, self)
+
+    def latex(self) -> str:
+        text = "".join(f"\\textbf{{{tex_escape(p)}}}" if isinstance(p, B) else p.tex if isinstance(p, A)
+                       else (tex_num if p.sign else fmt)(p.x, p.digits, p.sign) if isinstance(p, N)
+                       else "\\\\" if p == BREAK else tex_escape(p) for p in self.parts)
+        text = f"\\shortstack{{{text}}}" if BREAK in self.parts else text
+        return tex_with_markers(text, self)
+
+
+def empty_value(c: CellResult | None) -> V:
+    """A setting without a value: why (missing, conflict, no complete image), with its markers."""
+    return V((empty_text(c),), c.markers if c is not None else "")
+
+
+def value_parts(c: CellResult, which: str = "peak", bold: bool = False) -> tuple:
+    """``PSNR / SSIM`` or ``PSNR ± s.d. / SSIM``, bold where it is the column's best."""
+    values = getattr(c, which)
+    std = c.psnr_std if which == "peak" else c.final_psnr_std
+    text = f"{values['psnr']:.2f}{f' ± {std:.2f}' if std is not None else ''} / {values['ssim_dr2']:.3f}"
+    return (B(text) if bold else text,)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A section laid out as the paper's Table I (rows the losses, columns kernel x noise):
+    its title, ONE caption for both languages (Markdown: ``**bold**`` and ``code``), and
+    ``cells(report)``, a function (loss, kernel, var) -> :class:`V`. ``notes``: LaTeX's
+    footnotes of the flags and issues (Table I and the final table)."""
+
+    title: str
+    caption: str | Callable  # or (report) -> the caption
+    cells: Callable
+    label: str
+    notes: bool = False
+    comment: str = "% needs \\usepackage{booktabs}; generated by bpdip.report, do not edit by hand"
+    after: Callable | None = None  # (report) -> a Markdown paragraph under the table, or ""
+    when: Callable = lambda report: True
+
+    def caption_of(self, report) -> str:
+        return self.caption(report) if callable(self.caption) else self.caption
+
+    def markdown(self, report) -> str:
+        if not self.when(report):
+            return ""
+        text = self.cells(report)
+        header = [""] + [column_label(k, v) for k, v in COLUMNS]
+        rows = [[LOSS_LABELS[loss]] + [text(loss, k, v).markdown() for k, v in COLUMNS] for loss in LOSSES]
+        after = self.after(report) if self.after else ""
+        return "\n".join([f"## {self.title}", "", self.caption_of(report), "", md_table(header, rows),
+                          *(["", after] if self.after else [])])
+
+    def tex(self, report) -> str:
+        if not self.when(report):
+            return ""
+        text = self.cells(report)
+        notes = tex_notes(report) if self.notes else None
+        if self.after:
+            notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize", tex_caption(self.after(report)), "}"]
+        return tex_grid(lambda *key: text(*key).latex(), tex_caption(f"{self.title}: {self.caption_of(report)}"),
+                        self.label,
+                        notes, header=self.comment)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table in both languages, built once: header (plain text; :class:`A` where the
+    languages differ), rows of cells (plain text or :class:`V`), Markdown's alignment,
+    ONE caption (Markdown: the paragraph above the table), and LaTeX's longtable column
+    spec and label. ``markdown()`` and ``latex()`` are its two writers."""
+
+    header: list
+    rows: list
+    align: str
+    caption: str = ""
+    label: str = ""
+    spec: str | None = None  # LaTeX's columns (default: ``align``)
+
+    def _columns(self, lang: str) -> list[int]:
+        """The columns this language shows (an :class:`A` header that is None in it: none)."""
+        return [i for i, h in enumerate(self.header) if not (isinstance(h, A) and getattr(h, lang) is None)]
+
+    def markdown(self) -> str:
+        def md(x):
+            return x.md if isinstance(x, A) else x.markdown() if isinstance(x, V) else x
+        keep = self._columns("md")
+        return md_table([md(self.header[i]) for i in keep], [[md(row[i]) for i in keep] for row in self.rows],
+                        self.align)
+
+    def latex(self) -> str:
+        def tex(x):
+            return x.tex if isinstance(x, A) else x.latex() if isinstance(x, V) else tex_escape(x)
+        keep = self._columns("tex")
+        label = f"\\label{{{self.label}}}" if self.label else ""
+        return "\n".join(["% needs \\usepackage{booktabs,longtable}; generated by bpdip.report",
+                          f"\\begin{{longtable}}{{{self.spec or self.align}}}",
+                          f"\\caption{{{tex_caption(self.caption)}}}{label}\\\\", "\\toprule",
+                          " & ".join(tex(self.header[i]) for i in keep) + " \\\\", "\\midrule", "\\endhead",
+                          "\\bottomrule", "\\endfoot",
+                          *(" & ".join(tex(row[i]) for i in keep) + " \\\\" for row in self.rows),
+                          "\\end{longtable}", ""])
+
+
+def tex_caption(text: str) -> str:
+    """A Markdown caption as LaTeX: escaped, ``**bold**`` and ``code`` kept."""
+    parts = re.split(r"(\*\*[^*]+\*\*|`[^`]+`)", text)
+    return "".join(f"\\textbf{{{tex_escape(p[2:-2])}}}" if p.startswith("**") else
+                   f"\\texttt{{{tex_escape(p[1:-1])}}}" if p.startswith("`") else tex_escape(p) for p in parts)
+
+
+def cell_values(value, which: str = "peak"):
+    """``cells(report)`` over the report's grid: ``value(c, bold)`` for a setting with a
+    value (bold: the column's best PSNR), else why not."""
+    def cells(report):
+        grid, _ = grid_cells(report.cells)
+        best = column_best(grid, which)
+
+        def text(loss, kernel, var):
+            c = grid.get((loss, kernel, var))
+            if not has_value(c, which):
+                return empty_value(c)
+            return V(value(c, is_best(c, best, which)), c.markers)
+        return text
+    return cells
+
+
+def _paper_cells(report):
+    best = {col: max(TABLE1[(loss, *col)][0] for loss in LOSSES) for col in COLUMNS}
+
+    def text(loss, kernel, var):
+        p = TABLE1[(loss, kernel, var)]
+        value = f"{p[0]:.2f} / {p[1]:.2f}"
+        return V((B(value) if p[0] == best[(kernel, var)] else value,))
+    return text
+
+
+def _difference_cells(report):
+    grid, _ = grid_cells(report.cells)
+
+    def text(loss, kernel, var):
+        c = grid.get((loss, kernel, var))
+        if c is not None and not has_value(c):
+            return empty_value(c)
+        if c is None or c.paper is None:
+            return V(("–",))
+        return V((N(c.peak["psnr"] - c.paper[0], 2, True), " / ", N(c.peak["ssim_dr2"] - c.paper[1], 3, True)),
+                 c.markers)
+    return text
+
+
+TABLE1_GRID = Grid(
+    "Table I: peak of the average PSNR curve",
+    "Ours, as the paper prints it: the peak of the PSNR curve averaged over the images at equal iterations "
+    "(PROTOCOL: the best common iteration, chosen with ground truth), SSIM at that iteration; **bold**: the "
+    "highest PSNR of the column. Iterations, SSIM₁ and the number of images are in their own table below.",
+    cell_values(lambda c, bold: value_parts(c, "peak", bold)), "tab:table1", notes=True)
+PAPER_GRID = Grid(
+    "The paper's Table I",
+    "Zukerman, Tirer, Giryes (2020), Table I: PSNR [dB] / SSIM over Set14; **bold**: the best of the column.",
+    _paper_cells, "tab:table1-paper", comment="% the paper's Table I")
+DIFFERENCES_GRID = Grid(
+    "Differences: ours − paper",
+    "PSNR [dB] / SSIM (data_range 2) of Table I above minus the paper's; the PSNR difference is also drawn in "
+    "`table1_diff.png`.", _difference_cells, "tab:table1-diff", comment="% differences: ours - paper")
+ITERATIONS_GRID = Grid(
+    "Iterations, SSIM₁ and images",
+    "@ = the iteration of the peak (one per seed); SSIM₁ (data_range 1) there; n = images averaged / expected (one "
+    "per seed where they differ). '(last logged)': the peak is the last common iteration, so the curve may still "
+    "be rising.",
+    cell_values(lambda c, _: (A(f"@{iteration_text(c)} · {fmt(c.peak['ssim'], 3)} · n={images_text(c)}",
+                                ", ".join(f"{r.peak['iteration']}{'$^{e}$' if r.peak_at_end else ''}"
+                                          for r in c.valued_seeds) + f"; {c.peak['ssim']:.3f}; {images_text(c)}"),)),
+    "tab:table1-iterations", comment="% iterations, SSIM_1 and images")
+FINAL_GRID = Grid(
+    "Final iteration",
+    "Mean over the images of the final image (unperturbed input, after the last step): PSNR [dB] / SSIM (± over "
+    "seeds), in brackets the PSNR difference from the paper's Table I; **bold**: the highest final PSNR of the "
+    "column.",
+    cell_values(lambda c, bold: (*value_parts(c, "final", bold),
+                                 *((" (", N(c.final["psnr"] - c.paper[0], 2, True), ")") if c.paper else ())),
+                "final"), "tab:table1-final", notes=True)
 
 
 def group_counts(cells: list[CellResult]) -> dict[str, int]:

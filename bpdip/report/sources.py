@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bpdip.curves import best
 from bpdip.paper import canonical_noise
 from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
 
@@ -186,12 +187,11 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
     if not curve.empty and _finite(summary["peak_psnr"]):
         # The summary's peak is the best logged record (bpdip.loop.Result.peak): both
         # files must tell the same story, else one of them is stale.
-        finite = curve[curve["psnr"].map(math.isfinite)]
-        if finite.empty:
+        top = best(curve.to_dict("records"), "psnr")
+        if top is None:
             return bad("metrics.csv has no finite PSNR but summary.json has a peak")
-        best = finite.loc[finite["psnr"].idxmax()]
-        if not math.isclose(float(best["psnr"]), summary["peak_psnr"], rel_tol=1e-9, abs_tol=1e-9):
-            return bad(f"summary peak_psnr {summary['peak_psnr']} != max PSNR {float(best['psnr'])} in metrics.csv")
+        if not math.isclose(float(top["psnr"]), summary["peak_psnr"], rel_tol=1e-9, abs_tol=1e-9):
+            return bad(f"summary peak_psnr {summary['peak_psnr']} != max PSNR {float(top['psnr'])} in metrics.csv")
     return ImageRun(name, status, curve, summary, source, entry.get("error"))
 
 

@@ -33,8 +33,9 @@ import pandas as pd
 
 from bpdip import paper
 from bpdip.paper import LOSS_LABELS
-from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds, mean_curve,
-                                merge_jobs, peak_of)
+from bpdip.curves import at_end, mean_curve, over_seeds, peak_of
+from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
+                                merge_jobs)
 from bpdip.report.protocol import _differs, _get, network_deviation
 from bpdip.report.sources import Cell, Job, seed_label
 
@@ -133,12 +134,12 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
 # ------------------------------------------------------------------------ values
 
 def y_mean_curve(curves: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean of the images' Y_COLUMNS at the iterations every curve has (cells.mean_curve)."""
+    """Mean of the images' Y_COLUMNS at the iterations every curve has (bpdip.curves.mean_curve)."""
     return mean_curve(curves, Y_COLUMNS)[0]
 
 
 def _peak(curve: pd.DataFrame) -> dict | None:
-    """The peak of a mean curve by Y-PSNR, with the RGB metrics there (cells.peak_of)."""
+    """The peak of a mean curve by Y-PSNR, with the RGB metrics there (bpdip.curves.peak_of)."""
     return peak_of(curve, "psnr_y", ("psnr", "ssim", "ssim_dr2"))
 
 
@@ -170,14 +171,13 @@ def y_value(c: CellResult) -> YValue:
             finals.append(float(np.mean(vals)))
     if not peaks:
         return YValue()
-    ys = [p["psnr_y"] for p in peaks]
+    seeds = over_seeds(peaks, curves, by="psnr_y", keys=("psnr_y", "psnr", "ssim", "ssim_dr2"))
     return YValue(
-        psnr_y=float(np.mean(ys)), std=float(np.std(ys, ddof=1)) if len(ys) > 1 else None,
-        iterations=tuple(p["iteration"] for p in peaks),
-        at_end=tuple(len(c) > 1 and p["iteration"] == int(c["iteration"].iloc[-1]) for p, c in zip(peaks, curves)),
-        at_peak={k: float(np.mean([p[k] for p in peaks])) for k in ("psnr", "ssim", "ssim_dr2")},
+        psnr_y=seeds.peak["psnr_y"], std=seeds.std, iterations=tuple(p["iteration"] for p in peaks),
+        at_end=tuple(at_end(p, c) for p, c in zip(peaks, curves)),
+        at_peak={k: seeds.peak[k] for k in ("psnr", "ssim", "ssim_dr2")},
         final_psnr_y=float(np.mean(finals)) if len(finals) == len(peaks) else None, n_seeds=len(peaks),
-        curve=curves[0] if len(curves) == 1 else y_mean_curve(curves))
+        curve=seeds.curve)
 
 
 def baseline_value(cells: list[CellResult]) -> dict | None:
@@ -434,7 +434,7 @@ def sr_figure(report):
             ax.plot(v.curve["iteration"], v.curve["psnr_y"], color=color, lw=1.3,
                     label=f"{_label(c.cell.loss)}{c.markers}: {v.psnr_y:.2f} dB @{','.join(map(str, v.iterations))}"
                           f" (n={len(c.used)})")
-            peak = v.curve.loc[v.curve["psnr_y"].idxmax()]
+            peak = peak_of(v.curve, "psnr_y", ())
             ax.plot([peak["iteration"]], [peak["psnr_y"]], "o", color=color, ms=4)
         b = baseline_value(cells)
         if b:

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
-from bpdip.report.cells import CellResult, SeedResult, mean_curve, peak_of
-from bpdip.report.render import (COLUMNS, empty_text, fmt, grid_cells, has_value, md_grid, md_with_markers, tex_escape,
-                                 tex_grid, tex_num, tex_with_markers)
+from bpdip.curves import mean_curve, over_seeds, peak_of
+from bpdip.report.cells import CellResult, SeedResult
+from bpdip.report.render import BREAK, COLUMNS, B, Grid, N, V, empty_text, grid_cells, has_value
 from bpdip.report.sources import seed_label
 
 STREAMS = ("perturbed", "clean", "average")
@@ -95,10 +94,8 @@ def stream_value(c: CellResult, stream: str) -> StreamValue:
         curves.append(curve)
     if not out.seeds:
         return out
-    peaks = [p for _, p in out.seeds]
-    out.peak = {k: float(np.mean([p[k] for p in peaks])) for k in ("psnr", "ssim_dr2", "ssim")}
-    out.psnr_std = float(np.std([p["psnr"] for p in peaks], ddof=1)) if len(peaks) > 1 else None
-    out.curve = curves[0] if len(curves) == 1 else mean_curve(curves, METRICS)[0]
+    seeds = over_seeds([p for _, p in out.seeds], curves)
+    out.peak, out.psnr_std, out.curve = seeds.peak, seeds.std, seeds.curve
     return out
 
 
@@ -164,33 +161,7 @@ def gain_summary(values: dict) -> dict:
             "max": (best, gains[best]), "by_loss": by_loss}
 
 
-# ----------------------------------------------------------------------------- Markdown / LaTeX
-
-@dataclass(frozen=True)
-class Style:
-    """How a cell is written in one output language."""
-
-    pm: str  # the ± sign
-    gain: Callable  # the gain's text
-    bold: Callable
-    cell: Callable  # (value, "(gain) [k of n seeds]") -> the cell
-    markers: Callable  # (text, cell) -> text with the cell's markers
-    empty: str  # no setting at all
-
-
-MD = Style("±", lambda g: fmt(g, 2, True), lambda t: f"**{t}**", lambda value, extra: f"{value} {extra}",
-           md_with_markers, "–")
-# LaTeX: the gain on a second line, so that nine columns still fit the page
-TEX = Style("$\\pm$", lambda g: tex_num(g, 2, True), lambda t: f"\\textbf{{{t}}}",
-            lambda value, extra: f"\\shortstack{{{value}\\\\{extra}}}", tex_with_markers, "--")
-
-
-def _cell_text(c, v: StreamValue, bold: bool, style: Style) -> str:
-    spread = f" {style.pm} {v.psnr_std:.2f}" if v.psnr_std is not None else ""
-    value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
-    seeds = f" [{v.n_seeds} of {c.n_seeds} seeds]" if v.n_seeds < c.n_seeds else ""
-    return style.cell(style.bold(value) if bold else value, f"({style.gain(v.gain)}){seeds}")
-
+# ----------------------------------------------------------------------------- the tables
 
 def _column_best(values: dict) -> dict:
     best = {}
@@ -202,19 +173,26 @@ def _column_best(values: dict) -> dict:
     return best
 
 
-def _grid_text(values: dict, style: Style):
-    """``text(loss, kernel, var)`` of a stream's grid (render.md_grid / tex_grid)."""
-    best = _column_best(values)
-    escape = tex_escape if style is TEX else str
+def stream_cells(stream: str):
+    """``cells(report)`` of a stream's grid (render.Grid): the value, on a second line in
+    LaTeX the gain over Table I (nine columns still fit the page) and the seeds it has."""
+    def cells(report):
+        values = grid_values(report, stream)
+        best = _column_best(values)
 
-    def text(loss, kernel, var):
-        c, v = values.get((loss, kernel, var), (None, None))
-        if c is None:
-            return style.empty
-        if v.peak is None:  # say why, as Table I does; with a Table I value: the records lack the stream
-            return style.markers(escape(empty_text(c) if not has_value(c) else "no record of the stream"), c)
-        return style.markers(_cell_text(c, v, v.peak["psnr"] == best.get((kernel, var)), style), c)
-    return text
+        def text(loss, kernel, var):
+            c, v = values.get((loss, kernel, var), (None, None))
+            if c is None:
+                return V(("–",))
+            if v.peak is None:  # say why, as Table I does; with a Table I value: the records lack the stream
+                return V((empty_text(c) if not has_value(c) else "no record of the stream",), c.markers)
+            spread = f" ± {v.psnr_std:.2f}" if v.psnr_std is not None else ""
+            value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
+            seeds = f" [{v.n_seeds} of {c.n_seeds} seeds]" if v.n_seeds < c.n_seeds else ""
+            bold = v.peak["psnr"] == best.get((kernel, var))
+            return V((B(value) if bold else value, BREAK, "(", N(v.gain, 2, True), f"){seeds}"), c.markers)
+        return text
+    return cells
 
 
 def setting_label(key) -> str:
@@ -237,25 +215,9 @@ def _summary_line(stream: str, s: dict) -> str:
             f"{setting(s['min'][0])}, highest {s['max'][1]:+.2f} at {setting(s['max'][0])}); by loss: {by_loss}.")
 
 
-def md_table1_stream(stream: str):
-    """The Markdown section "Table I with the <stream>" (empty without the stream)."""
-
-    def md(report) -> str:
-        if stream not in streams_in(report.cells):
-            return ""
-        values = grid_values(report, stream)
-        text = _grid_text(values, MD)
-        what = {"average": "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every "
-                           f"step, w = `output.ema`{ema_text(report)})",
-                "clean": "the network's output without the input perturbation, f(z), at the logged iterations"}
-        return "\n".join([
-            f"## Table I with the {TITLES[stream]}", "",
-            f"Table I's layout and rule (the peak of the image-averaged PSNR curve, mean ± s.d. over the seeds) on "
-            f"{what[stream]}; in brackets the gain over Table I (the paper's perturbed output f(z + 0.03·n)), per "
-            "seed its peak minus Table I's peak, mean over the seeds. **Bold**: the highest PSNR of the column; "
-            "markers as in Table I. Table I itself stays the paper's protocol. All streams: `table1_streams.csv`.",
-            "", md_grid(text), "", _summary_line(stream, gain_summary(values))])
-    return md
+WHAT = {"average": lambda report: "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every "
+                                  f"step, w = `output.ema`{ema_text(report)})",
+        "clean": lambda report: "the network's output without the input perturbation, f(z), at the logged iterations"}
 
 
 def ema_text(report) -> str:
@@ -265,26 +227,19 @@ def ema_text(report) -> str:
     return f" = {', '.join(values)}" if values else ""
 
 
-def tex_table1_stream(stream: str):
-    """The LaTeX table of "Table I with the <stream>" (empty without the stream)."""
-
-    def tex(report) -> str:
-        if stream not in streams_in(report.cells):
-            return ""
-        values = grid_values(report, stream)
-        text = _grid_text(values, TEX)
-        s = gain_summary(values)
-        notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
-                 "PSNR [dB] / SSIM (data\\_range 2) at the peak of the image-averaged curve of this stream; "
-                 "$\\pm$: s.d. over the seeds; in brackets: the PSNR gain over Table I (perturbed output); "
-                 "markers as in Table I.",
-                 tex_escape(_summary_line(stream, s).replace("**", "")) if s["n"] else "", "}"]
-        return tex_grid(text, f"Table I with the {TITLES[stream]}: the paper's rule on another output stream, "
-                        "with the gain over the paper's protocol.", f"tab:table1-{stream}", notes,
-                        header=f"% Table I with the {TITLES[stream]}; needs \\usepackage{{booktabs}}; "
-                        "generated by bpdip.report")
-    return tex
+def stream_grid(stream: str) -> Grid:
+    """The section "Table I with the <stream>" (empty without the stream)."""
+    return Grid(
+        f"Table I with the {TITLES[stream]}",
+        lambda report: f"Table I's layout and rule (the peak of the image-averaged PSNR curve, mean ± s.d. over the "
+        f"seeds) on {WHAT[stream](report)}; in brackets the gain over Table I (the paper's perturbed output "
+        "f(z + 0.03·n)), per seed its peak minus Table I's peak, mean over the seeds. **Bold**: the highest PSNR of "
+        "the column; markers as in Table I. Table I itself stays the paper's protocol. All streams: "
+        "`table1_streams.csv`.",
+        stream_cells(stream), f"tab:table1-{stream}",
+        comment=f"% Table I with the {TITLES[stream]}; needs \\usepackage{{booktabs}}; generated by bpdip.report",
+        after=lambda report: _summary_line(stream, gain_summary(grid_values(report, stream))),
+        when=lambda report: stream in streams_in(report.cells))
 
 
-md_table1_average, md_table1_clean = md_table1_stream("average"), md_table1_stream("clean")
-tex_table1_average, tex_table1_clean = tex_table1_stream("average"), tex_table1_stream("clean")
+AVERAGE_GRID, CLEAN_GRID = stream_grid("average"), stream_grid("clean")

@@ -5,11 +5,10 @@ uniform sigma = sqrt(0.3), radial sqrt(2), gaussian sqrt(2) and sqrt(4)) and cho
 (by default the first image of the setting's means), of one seed (the lowest with a record
 of the image):
 
-- the truth x and the blurred input y are rebuilt from the job's own config with the
-  runner's functions (:func:`bpdip.runner.plan.plan_cell`, :func:`bpdip.runner.cell.degraded`:
-  y = h * x + e with the image's own noise seed, paper eq. 1), cropped to the restored
-  image's frame (y's frame, SPEC "valid boundary"); their PSNR / SSIM against x come from
-  :func:`bpdip.metrics.quality` (y clipped to [0, 1] as an output is);
+- the truth x and the blurred input y are the ones the run kept (``images/IMAGE/truth.png``
+  and ``y.npy``, summary.json's ``input`` with y's PSNR / SSIM against x, y clipped to
+  [0, 1] as an output is); records older than that keep neither, and the figure shows the
+  methods alone, with a note (the report never re-runs the runner's front end);
 - each method panel is a PNG the record saved, and the numbers under it are the record's
   own for that image (summary.json), never recomputed from the 8-bit PNG. The first row is
   Table I's stream: ``perturbed.oracle`` (each image at its own best logged iteration,
@@ -240,24 +239,27 @@ def restored_png(job_dir: Path, image: str) -> Path:
     return path if path.is_file() else job_dir / "restored.png"
 
 
-def rebuild_truth(job_dir: Path, image: str) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """(x, y, why not) of one image from the job's own config, as the run made them."""
-    from bpdip.report.sources import read_config
-    from bpdip.runner.cell import degraded
-    from bpdip.runner.plan import UserError, plan_cell
+def recorded_input(job_dir: Path, entry: dict, image: str) -> tuple:
+    """(x, y, (PSNR, SSIM) of y, why not) of one image from its record: y and the truth that
+    the runner keeps beside the restored images (summary.json's ``input``,
+    :func:`bpdip.records.input_paths`), never re-made here. Older records keep neither."""
+    from bpdip.records import input_paths
 
-    config = read_config(job_dir)
-    if config is None:
-        return None, None, "no config.yaml beside the record"
+    recorded = entry.get("input") if isinstance(entry.get("input"), dict) else {}
+    paths = {**input_paths(image), **{k: recorded[k] for k in ("y", "truth") if k in recorded}}
+    y_path = job_dir / paths["y"]
+    if not y_path.is_file():
+        return None, None, None, (f"these records keep no observation ({paths['y']}, recorded by runs since "
+                                  "issue 28)")
     try:
-        plan = plan_cell(config)
-        task = next((t for t in plan.tasks if t.name == image), None)
-        if task is None:
-            return None, None, f"the record's config has no image {image}"
-        x, y = degraded(plan, task)
-    except (UserError, ValueError, FileNotFoundError, OSError, KeyError, TypeError) as exc:
-        return None, None, f"cannot rebuild the truth from the config ({str(exc).splitlines()[0]})"
-    return x, y, ""
+        y = np.load(y_path, allow_pickle=False).astype(np.float64)
+    except (OSError, ValueError) as exc:
+        return None, None, None, f"{paths['y']} is unreadable ({exc})"
+    x = read_png(job_dir / paths["truth"])
+    numbers = (recorded.get("psnr"), recorded.get("ssim_dr2"))
+    if numbers[0] is None and x is not None and x.shape == y.shape:  # files added to older records
+        numbers = measured(np.clip(y, 0.0, 1.0), x)
+    return x, y, numbers, ""
 
 
 def central_crop(a: np.ndarray | None, shape) -> np.ndarray | None:
@@ -389,9 +391,9 @@ def build_visual(report, kernel: str, var: float, image: str, settings: VisualSe
         return None
     shape = next(p.image.shape for p in rows[0].panels if p.image is not None)
     notes = []
-    x = y = None
-    for job, _ in records.values():
-        x, y, why = rebuild_truth(job, image)
+    x = y = numbers = None
+    for job, entry in records.values():
+        x, y, numbers, why = recorded_input(job, entry, image)
         if x is not None:
             break
     x, y = central_crop(x, shape), central_crop(y, shape)
@@ -401,9 +403,7 @@ def build_visual(report, kernel: str, var: float, image: str, settings: VisualSe
         notes.append(f"truth and blurred input not shown: {why or 'their size does not fit the restored images'}")
     truth = blurred = None
     if y is not None:
-        clipped = np.clip(y, 0.0, 1.0)
-        numbers = measured(clipped, x) if x is not None else (None, None)
-        blurred = Panel("Blurred input y", clipped, *numbers)
+        blurred = Panel("Blurred input y", np.clip(y, 0.0, 1.0), *(numbers if x is not None else (None, None)))
     if x is not None:
         truth = Panel("Truth x", x, note="reference")
     visual = Visual(kernel, var, image, seed, truth, blurred, rows, notes=notes)

@@ -1,6 +1,8 @@
 """W&B runs as report Jobs: the same records the local files hold, read through wandb.Api.
 
-What the runner's W&B logger (bpdip.loggers.WandbLogger) writes, one W&B run per job:
+Runs of today's logger carry their job directory's records as an artifact (type
+``bpdip-records``): :func:`load_wandb` downloads it and reads it as a local job, so a report
+built from W&B equals the local one. For older runs, what the runner's W&B logger (bpdip.loggers.WandbLogger) writes, one W&B run per job:
 - ``run.config``: the resolved Hydra config (``kernel.name``, ``noise.var``, ``loss.name``,
   ``loss.iterations``, ``log_every``, ...), nested dicts;
 - history rows ``{"iteration": i, "curve/<image>/psnr": ..., ".../ssim", ".../ssim_dr2",
@@ -23,8 +25,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 
-from bpdip.records import CorruptRecord
-from bpdip.report.sources import SUMMARY_FIELDS, Cell, ImageRun, Job, _curve_frame, validate_image
+from pathlib import Path
+
+from bpdip.records import WANDB_ARTIFACT_TYPE, CorruptRecord
+from bpdip.report.sources import SUMMARY_FIELDS, Cell, ImageRun, Job, _curve_frame, load_job_dir, validate_image
 
 CURVE_PREFIX = "curve/"
 IMAGE_PREFIX = "image/"
@@ -147,11 +151,26 @@ def _safe(config, dotted):
         return None
 
 
-def load_wandb(project: str, filters: dict | None = None, api=None) -> list[Job]:
+def records_of(run, root: Path) -> Path | None:
+    """Download the run's records artifact (what the job directory holds,
+    bpdip.loggers.records_artifact) into ``root/<entity>/<project>/<run id>``; None when the
+    run has none (runs of older loggers)."""
+    for art in getattr(run, "logged_artifacts", list)():
+        if art.type == WANDB_ARTIFACT_TYPE:
+            path = Path(root).joinpath(*map(str, run.path))
+            art.download(root=str(path))
+            return path if (path / "summary.json").is_file() else None
+    return None
+
+
+def load_wandb(project: str, filters: dict | None = None, api=None, root=None) -> list[Job]:
     """Every run of ``ENTITY/PROJECT`` as a Job (needs network and a W&B login).
 
-    Uses ``wandb.Api().runs(path, filters=...)`` and each run's ``scan_history()`` (all
-    rows, unsampled: ``run.history()`` samples 500 rows, which would move the peak).
+    A run with its records artifact is downloaded into ``root`` and read exactly as a local
+    job directory (:func:`bpdip.report.sources.load_job_dir`: the same curves, streams,
+    stopping choices, images, git commit and device). Older runs are rebuilt from
+    ``wandb.Api().runs(path, filters=...)`` and each run's ``scan_history()`` (all rows,
+    unsampled: ``run.history()`` samples 500 rows, which would move the peak).
     """
     if project.count("/") != 1:
         raise ValueError(f"--wandb expects ENTITY/PROJECT, got {project!r}")
@@ -161,5 +180,6 @@ def load_wandb(project: str, filters: dict | None = None, api=None) -> list[Job]
         api = wandb.Api()
     jobs = []
     for run in api.runs(project, filters=filters):
-        jobs.append(job_from_wandb(run, run.scan_history()))
+        path = records_of(run, root) if root is not None else None
+        jobs.append(load_job_dir(path / "summary.json") if path is not None else job_from_wandb(run, run.scan_history()))
     return jobs

@@ -33,15 +33,16 @@ from omegaconf import OmegaConf
 from bpdip.data import center_crop, load_image
 from bpdip.engine import StackedLoss, build_stacked, group_by_size
 from bpdip.loggers import JobLogger, make_loggers
-from bpdip.loop import Callback, Result, restore, seeded_model
+from bpdip.loop import Callback, Result, restore
 from bpdip.losses import make_loss
-from bpdip.models import build_model
+from bpdip.models import build_model, seeded_model
 from bpdip.metrics import quality
 from bpdip.physics import degrade, degrade_sr, degrade_valid
 from bpdip.physics.valid import crop_hw
 from bpdip.physics.resize import bicubic_upsample, degrade_pil
 from bpdip.records import (
-    atomic_write_text, curve_rows, image_path, image_summary, new_summary, write_json, write_metrics_csv, write_png,
+    atomic_write_text, curve_rows, image_path, image_summary, input_paths, new_summary, write_json, write_metrics_csv,
+    write_npy, write_png,
 )
 from bpdip.runner.devices import device_name, job_device
 from bpdip.runner.checks import check_results_root
@@ -107,6 +108,33 @@ def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict]
     x, y = degraded(plan, task)
     truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None and not plan.observed else x)
     return run_baselines(y, plan.kernel, truth, sigma=plan.sigma, boundary=plan.boundary.name)
+
+
+def observation(plan: CellPlan, task: ImageTask) -> tuple[dict, dict | None]:
+    """What the report draws beside the restorations (bpdip.report.visual), so that it never
+    re-runs this front end: ({"y": y as the loss sees it (float32), "truth": x on y's frame},
+    the input's quality: PSNR / SSIM of y clipped to [0, 1] against x, as an output is
+    measured; None without ground truth or when y has another size, i.e. super-resolution)."""
+    x, y = degraded(plan, task)
+    if x is not None and task.frame is not None:
+        x = crop_hw(x, task.frame)
+    images = {"y": np.asarray(y, dtype=np.float32)}
+    if x is None:
+        return images, None
+    images["truth"] = x
+    if x.shape != y.shape:
+        return images, None
+    from bpdip.baselines import measure
+
+    return images, measure(np.clip(y, 0.0, 1.0), x)
+
+
+def input_entry(plan: CellPlan, task: ImageTask) -> tuple[dict, dict]:
+    """(summary.json's ``input`` of one image: where y and the truth lie and the input's
+    metrics; the arrays to write there)."""
+    images, metrics = observation(plan, task)
+    paths = input_paths(task.name)
+    return {**{k: paths[k] for k in images}, **(metrics or {})}, images
 
 
 def shave_of(plan: CellPlan) -> int | None:
@@ -239,11 +267,13 @@ class JobRecords:
         self.write()
 
     def add(self, name: str, entry: dict, rows: list[dict], image=None, png: Path | None = None,
-            extras: dict | None = None, images: dict | None = None, pngs: dict | None = None) -> None:
+            extras: dict | None = None, images: dict | None = None, pngs: dict | None = None,
+            observed: dict | None = None) -> None:
         """``extras``: more images of this one, ``restored/<name>.<suffix>.png`` for each
         suffix (``extended``: boundary=valid's whole x; the baselines), arrays or PNG paths.
         ``images`` (arrays) for a trained image, ``pngs`` (the store's files) for a reused one:
-        the stream images, written to ``images/<name>/<stream>.<rule>.png``."""
+        the stream images, written to ``images/<name>/<stream>.<rule>.png``. ``observed``:
+        y and the truth (:func:`observation`), written where ``input_paths`` says."""
         self.summary["images"][name] = entry
         self.rows = [r for r in self.rows if r["image"] != name] + rows
         if self.save_images:
@@ -256,6 +286,9 @@ class JobRecords:
                     shutil.copyfile(item, target)
                 elif item is not None:
                     write_png(target, item)
+            paths = input_paths(name)
+            for key, array in (observed or {}).items():
+                (write_npy if paths[key].endswith(".npy") else write_png)(self.out_dir / paths[key], array)
         self.write()
 
     def finish(self) -> dict:
@@ -418,7 +451,11 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
         return False
     _drop_other_group_checkpoints(store, [task])  # a finished image's groups are over
     entry = {**stored.entry, "run_id": task.run_id, "reused": True, "bit_depth": task.bit_depth}
-    records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras, pngs=stored.images)
+    observed = None
+    if stored.entry.get("status") == "complete":
+        entry["input"], observed = input_entry(plan, task)
+    records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras, pngs=stored.images,
+                observed=observed)
     for lg in loggers:
         lg.on_image_done(task.name, entry, stored.rows, None, True)
     return True
@@ -464,6 +501,9 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
             entry["baseline"] = base
         if result.cg is not None:  # BP by conjugate gradients (boundary=valid)
             entry["cg"] = result.cg
+        observed = None
+        if result.status == "complete":
+            entry["input"], observed = input_entry(plan, task)
         extras = {} if result.extended is None else {"extended": result.extended}
         bases = deblur_baselines(plan, task) if result.status == "complete" else None
         if bases is not None:
@@ -473,12 +513,14 @@ def _train_claimed(members, plan, store, records, loggers, callbacks, device, ou
         if store is not None:
             own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
                                "image_sha256": task.sha256})
-            own["images"][task.name] = {k: v for k, v in entry.items() if k != "reused"}
+            # the store keeps the run's result; y and the truth are the job's (input_entry re-makes them)
+            own["images"][task.name] = {k: v for k, v in entry.items() if k not in ("reused", "input")}
             store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras,
                        images=result.stream_images)
         elif len(tasks) == 1:
             checkpoint.unlink(missing_ok=True)
-        records.add(task.name, entry, rows, image=result.image, extras=extras, images=result.stream_images)
+        records.add(task.name, entry, rows, image=result.image, extras=extras, images=result.stream_images,
+                    observed=observed)
         for lg in loggers:
             lg.on_image_done(task.name, entry, rows, result.image, False)
     if len(tasks) > 1:

@@ -2,7 +2,7 @@
 
 The plugin's own launcher waits for the jobs in order and raises at the first one that
 failed: the launching process ends with a long traceback while later jobs still run, and
-the sweep's report (bpdip/runner/sweep_report.py, a multirun-end callback) is never
+the sweep's report (bpdip/report/sweep.py, a multirun-end callback) is never
 written. This launcher submits the same job array (same sbatch file, same job-side code:
 submitit checkpoints and requeues a job on USR2, and the job resumes from the results
 store), but waits for every job. When some failed, it logs one line per failed job (its
