@@ -36,7 +36,7 @@ from bpdip.paper import LOSS_LABELS
 from bpdip.report.render import A, Table, md_table, tex_escape
 from bpdip.report.stopping import _fmt, _grid, cell_entries, stopping_rows
 from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, grid_values, setting_label, settings
-from bpdip.stopping import RULES
+from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
 
 GAP_TARGET_DB = 0.3  # issue 20 (b)
