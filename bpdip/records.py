@@ -47,7 +47,8 @@ A job's output directory holds (schema version 3; versions 1 and 2 are still rea
     clean stream has oracle and fixed only), the stream's image at the rule's choice; and
     ``restored``: {stream, rule, iteration}, what the written image is. metrics.csv gains
     the statistics of bp_discrepancy (``fidelity``) and of the rules watching the average
-    (``average_wmv_var``...: ``bpdip.stopping.statistic_columns``), after every older column.
+    (``average_wmv_var``...: ``bpdip.stopping.statistic_columns``), after every older column,
+    in the order the curve records hold them; a reader takes any such column.
 
 Every file is written atomically (temporary file + rename), so a killed job leaves
 either the previous version or the new one, never half a file.
@@ -60,10 +61,10 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from bpdip import curves
-from bpdip.stopping import statistic_columns
 
 SCHEMA = 3
 SCHEMAS = (1, 2, 3)  # readable
@@ -75,9 +76,11 @@ CURVE_COLUMNS_V2 = (*CURVE_COLUMNS_V1, *STAT_COLUMNS)
 STREAM_COLUMNS = tuple(f"{s}_{k}" for s in ("clean", "average") for k in ("psnr", "ssim", "ssim_dr2")) + \
     ("clean_psnr_y", "average_psnr_y")
 STREAM_CURVE_COLUMNS = STREAM_COLUMNS  # the report's name for them
-# issue 32: the statistics not in CURVE_COLUMNS_V2 (each rule declares its own; bpdip.stopping)
-WATCH_COLUMNS = tuple(c for c in statistic_columns() if c not in CURVE_COLUMNS_V2)
-CURVE_COLUMNS = (*CURVE_COLUMNS_V2, *STREAM_COLUMNS, *WATCH_COLUMNS)
+CURVE_COLUMNS = (*CURVE_COLUMNS_V2, *STREAM_COLUMNS)
+# issue 32: each stopping rule declares its own statistic (bpdip.stopping.statistic_columns);
+# they follow CURVE_COLUMNS in the order the curve records hold them, so records never list
+# the rules (a new rule is a new column, not a change here), and a reader takes any of them
+EXTRA_COLUMN = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 class CorruptRecord(ValueError):
@@ -123,12 +126,14 @@ def read_json(path: str | Path) -> dict:
 
 def curve_rows(image: str, curve: list[dict]) -> list[dict]:
     """Curve records of one image as metrics.csv rows."""
-    return [{"image": image, **{k: rec.get(k) for k in CURVE_COLUMNS[1:]}} for rec in curve]
+    return [{"image": image, **{k: rec.get(k) for k in CURVE_COLUMNS[1:]},
+             **{k: v for k, v in rec.items() if k not in CURVE_COLUMNS}} for rec in curve]
 
 
 def write_metrics_csv(path: str | Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    extra = list(dict.fromkeys(k for row in rows for k in row if k not in CURVE_COLUMNS))
+    writer = csv.DictWriter(buf, fieldnames=[*CURVE_COLUMNS, *extra], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
@@ -141,11 +146,11 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
             reader = csv.DictReader(fh)
             fields = tuple(reader.fieldnames or ())
             extra = fields[len(CURVE_COLUMNS_V2):] if fields[:len(CURVE_COLUMNS_V2)] == CURVE_COLUMNS_V2 else None
-            later = (*STREAM_COLUMNS, *WATCH_COLUMNS)  # absent from older files: not read as corrupt
-            if fields != CURVE_COLUMNS_V1 and (extra is None or not set(extra) <= set(later)
-                                               or len(set(extra)) < len(extra)):
+            # absent from older files, and any later statistic: neither reads as corrupt
+            if fields != CURVE_COLUMNS_V1 and (extra is None or len(set(extra)) < len(extra)
+                                               or not all(EXTRA_COLUMN.match(c) for c in extra)):
                 raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS_V2)} "
-                                    f"(then any of {list(later)})")
+                                    f"(then stream columns such as {list(STREAM_COLUMNS[:2])} and rule statistics)")
             rows = []
             for row in reader:
                 if None in row.values() or None in row:

@@ -106,7 +106,11 @@ def test_stacked_job_writes_the_records_of_a_k1_job_with_the_same_curves(cfg_of,
         assert b["run_id"] == a["run_id"]  # same store id: either job's record serves the other
         assert b["iterations"] == 12
     f1, f2 = frame(tmp_path / "k1"), frame(tmp_path / "k2")
-    assert tuple(f2.columns) == CURVE_COLUMNS
+    # the fixed columns, then every rule's statistic on every watched stream (bpdip.stopping)
+    from bpdip.stopping import statistic_columns
+
+    assert tuple(f2.columns[:len(CURVE_COLUMNS)]) == CURVE_COLUMNS
+    assert set(f2.columns[len(CURVE_COLUMNS):]) == set(statistic_columns()) - set(CURVE_COLUMNS)
     assert list(f2.image) == list(f1.image) and list(f2.iteration) == list(f1.iteration)
     assert list(f1.image) == [n for n in IMAGES for _ in range(7)]  # 0, 2, ..., 10 and the last, 11
     rel = lambda store: sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file())  # noqa: E731

@@ -423,7 +423,9 @@ def test_bad_stream_and_guard_settings_are_one_clear_line(cfg, message):
 
 
 def test_an_older_metrics_csv_without_the_new_statistics_still_reads(tmp_path):
-    from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, STREAM_COLUMNS, read_metrics_csv, write_metrics_csv
+    from bpdip.records import (
+        CURVE_COLUMNS, CURVE_COLUMNS_V2, STREAM_COLUMNS, CorruptRecord, read_metrics_csv, write_metrics_csv,
+    )
 
     old = tmp_path / "old.csv"  # a schema-3 file of RESULTS_VERSION 3: no fidelity, no average_* statistics
     header = [*CURVE_COLUMNS_V2, *STREAM_COLUMNS]
@@ -432,4 +434,12 @@ def test_an_older_metrics_csv_without_the_new_statistics_still_reads(tmp_path):
     assert row["average_psnr"] == 0.5 and "average_fidelity" not in row
     new = tmp_path / "new.csv"
     write_metrics_csv(new, [{"image": "face", "iteration": 0, "average_fidelity": 2.5}])
-    assert read_metrics_csv(new)[0]["average_fidelity"] == 2.5 and "average_wmv_var" in CURVE_COLUMNS
+    assert read_metrics_csv(new)[0]["average_fidelity"] == 2.5 and "average_fidelity" not in CURVE_COLUMNS
+    # a statistic of a rule added later (one module and one config) reads too; a mangled header does not
+    later = tmp_path / "later.csv"
+    write_metrics_csv(later, [{"image": "face", "iteration": 0, "average_fidelity": 2.5, "average_newrule_stat": 1.0}])
+    assert read_metrics_csv(later)[0]["average_newrule_stat"] == 1.0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(later.read_text().replace("average_newrule_stat", "average fidelity"))
+    with pytest.raises(CorruptRecord):
+        read_metrics_csv(bad)
