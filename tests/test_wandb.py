@@ -123,6 +123,11 @@ class FakeRun:
     def finish(self, **k):
         self.finished = True
 
+    id = "fake"
+
+    def log_artifact(self, artifact):
+        self.artifact = artifact
+
 
 @pytest.mark.parametrize("env, overrides, expected", [
     (None, (), "offline"),  # nothing set: conf/logger/wandb.yaml's default
