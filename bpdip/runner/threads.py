@@ -9,7 +9,7 @@ and the step timings of ``results/bench/cpu-matrix.json`` (docs/engine.md "Threa
 CPU a second thread pays only for a problem with enough work per step (the paper's net at
 128 px: 1.76x faster at a load of 2-3; the small net at 96 px: never), and only while a
 core is free; a thread more than the free cores makes every step wait (2 threads on the
-loaded 2-core machine: 2.5x to 8x slower whole runs than 1 thread). So ``auto`` is
+loaded 2-core machine: 1.5x to 8x slower whole runs than 1 thread). So ``auto`` is
 
     1                                          on the CPU if the problem's work per step,
                                                parameters x pixels, is below AUTO_MIN_WORK
