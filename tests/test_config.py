@@ -141,8 +141,8 @@ def test_unknown_choice_lists_the_valid_ones_in_one_line(tmp_path):
     [line] = out.stderr.strip().splitlines()
     assert line.startswith("error: kernel=foo is not an option of config group 'kernel'; use one of: ")
     listed = line.split("use one of: ")[1].split(" (conf/")[0].split(", ")
-    # the paper's kernels, a file, the super-resolution kernels (task=sr) and issue 19's shake (motion) blur
-    assert set(listed) == {"file", "gaussian", "radial", "uniform", "bicubic", "lanczos2", "shake"}
+    # the paper's kernels, a file, the super-resolution kernels (task=sr) and issue 19's shake (motion) blur, issue 32's defocus disk
+    assert set(listed) == {"file", "gaussian", "radial", "uniform", "bicubic", "lanczos2", "shake", "disk"}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -167,7 +167,7 @@ def test_bad_choice_reads_a_users_config_dir(tmp_path):
     (tmp_path / "kernel" / "motion.yaml").write_text("name: motion\n")
     assert bad_choice(["-m", "--config-dir", str(tmp_path), "kernel=motion,uniform"], ROOT / "conf") is None
     assert bad_choice([f"-cd={tmp_path}", "kernel=motion"], ROOT / "conf") is None
-    assert "use one of: bicubic, file, gaussian, lanczos2, motion," in bad_choice(
+    assert "use one of: bicubic, disk, file, gaussian, lanczos2, motion," in bad_choice(
         ["--config-dir", str(tmp_path), "kernel=blur"], ROOT / "conf")
 
 
