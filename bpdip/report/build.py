@@ -36,10 +36,16 @@ class Section:
     all super-resolution."""
 
     name: str
-    markdown: Callable
+    markdown: Callable | None = None
     tex: Callable | None = None
     tex_file: str | None = None
     deblur: bool = True
+    table: Callable | None = None  # (report) -> a render.Table: its section() and latex() are the two writers
+
+    def __post_init__(self):
+        if self.table is not None:
+            object.__setattr__(self, "markdown", lambda report: self.table(report).section())
+            object.__setattr__(self, "tex", lambda report: self.table(report).latex())
 
 
 SECTIONS = [
@@ -48,8 +54,8 @@ SECTIONS = [
     Section("paper", render.PAPER_GRID.markdown, render.PAPER_GRID.tex, "table1.tex"),
     Section("differences", render.DIFFERENCES_GRID.markdown, render.DIFFERENCES_GRID.tex, "table1.tex"),
     Section("iterations", render.ITERATIONS_GRID.markdown, render.ITERATIONS_GRID.tex, "table1.tex"),
-    Section("seeds", render.md_seeds, render.tex_seeds, "seeds.tex"),
-    Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
+    Section("seeds", tex_file="seeds.tex", table=render.seeds_table),
+    Section("winners", tex_file="seeds.tex", table=render.winners_table),
     Section("orderings", render.md_orderings),
     Section("final", render.FINAL_GRID.markdown, render.FINAL_GRID.tex, "table1_final.tex"),
     # issue 20's other output streams: "" unless the records have them
@@ -61,7 +67,7 @@ SECTIONS = [
     Section("baselines", baselines.md_baselines),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
-    Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
+    Section("per_image", tex_file="per_image.tex", table=render.per_image_table),
     Section("visual", visual.md_visual, visual.tex_visual, "visual.tex"),  # Figs. 2-5 (bpdip.report.visual)
     # super-resolution records (issue 14): "" unless the report has some
     Section("sr", sr.md_sr, sr.tex_sr, "sr.tex", deblur=False),
