@@ -1,10 +1,5 @@
-"""Assemble a report from jobs and write all its files into one directory.
-
-What is written is listed here, in order: :data:`SECTIONS` (the parts of report.md and of
-the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report is one
-function that builds its table (a :class:`render.Table` or :class:`render.Grid`, whose
-``markdown()`` and ``latex()`` print it) and one :class:`Section` line below; a new CSV is
-one line in ``CSV_TABLES``.
+"""Assemble a report and write its files: :data:`SECTIONS` (report.md and the .tex files, in
+order), :data:`CSV_TABLES` and :data:`FIGURES`. A new part is one function and one line here.
 """
 
 from __future__ import annotations
@@ -94,15 +89,15 @@ CSV_TABLES: dict[str, Callable] = {
 
 
 def _fig1(report, stem):
-    from bpdip.report.figure import save_figure1
+    from bpdip.report.figure import figure1, save_figure
 
-    return save_figure1(report.cells, stem, title="Average PSNR vs iteration (cf. the paper's Fig. 1)")
+    return save_figure(figure1(report.cells, "Average PSNR vs iteration (cf. the paper's Fig. 1)"), stem)
 
 
 def _heatmap(report, stem):
-    from bpdip.report.figure import save_heatmap
+    from bpdip.report.figure import heatmap, save_figure
 
-    return save_heatmap(report.cells, stem, title="Table I: ours − paper, PSNR [dB] (blue: ours higher)")
+    return save_figure(heatmap(report.cells, "Table I: ours − paper, PSNR [dB] (blue: ours higher)"), stem)
 
 
 FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem -> writer (PNG and PDF)

@@ -1,9 +1,5 @@
-"""Reading run records into memory: one :class:`Job` per summary.json (or W&B run).
-
-The record schema is :mod:`bpdip.records` (schema 1). Nothing is averaged here; this
-module only reads, validates and labels. A record that cannot be trusted becomes an
-image (or job) with status ``corrupt`` and a reason, so that the report shows it instead
-of silently dropping it.
+"""Reading run records (:mod:`bpdip.records`) into :class:`Job` objects: read, validate,
+label; nothing is averaged here. A record that cannot be trusted is ``corrupt`` with a reason.
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bpdip.curves import best
+from bpdip.curves import _finite, best
 from bpdip.paper import canonical_noise
 from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
 
@@ -145,10 +141,6 @@ def seed_key(seed) -> tuple:
 
 def seed_label(seed) -> str:
     return "?" if seed is None else str(seed)
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _curve_frame(rows: list[dict]) -> pd.DataFrame:

@@ -179,7 +179,8 @@ def sr_table(report) -> pd.DataFrame:
                          "peak_iterations": ";".join(map(str, v.iterations)),
                          "peak_at_last_logged": ";".join(str(bool(e)).lower() for e in v.at_end),
                          **{f"{k}_at_peak": (v.peak or {}).get(k) for k in ("psnr", "ssim", "ssim_dr2")},
-                         "final_psnr_y": final_psnr_y(c) if v.peak else None, "dip_paper_psnr_y": paper.sr_paper(c.cell.loss, col.factor),
+                         "final_psnr_y": final_psnr_y(c) if v.peak else None,
+                         "dip_paper_psnr_y": paper.sr_paper(c.cell.loss, col.factor),
                          "iterations": c.run.get("iterations"), "config_hash": c.config_hash,
                          "git_commit": c.run.get("git_commit"), "device": c.run.get("device"),
                          "deviations": "; ".join(c.deviations)})
@@ -330,7 +331,8 @@ def sr_figure(report):
                 ax.plot([], [], color=color, label=f"{_label(c.cell.loss)}: {c.status}")
                 continue
             ax.plot(v.curve["iteration"], v.curve["psnr_y"], color=color, lw=1.3,
-                    label=f"{_label(c.cell.loss)}{c.markers}: {v.peak['psnr_y']:.2f} dB @{','.join(map(str, v.iterations))}"
+                    label=f"{_label(c.cell.loss)}{c.markers}: {v.peak['psnr_y']:.2f} dB "
+                          f"@{','.join(map(str, v.iterations))}"
                           f" (n={len(c.used)})")
             peak = peak_of(v.curve, "psnr_y", ())
             ax.plot([peak["iteration"]], [peak["psnr_y"]], "o", color=color, ms=4)

@@ -1,23 +1,8 @@
-"""W&B runs as report Jobs: the same records the local files hold, read through wandb.Api.
-
-Runs of today's logger carry their job directory's records as an artifact (type
-``bpdip-records``): :func:`load_wandb` downloads it and reads it as a local job, so a report
-built from W&B equals the local one. For older runs, what the runner's W&B logger (bpdip.loggers.WandbLogger) writes, one W&B run per job:
-- ``run.config``: the resolved Hydra config (``kernel.name``, ``noise.var``, ``loss.name``,
-  ``loss.iterations``, ``log_every``, ...), nested dicts;
-- history rows ``{"iteration": i, "curve/<image>/psnr": ..., ".../ssim", ".../ssim_dr2",
-  ".../loss"}`` for every logged record (plus rows we ignore: ``mean/*``, ``running/*``,
-  ``restored/*``);
-- at the end of the job, ``run.summary``: ``config_hash`` (``protocol_hash`` where the
-  runner logs it), ``status`` and, per image,
-  ``image/<image>/<field>`` with the summary.json fields (status, peak_psnr, final_psnr...).
-
-:func:`job_from_wandb` is a pure function of (run-like object, history rows), so it is
-tested with fakes; :func:`load_wandb` is the only code that talks to the W&B server and
-cannot be tested offline. A run that never reached the end of its job has curves but no
-per-image summary: its images become ``running`` (run still running) or ``failed``
-(crashed/killed/failed), never averaged, and the job has no config hash (it holds no
-complete image, so it cannot mix configurations in a cell).
+"""W&B runs as report Jobs. A run with its ``bpdip-records`` artifact is read as a local job
+directory (the same records, so a W&B report equals the local one); an older run is
+rebuilt from its config, its history rows (``curve/<image>/<metric>``) and its summary
+(``image/<image>/<field>``) by :func:`job_from_wandb`, a pure function tested with fakes. A
+run that ended before its summary has ``running`` or ``failed`` images, never averaged.
 """
 
 from __future__ import annotations
