@@ -55,19 +55,12 @@ def has_value(c: CellResult | None, which: str = "peak") -> bool:
     return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
 
 
-def column_best(grid: dict, which: str = "peak") -> dict:
-    """(kernel, var) -> the highest PSNR (mean over seeds) of the column's values."""
-    best = {}
-    for kernel, var in COLUMNS:
-        values = [getattr(grid[(loss, kernel, var)], which)["psnr"] for loss in LOSSES
-                  if has_value(grid.get((loss, kernel, var)), which)]
-        if values:
-            best[(kernel, var)] = max(values)
+def column_best(psnr: dict) -> dict:
+    """(kernel, var) -> the highest PSNR of the column; ``psnr``: (loss, kernel, var) -> PSNR."""
+    best: dict = {}
+    for (_, kernel, var), x in psnr.items():
+        best[(kernel, var)] = max(best.get((kernel, var), x), x)
     return best
-
-
-def is_best(c: CellResult, best: dict, which: str = "peak") -> bool:
-    return has_value(c, which) and getattr(c, which)["psnr"] == best.get((c.cell.kernel, c.cell.noise_var))
 
 
 def value_text(c: CellResult, which: str = "peak") -> str:
@@ -536,13 +529,13 @@ def cell_values(value, which: str = "peak"):
     value (bold: the column's best PSNR), else why not."""
     def cells(report):
         grid, _ = grid_cells(report.cells)
-        best = column_best(grid, which)
+        best = column_best({key: getattr(c, which)["psnr"] for key, c in grid.items() if has_value(c, which)})
 
         def text(loss, kernel, var):
             c = grid.get((loss, kernel, var))
             if not has_value(c, which):
                 return empty_value(c)
-            return V(value(c, is_best(c, best, which)), c.markers)
+            return V(value(c, getattr(c, which)["psnr"] == best.get((kernel, var))), c.markers)
         return text
     return cells
 

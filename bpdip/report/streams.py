@@ -16,7 +16,7 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
 from bpdip.curves import mean_curve, over_seeds, peak_of
 from bpdip.report.cells import CellResult, SeedResult
-from bpdip.report.render import BREAK, COLUMNS, B, Grid, N, V, empty_text, grid_cells, has_value
+from bpdip.report.render import BREAK, B, Grid, N, V, column_best, empty_text, grid_cells, has_value
 from bpdip.report.sources import seed_label
 from bpdip.report.tables import _joined
 
@@ -145,22 +145,12 @@ def gain_summary(values: dict) -> dict:
 
 # ----------------------------------------------------------------------------- the tables
 
-def _column_best(values: dict) -> dict:
-    best = {}
-    for col in COLUMNS:
-        found = [v.peak["psnr"] for loss in LOSSES for key in [(loss, *col)] if key in values
-                 for v in [values[key][1]] if v.peak is not None]
-        if found:
-            best[col] = max(found)
-    return best
-
-
 def stream_cells(stream: str):
     """``cells(report)`` of a stream's grid (render.Grid): the value, on a second line in
     LaTeX the gain over Table I (nine columns still fit the page) and the seeds it has."""
     def cells(report):
         values = grid_values(report, stream)
-        best = _column_best(values)
+        best = column_best({key: v.peak["psnr"] for key, (_, v) in values.items() if v.peak is not None})
 
         def text(loss, kernel, var):
             c, v = values.get((loss, kernel, var), (None, None))
