@@ -26,17 +26,21 @@ def cell_entries(c) -> list[dict]:
             if n in r.images]
 
 
+def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None, **extra) -> list[dict]:
+    """One row per rule of :func:`rule_statistics` over ``entries`` (only ``rules``, renamed
+    by ``extra``'s ``rule`` template), ``full``: the mean iterations of ``full`` (default
+    ``entries``)."""
+    full = entries if full is None else full
+    runs = float(np.mean([e.get("iterations") or math.nan for e in full])) if full else math.nan
+    template = extra.pop("rule", "{}")
+    return [{"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, **extra,
+             "rule": template.format(rule), **s, "full": runs}
+            for rule, s in rule_statistics(entries).items() if rules is None or rule in rules]
+
+
 def stopping_table(cells) -> pd.DataFrame:
     """One row per (setting, rule) with records of the rules (schema-2 records)."""
-    rows = []
-    for c in cells:
-        if c.status in ("missing", "conflict"):
-            continue
-        entries = cell_entries(c)
-        full = float(np.mean([e.get("iterations") or math.nan for e in entries])) if entries else math.nan
-        for rule, s in rule_statistics(entries).items():
-            rows.append({"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var,
-                         "rule": rule, **s, "full": full})
+    rows = [r for c in cells if c.status not in ("missing", "conflict") for r in rule_rows(c, cell_entries(c))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

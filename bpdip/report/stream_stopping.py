@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from bpdip.paper import LOSS_LABELS
 from bpdip.report.render import A, Table, md_table, tex_escape
-from bpdip.report.stopping import _fmt, _grid, cell_entries, stopping_rows
+from bpdip.report.stopping import _fmt, _grid, cell_entries, rule_rows, stopping_rows
 from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, grid_values, setting_label, settings
-from bpdip.stopping import ONLINE, RULES
-from bpdip.curves import TOLERANCE_DB, rule_statistics
+from bpdip.stopping import ONLINE
+from bpdip.curves import TOLERANCE_DB
 
 GAP_TARGET_DB = 0.3  # issue 20 (b)
 TARGET_RULES = ("wmv", "emv")
@@ -66,16 +65,9 @@ def stream_stopping_table(report) -> pd.DataFrame | None:
             continue
         for stream in ("perturbed", *OTHER_STREAMS):
             entries = stream_entries(c, stream)
-            full = float(np.mean([e.get("iterations") or math.nan for e in entries])) if entries else math.nan
-            for rule, s in rule_statistics(entries).items():
-                rows.append({"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var,
-                             "stream": stream, "rule": rule, **s, "full": full})
-            if stream == "perturbed":
-                continue
-            for rule, s in rule_statistics(watched_entries(c, stream)).items():
-                if rule in ONLINE:
-                    rows.append({"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var,
-                                 "stream": stream, "rule": f"{rule}@{stream}", **s, "full": full})
+            rows += rule_rows(c, entries, stream=stream)
+            if stream != "perturbed":
+                rows += rule_rows(c, watched_entries(c, stream), entries, ONLINE, stream=stream, rule=f"{{}}@{stream}")
     return pd.DataFrame(rows, columns=COLUMNS) if rows else None
 
 

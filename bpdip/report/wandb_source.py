@@ -20,13 +20,16 @@ IMAGE_PREFIX = "image/"
 CURVE_METRICS = ("psnr", "ssim", "ssim_dr2", "loss", "seconds")
 
 
-def _get(config: dict, dotted: str):
-    """``config["a"]["b"]`` for "a.b", or a flat ``config["a.b"]`` (both forms occur)."""
+def _get(config: dict, dotted: str, *default):
+    """``config["a"]["b"]`` for "a.b", or a flat ``config["a.b"]`` (both forms occur);
+    ``default`` where it is absent, else KeyError."""
     if dotted in config:
         return config[dotted]
     node = config
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
+            if default:
+                return default[0]
             raise KeyError(dotted)
         node = node[part]
     return node
@@ -105,7 +108,7 @@ def job_from_wandb(run, rows) -> Job:
         "cell": {"kernel": cell.kernel, "noise_var": cell.noise_var, "loss": cell.loss},
         "config_hash": summary.get("config_hash") if ended else None,
         "git_commit": None, "device": None, "torch_version": None,
-        "iterations": _safe(config, "loss.iterations"), "log_every": _safe(config, "log_every"),
+        "iterations": _get(config, "loss.iterations", None), "log_every": _get(config, "log_every", None),
         "status": summary.get("status") if ended else state, "wandb_state": state,
         "seed": config.get("seed"),
     }
@@ -127,13 +130,6 @@ def job_from_wandb(run, rows) -> Job:
         for name, curve in curves.items():
             job.images[name] = ImageRun(name, status, _curve_frame(curve), {"status": status}, source, reason)
     return job
-
-
-def _safe(config, dotted):
-    try:
-        return _get(config, dotted)
-    except KeyError:
-        return None
 
 
 def records_of(run, root: Path) -> Path | None:
