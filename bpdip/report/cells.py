@@ -67,13 +67,8 @@ class SeedResult:
 
 @dataclass
 class CellResult:
-    """Everything the tables and the figures need about one setting.
-
-    ``seeds`` holds the per-seed results; ``peak`` and ``final`` are the setting's values:
-    with one seed exactly that seed's, with several the means over the seeds that have a
-    value (``iteration`` is then None: each seed has its own, see ``seeds``), and
-    ``psnr_std`` / ``final_psnr_std`` their sample standard deviations (None with one).
-    """
+    """One setting: its ``seeds`` and its values, ``peak`` and ``final`` (one seed: that
+    seed's; several: the means over the seeds with a value, ``iteration`` None, ± ``psnr_std``)."""
 
     cell: Cell
     expected: list[str]

@@ -145,14 +145,9 @@ def records_of(run, root: Path) -> Path | None:
 
 
 def load_wandb(project: str, filters: dict | None = None, api=None, root=None) -> list[Job]:
-    """Every run of ``ENTITY/PROJECT`` as a Job (needs network and a W&B login).
-
-    A run with its records artifact is downloaded into ``root`` and read exactly as a local
-    job directory (:func:`bpdip.report.sources.load_job_dir`: the same curves, streams,
-    stopping choices, images, git commit and device). Older runs are rebuilt from
-    ``wandb.Api().runs(path, filters=...)`` and each run's ``scan_history()`` (all rows,
-    unsampled: ``run.history()`` samples 500 rows, which would move the peak).
-    """
+    """Every run of ``ENTITY/PROJECT`` as a Job (network and a W&B login): its records
+    artifact downloaded into ``root`` and read as a local job, or (older runs) rebuilt from
+    ``scan_history()`` (every row: ``run.history()`` samples 500, which would move the peak)."""
     if project.count("/") != 1:
         raise ValueError(f"--wandb expects ENTITY/PROJECT, got {project!r}")
     if api is None:
