@@ -108,6 +108,15 @@ class OverSeeds:
     def n(self) -> int:
         return len(self.peaks)
 
+    @property
+    def iterations(self) -> list[int]:
+        return [p["iteration"] for p in self.peaks]
+
+    @property
+    def at_end(self) -> list[bool]:
+        """Per seed: its peak is its curve's last iteration (:func:`at_end`)."""
+        return [at_end(p, c) for p, c in zip(self.peaks, self.curves)]
+
 
 def over_seeds(peaks: list[dict], curves: list[pd.DataFrame], by: str = "psnr",
                keys=("psnr", "ssim_dr2", "ssim")) -> OverSeeds:
@@ -120,6 +129,20 @@ def over_seeds(peaks: list[dict], curves: list[pd.DataFrame], by: str = "psnr",
     cols = [c for c in curves[0].columns if c != "iteration"]
     out.curve = curves[0] if len(curves) == 1 else mean_curve(curves, cols)[0]
     return out
+
+
+def over_seed_curves(seeds: Iterable[list[pd.DataFrame]], by: str = "psnr",
+                     cols=("psnr", "ssim_dr2", "ssim")) -> OverSeeds:
+    """Per seed the :func:`mean_curve` of its images' curves (``cols``) and its peak by ``by``;
+    then :func:`over_seeds` of the seeds with a peak."""
+    peaks, curves = [], []
+    for images in seeds:
+        curve = mean_curve(images, cols)[0]
+        p = peak_of(curve, by, [c for c in cols if c != by])
+        if p is not None:
+            peaks.append(p)
+            curves.append(curve)
+    return over_seeds(peaks, curves, by, cols)
 
 
 # ----------------------------------------------------------------------------- output streams

@@ -7,7 +7,9 @@ tests/fixtures/report/NAME/records --out tests/fixtures/report/NAME/expected --n
 were rewritten on purpose twice since (``git log -p tests/fixtures/report``): the unified
 LaTeX captions and the final table's bold (40379c4), the seeds / stopping captions (3e6a958);
 and at the merge of issues 29 and 30: the Baselines table's boundary-model column and caption
-(baselines.csv gains ``boundary_model``) and the citations of docs/references.md. No number changed."""
+(baselines.csv gains ``boundary_model``) and the citations of docs/references.md; the column
+winners, per-image and SR tables' LaTeX laid out with their Markdown's columns and caption (cf14fbd).
+No number changed."""
 
 import importlib.util
 from pathlib import Path

@@ -292,9 +292,9 @@ def test_sr_table_values_by_hand_and_kept_apart_from_deblurring(tmp_path):
 
 
 def test_the_sr_latex_table_is_laid_out_like_table1s_and_compiles(tmp_path):
-    """sr.tex on hand-made records: one line per method, bold the best of our column (a
-    tie bolds both), DIP's values beside ours, the last-logged mark; pdflatex compiles
-    report.tex when it is installed."""
+    """sr.tex on hand-made records: the Markdown table's columns, one line per method, bold
+    the best of our column (a tie bolds both), DIP's values beside ours, the last-logged
+    mark; pdflatex compiles report.tex when it is installed."""
     import shutil
 
     write_sr_jobs(tmp_path)
@@ -305,9 +305,10 @@ def test_the_sr_latex_table_is_laid_out_like_table1s_and_compiles(tmp_path):
     lines = [ln for ln in tex.splitlines() if ln.endswith("\\\\")]
     by_label = {ln.split(" & ")[0].replace("\\midrule", "").strip(): ln for ln in lines}
     # x4: BP 26 (last logged) is the best; x8: BP's 20.50 ties bicubic's 20.50; LS has no x8 record
-    assert by_label["BP"] == "BP & \\textbf{26.00$^{e}$} & -- & \\textbf{20.50} & -- \\\\"
-    assert by_label["LS"] == "LS & 23.00$^{e}$ & 27.01 & -- & 24.15 \\\\"
-    assert by_label["bicubic"] == "bicubic & 23.50 & 26.05 & \\textbf{20.50} & 23.10 \\\\"
+    assert by_label["BP"] == ("BP & \\textbf{26.00 @200 (last logged) (n=2/2)} & -- & \\textbf{20.50 @100 (n=2/2)} "
+                              "& -- \\\\")
+    assert by_label["LS"] == "LS & 23.00 @200 (last logged) (n=2/2) & 27.01 (DIP) & -- & 24.15 (DIP) \\\\"
+    assert by_label["bicubic"] == "bicubic & 23.50 (n=2) & 26.05 & \\textbf{20.50 (n=2)} & 23.10 \\\\"
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not on PATH (apt-get install -y texlive-latex-base texlive-latex-recommended)")
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=out,

@@ -1,10 +1,5 @@
-"""Assemble a report from jobs and write all its files into one directory.
-
-What is written is listed here, in order: :data:`SECTIONS` (the parts of report.md and of
-the LaTeX files), :data:`CSV_TABLES` and :data:`FIGURES`. A new part of the report is one
-function that builds its table (a :class:`render.Table` or :class:`render.Grid`, whose
-``markdown()`` and ``latex()`` print it) and one :class:`Section` line below; a new CSV is
-one line in ``CSV_TABLES``.
+"""Assemble a report and write its files: :data:`SECTIONS` (report.md and the .tex files, in
+order), :data:`CSV_TABLES` and :data:`FIGURES`. A new part is one function and one line here.
 """
 
 from __future__ import annotations
@@ -36,10 +31,16 @@ class Section:
     all super-resolution."""
 
     name: str
-    markdown: Callable
+    markdown: Callable | None = None
     tex: Callable | None = None
     tex_file: str | None = None
     deblur: bool = True
+    table: Callable | None = None  # (report) -> a render.Table: its section() and latex() are the two writers
+
+    def __post_init__(self):
+        if self.table is not None:
+            object.__setattr__(self, "markdown", lambda report: self.table(report).section())
+            object.__setattr__(self, "tex", lambda report: self.table(report).latex())
 
 
 SECTIONS = [
@@ -48,8 +49,8 @@ SECTIONS = [
     Section("paper", render.PAPER_GRID.markdown, render.PAPER_GRID.tex, "table1.tex"),
     Section("differences", render.DIFFERENCES_GRID.markdown, render.DIFFERENCES_GRID.tex, "table1.tex"),
     Section("iterations", render.ITERATIONS_GRID.markdown, render.ITERATIONS_GRID.tex, "table1.tex"),
-    Section("seeds", render.md_seeds, render.tex_seeds, "seeds.tex"),
-    Section("winners", render.md_winners, render.tex_winners, "seeds.tex"),
+    Section("seeds", tex_file="seeds.tex", table=render.seeds_table),
+    Section("winners", tex_file="seeds.tex", table=render.winners_table),
     Section("orderings", render.md_orderings),
     Section("final", render.FINAL_GRID.markdown, render.FINAL_GRID.tex, "table1_final.tex"),
     # issue 20's other output streams: "" unless the records have them
@@ -61,7 +62,7 @@ SECTIONS = [
     Section("baselines", baselines.md_baselines),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
-    Section("per_image", render.md_per_image, render.tex_per_image, "per_image.tex"),
+    Section("per_image", tex_file="per_image.tex", table=render.per_image_table),
     Section("visual", visual.md_visual, visual.tex_visual, "visual.tex"),  # Figs. 2-5 (bpdip.report.visual)
     # super-resolution records (issue 14): "" unless the report has some
     Section("sr", sr.md_sr, sr.tex_sr, "sr.tex", deblur=False),
@@ -88,15 +89,15 @@ CSV_TABLES: dict[str, Callable] = {
 
 
 def _fig1(report, stem):
-    from bpdip.report.figure import save_figure1
+    from bpdip.report.figure import figure1, save_figure
 
-    return save_figure1(report.cells, stem, title="Average PSNR vs iteration (cf. the paper's Fig. 1)")
+    return save_figure(figure1(report.cells, "Average PSNR vs iteration (cf. the paper's Fig. 1)"), stem)
 
 
 def _heatmap(report, stem):
-    from bpdip.report.figure import save_heatmap
+    from bpdip.report.figure import heatmap, save_figure
 
-    return save_heatmap(report.cells, stem, title="Table I: ours − paper, PSNR [dB] (blue: ours higher)")
+    return save_figure(heatmap(report.cells, "Table I: ours − paper, PSNR [dB] (blue: ours higher)"), stem)
 
 
 FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem -> writer (PNG and PDF)

@@ -1,30 +1,10 @@
 """From jobs to Table I cells: merge sweeps and seeds, average curves, find the peak, flag gaps.
 
-PROTOCOL "Optimisation and measurement": "average each setting's PSNR curve over the 14
-images; a Table I cell is the PEAK of that average curve (the best common iteration,
-chosen with ground truth), with the iteration where it peaks. Also report the
-final-iteration values." The SSIM of a cell is the mean SSIM at that same iteration; the
-paper's is the data_range = 2 variant (``ssim_dr2``), the data_range = 1 one is reported
-beside it.
-
-Seeds (``run.seed``): each seed of a setting is its own :class:`SeedResult` with its own
-mean curve and peak, i.e. that seed's Table I value. The setting's value is the mean of
-those per-seed peaks, with their sample standard deviation (ddof = 1) and the number of
-seeds; with one seed it is that seed's peak and the spread is unknown.
-
-Rules that keep incomplete data visible:
-- only images whose status is ``complete`` enter a mean; failed, running and corrupt
-  images are left out and the cell is flagged;
-- the mean curve uses only the iterations that every averaged image logged;
-- a cell averaged over fewer images than expected (in any seed) is flagged with the
-  missing names and the seed;
-- a cell with fewer seeds than the report holds (seeds seen in any record) is flagged;
-- records that may not be merged are a conflict, and the cell is not averaged:
-  two records whose ``protocol_hash`` (the result-relevant config without the seed)
-  differs, or two records of the SAME seed whose ``config_hash`` differs. Records
-  without ``protocol_hash`` (older runners) are only checked by the second rule: records
-  of different seeds are taken as seeds of one setting, and the issue list says that
-  this was not checked.
+The numbers are bpdip.curves' (PROTOCOL "Optimisation and measurement": each seed's value is
+the peak of its image-averaged curve; the setting's the mean ± s.d. over seeds). Only
+``complete`` images enter a mean; every gap is a flag (:data:`FLAGS`) and an :class:`Issue`.
+Records of one setting merge as seeds unless their ``protocol_hash`` differs, or two records
+of one seed differ in ``config_hash`` (a conflict: not averaged). docs/reports.md "Seeds".
 """
 
 from __future__ import annotations
@@ -87,13 +67,8 @@ class SeedResult:
 
 @dataclass
 class CellResult:
-    """Everything the tables and the figures need about one setting.
-
-    ``seeds`` holds the per-seed results; ``peak`` and ``final`` are the setting's values:
-    with one seed exactly that seed's, with several the means over the seeds that have a
-    value (``iteration`` is then None: each seed has its own, see ``seeds``), and
-    ``psnr_std`` / ``final_psnr_std`` their sample standard deviations (None with one).
-    """
+    """One setting: its ``seeds`` and its values, ``peak`` and ``final`` (one seed: that
+    seed's; several: the means over the seeds with a value, ``iteration`` None, ± ``psnr_std``)."""
 
     cell: Cell
     expected: list[str]

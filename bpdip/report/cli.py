@@ -1,10 +1,4 @@
-"""Command line: ``python -m bpdip.report RUN_DIRS... [--out results/NAME]``.
-
-Reads every summary.json under the given directories or globs (Hydra's ``multirun/``
-and ``outputs/`` job directories, or a results store), optionally W&B runs, and writes
-Table I, the final-iteration table, the per-image table (Markdown, CSV, LaTeX), Fig. 1 and
-the restored-image figures, Figs. 2-5 (PNG, PDF; ``--visual``), into the output directory.
-"""
+"""Command line: ``python -m bpdip.report RUN_DIRS... [--out results/NAME]`` (docs/reports.md)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
-"""Fig. 1 of the paper: a 3x3 grid (rows kernel, columns noise level), each panel the four
-average PSNR-vs-iteration curves (LS, LS-TV, BP, BP-TV), legends with the peak values; and
-the heat map of ours - paper (Table I PSNR).
-
-The curve drawn is each cell's mean curve (cells.mean_curve: averaged over the complete
-images at the iterations they all logged) and the marked point is the Table I peak, so
-the figure and the table cannot disagree. With several seeds the curve is the mean of the
-seeds' curves, the points are the seeds' own peaks and the legend gives the Table I value
-(mean ± s.d. of those peaks). Flagged cells carry their markers in the legend. Where the
-records hold the averaged output (issue 20, :mod:`bpdip.report.streams`), its mean curve is
-drawn dashed in the same colour, so that its gain over the paper's perturbed output is seen
-along the whole run.
+"""Fig. 1 of the paper (a 3x3 grid of kernel x noise panels, the four losses' average PSNR
+curves, the peaks marked; the averaged output dashed) and the heat map of ours − paper.
+The curves and peaks are the cells' own, so the figure and Table I cannot disagree.
 """
 
 from __future__ import annotations
@@ -134,11 +125,6 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     return fig
 
 
-def save_heatmap(cells: list[CellResult], stem, title: str | None = None) -> list:
-    """Write ``stem``.png and ``stem``.pdf of :func:`heatmap`; returns the paths."""
-    return save_figure(heatmap(cells, title), stem)
-
-
 def save_figure(fig, stem) -> list:
     """Write ``fig`` as ``stem``.png and ``stem``.pdf, close it; returns the paths."""
     from pathlib import Path
@@ -151,8 +137,3 @@ def save_figure(fig, stem) -> list:
     finally:
         plt.close(fig)
     return paths
-
-
-def save_figure1(cells: list[CellResult], stem, title: str | None = None) -> list:
-    """Write ``stem``.png and ``stem``.pdf; returns the paths."""
-    return save_figure(figure1(cells, title), stem)

@@ -1,19 +1,7 @@
-"""Markdown and LaTeX (booktabs) renderings of the report, one function per section.
-
-Layout (paper, TABLE I): rows LS, LS-TV, BP, BP-TV; columns the three kernels, each with
-the noise levels sigma = sqrt(0.3), sqrt(2), sqrt(4). Table I has one line per cell,
-``PSNR / SSIM`` (``PSNR ± s.d. / SSIM`` with several seeds), the highest PSNR of each
-column in bold and the markers of incomplete data (cells.FLAGS) after the numbers. The
-paper's values, the differences, the iterations with SSIM₁ and n, the seeds and the
-column winners follow in their own tables, and the issues are listed at the end.
-
-A section builds its table once, a :class:`Grid` (laid out as Table I) or a :class:`Table`
-(header, rows of cells, ONE caption), and one Markdown and one LaTeX writer print it; cells
-are plain text, or :class:`V` values (bold, numbers, markers), with :class:`A` where the
-languages still differ. :data:`bpdip.report.build.SECTIONS` lists the sections in the order
-they are written: a new section is one function building its table and one line there.
-Some parts (winners, per image, SR, the visual figures) still have an ``md_*`` / ``tex_*``
-pair whose columns differ between the languages.
+"""The report's sections: one table model, :class:`Table` (header, rows, ONE caption) or
+:class:`Grid` (laid out as the paper's Table I), built once and printed by one Markdown and
+one LaTeX writer. Cells are plain text or :class:`V` values (bold, signed numbers, the
+markers of incomplete data, cells.FLAGS), with :class:`A` where the languages differ.
 """
 
 from __future__ import annotations
@@ -67,19 +55,12 @@ def has_value(c: CellResult | None, which: str = "peak") -> bool:
     return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
 
 
-def column_best(grid: dict, which: str = "peak") -> dict:
-    """(kernel, var) -> the highest PSNR (mean over seeds) of the column's values."""
-    best = {}
-    for kernel, var in COLUMNS:
-        values = [getattr(grid[(loss, kernel, var)], which)["psnr"] for loss in LOSSES
-                  if has_value(grid.get((loss, kernel, var)), which)]
-        if values:
-            best[(kernel, var)] = max(values)
+def column_best(psnr: dict) -> dict:
+    """(kernel, var) -> the highest PSNR of the column; ``psnr``: (loss, kernel, var) -> PSNR."""
+    best: dict = {}
+    for (_, kernel, var), x in psnr.items():
+        best[(kernel, var)] = max(best.get((kernel, var), x), x)
     return best
-
-
-def is_best(c: CellResult, best: dict, which: str = "peak") -> bool:
-    return has_value(c, which) and getattr(c, which)["psnr"] == best.get((c.cell.kernel, c.cell.noise_var))
 
 
 def value_text(c: CellResult, which: str = "peak") -> str:
@@ -132,12 +113,6 @@ def md_with_markers(text: str, c: CellResult | None) -> str:
     return f"{text} {md_markers(c.markers)}" if c is not None and c.markers else text
 
 
-def md_grid(text) -> str:
-    """The paper's 4 x 9 grid, one line per loss; ``text(loss, kernel, var)``."""
-    header = [""] + [column_label(k, v) for k, v in COLUMNS]
-    return md_table(header, [[LOSS_LABELS[loss]] + [text(loss, k, v) for k, v in COLUMNS] for loss in LOSSES])
-
-
 def md_intro(report) -> str:
     parts = ["Values: **PSNR [dB] / SSIM** averaged over the images (SSIM with data_range 2, as the paper's old "
              "scikit-image; SSIM₁: data_range 1). With several seeds: the mean over the seeds ± the standard "
@@ -185,12 +160,7 @@ def seeds_table(report) -> Table:
                   A("s.d.", "S.d."), A("seeds", "Seeds"), A("flags", None)], rows, "lllrll",
                  "Each seed's Table I PSNR (the peak of that seed's average curve), their mean and sample standard "
                  "deviation (ddof 1; unknown with one seed) and the number of seeds with a value. Seeds in this "
-                 f"report: {', '.join(seeds) or '–'}.", "tab:seeds", spec="lllrl")
-
-
-def md_seeds(report) -> str:
-    table = seeds_table(report)
-    return "\n".join(["## Seeds", "", table.caption, "", table.markdown() if table.rows else "No records."])
+                 f"report: {', '.join(seeds) or '–'}.", "tab:seeds", spec="lllrl", title="Seeds", empty="No records.")
 
 
 def diff_text(row) -> str:
@@ -211,7 +181,7 @@ def verdict_text(row) -> str:
     return "not enough data"
 
 
-def md_winners(report) -> str:
+def winners_table(report) -> Table:
     rows = []
     for r in report.comparisons.itertuples():
         pair = f"{label(r.best)} {r.best_psnr:.2f}, {label(r.second)} {r.second_psnr:.2f}" \
@@ -221,11 +191,10 @@ def md_winners(report) -> str:
         rows.append([column_label(r.kernel, r.noise_var), pair, diff_text(r),
                      str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict_text(r), paper,
                      r.agrees if isinstance(r.agrees, str) else "–", r.note if isinstance(r.note, str) else ""])
-    return "\n".join(["## Column winners", "",
-                      f"Per column, the two losses with the highest mean PSNR (A, then B) and their difference "
-                      f"A − B [dB] with its 95 % interval. Method: {METHOD}", "",
-                      md_table(["column", "A, B (mean PSNR)", "A − B [95 % CI]", "pairs", "p", "ours",
-                                "paper's winner", "agrees", "note"], rows, "lllrrllll")])
+    return Table(["column", "A, B (mean PSNR)", "A − B [95 % CI]", "pairs", "p", "ours", "paper's winner", "agrees",
+                  "note"], rows, "lllrrllll",
+                 "Per column, the two losses with the highest mean PSNR (A, then B) and their difference A − B [dB] "
+                 f"with its 95 % interval. Method: {METHOD}", "tab:winners", title="Column winners")
 
 
 ORDERING_MARK = {"holds": "✓", "reversed": "✗", "tied": "≈", "not enough data": "?"}
@@ -295,18 +264,9 @@ def md_runs(report) -> str:
     return "## Runs\n\n" + body
 
 
-def md_per_image(report) -> str:
-    frame = report.image_spread
-    head = ["## Per image", "",
-            "Each image's own peak (its best logged iteration) and final values; with several seeds the mean over "
-            "the seeds in which the image is complete, and the seed spread: the standard deviation of the image's "
-            "peak PSNR over those seeds (unknown with one). Per-seed rows: `per_image.csv`.", ""]
-    if not len(frame):
-        return "\n".join(head + ["No image records."])
-    header = ["method", "kernel", "σ²", "image", "status", "in mean", "peak PSNR", "seed spread", "@it",
-              "peak SSIM (dr2)", "peak SSIM₁", "final PSNR", "final SSIM (dr2)", "final SSIM₁", "iterations", "note"]
+def per_image_table(report) -> Table:
     rows = []
-    for r in frame.itertuples():
+    for r in report.image_spread.itertuples():
         if r.n_seeds == 1:
             in_mean = "yes" if r.n_seeds_in_mean else "NO"
         else:
@@ -317,7 +277,13 @@ def md_per_image(report) -> str:
                      fmt(r.peak_ssim_dr2_mean, 3), fmt(r.peak_ssim_mean, 3), fmt(r.final_psnr_mean, 2),
                      fmt(r.final_ssim_dr2_mean, 3), fmt(r.final_ssim_mean, 3), r.iterations.replace(";", ", ") or "–",
                      r.notes])
-    return "\n".join(head + [md_table(header, rows, "llllll" + "r" * 9 + "l")])
+    return Table(["method", "kernel", "σ²", "image", "status", "in mean", "peak PSNR", "seed spread", "@it",
+                  "peak SSIM (dr2)", "peak SSIM₁", "final PSNR", "final SSIM (dr2)", "final SSIM₁", "iterations",
+                  "note"], rows, "llllll" + "r" * 9 + "l",
+                 "Each image's own peak (its best logged iteration) and final values; with several seeds the mean "
+                 "over the seeds in which the image is complete, and the seed spread: the standard deviation of the "
+                 "image's peak PSNR over those seeds (unknown with one). Per-seed rows: `per_image.csv`.",
+                 "tab:per-image", title="Per image", empty="No image records.")
 
 
 def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`", other: str = "·") -> list[str]:
@@ -375,50 +341,6 @@ def tex_with_markers(text: str, c: CellResult | None) -> str:
     return text + (tex_markers(c.markers) if c is not None else "")
 
 
-def tex_grid(text, caption: str, label: str, notes: list[str] | None = None,
-             header: str = "% needs \\usepackage{booktabs}; generated by bpdip.report, do not edit by hand") -> str:
-    """A ``table*`` of the paper's grid, one line per loss; ``text(loss, kernel, var)``."""
-    lines = [
-        header, "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
-        f"\\caption{{{caption}}}", f"\\label{{{label}}}",
-        "\\begin{tabular}{l" + "c" * len(COLUMNS) + "}", "\\toprule",
-        " & " + " & ".join(f"\\multicolumn{{3}}{{c}}{{{KERNEL_LABELS[k]} kernel}}" for k in KERNELS) + " \\\\",
-        "".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(KERNELS))),
-        " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in COLUMNS) + " \\\\",
-        "\\midrule",
-    ]
-    for loss in LOSSES:
-        lines.append(f"{LOSS_LABELS[loss]} & " + " & ".join(text(loss, k, v) for k, v in COLUMNS) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    lines += notes or []
-    lines += ["\\end{table*}", ""]
-    return "\n".join(lines)
-
-
-def tex_seeds(report) -> str:
-    return seeds_table(report).latex()
-
-
-def tex_winners(report) -> str:
-    lines = ["% column winners: paired t-intervals (bpdip.report.stats)",
-             "\\begin{table*}[t]", "\\centering", "\\scriptsize",
-             "\\caption{Column winners: the two losses with the highest mean PSNR, A and B, and A $-$ B [dB] with "
-             "its 95\\,\\% interval. " + tex_escape(METHOD) + "}", "\\label{tab:winners}",
-             "\\begin{tabular}{llllrll}", "\\toprule",
-             "Column & A, B (mean PSNR) & A $-$ B [95\\,\\% CI] & Ours & Pairs & Paper's winner & Agrees \\\\",
-             "\\midrule"]
-    for r in report.comparisons.itertuples():
-        pair = f"{label(r.best)} {r.best_psnr:.2f}, {label(r.second)} {r.second_psnr:.2f}" \
-            if isinstance(r.best, str) else "--"
-        paper = f"{label(r.paper_winner)} (+{r.paper_margin:.2f})" if isinstance(r.paper_winner, str) else "--"
-        lines.append(" & ".join([f"{KERNEL_LABELS[r.kernel]} $\\sigma=\\sqrt{{{r.noise_var:g}}}$", tex_escape(pair),
-                                 tex_escape(diff_text(r)), tex_escape(verdict_text(r)),
-                                 str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", tex_escape(paper),
-                                 tex_escape(r.agrees if isinstance(r.agrees, str) else "--")]) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
-    return "\n".join(lines)
-
-
 def tex_notes(report) -> list[str]:
     used = sorted({f for c in report.cells for f in c.flags}, key=list(FLAGS).index)
     notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
@@ -441,27 +363,6 @@ def tex_notes(report) -> list[str]:
         notes.append("Incomplete data: " + text + ".")
     notes.append("}")
     return notes
-
-
-def tex_per_image(report) -> str:
-    frame = report.image_spread
-    header = ["Method", "Kernel", "$\\sigma^2$", "Image", "Seeds", "Peak PSNR", "Spread", "Iter.", "SSIM",
-              "SSIM$_1$", "Final PSNR", "SSIM", "SSIM$_1$"]
-    lines = ["% needs \\usepackage{booktabs,longtable}; generated by bpdip.report",
-             "\\begin{longtable}{lllll" + "r" * 8 + "}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule",
-             "\\endhead", "\\bottomrule", "\\endfoot"]
-    for r in frame.itertuples():
-        seeds = f"{r.n_seeds_in_mean}/{r.n_seeds}" + ("" if r.n_seeds_in_mean == r.n_seeds else "$^{*}$")
-        its = tex_escape(r.peak_iterations.replace(";", ", ")) or "--"
-        lines.append(" & ".join([tex_escape(r.method), tex_escape(r.kernel), f"{r.noise_var:g}", tex_escape(r.image),
-                                 seeds, tex_num(r.peak_psnr_mean, 2), tex_num(r.peak_psnr_std, 2), its,
-                                 tex_num(r.peak_ssim_dr2_mean, 3), tex_num(r.peak_ssim_mean, 3),
-                                 tex_num(r.final_psnr_mean, 2), tex_num(r.final_ssim_dr2_mean, 3),
-                                 tex_num(r.final_ssim_mean, 3)]) + " \\\\")
-    lines += ["\\end{longtable}", "% Seeds: complete / recorded seeds of the image ($^{*}$: some are not in the "
-              "mean: failed, running, corrupt or absent); Spread: standard deviation of the image's peak PSNR over "
-              "the seeds (-- with one); SSIM: data_range 2 (the paper's), SSIM$_1$: data_range 1", ""]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- the grid tables
@@ -517,10 +418,8 @@ def empty_value(c: CellResult | None) -> V:
 
 
 def value_parts(c: CellResult, which: str = "peak", bold: bool = False) -> tuple:
-    """``PSNR / SSIM`` or ``PSNR ± s.d. / SSIM``, bold where it is the column's best."""
-    values = getattr(c, which)
-    std = c.psnr_std if which == "peak" else c.final_psnr_std
-    text = f"{values['psnr']:.2f}{f' ± {std:.2f}' if std is not None else ''} / {values['ssim_dr2']:.3f}"
+    """:func:`value_text`, bold where it is the column's best."""
+    text = value_text(c, which)
     return (B(text) if bold else text,)
 
 
@@ -560,9 +459,16 @@ class Grid:
         notes = tex_notes(report) if self.notes else None
         if self.after:
             notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize", tex_caption(self.after(report)), "}"]
-        return tex_grid(lambda *key: text(*key).latex(), tex_caption(f"{self.title}: {self.caption_of(report)}"),
-                        self.label,
-                        notes, header=self.comment)
+        lines = [
+            self.comment, "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
+            f"\\caption{{{tex_caption(f'{self.title}: {self.caption_of(report)}')}}}", f"\\label{{{self.label}}}",
+            "\\begin{tabular}{l" + "c" * len(COLUMNS) + "}", "\\toprule",
+            " & " + " & ".join(f"\\multicolumn{{3}}{{c}}{{{KERNEL_LABELS[k]} kernel}}" for k in KERNELS) + " \\\\",
+            "".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(KERNELS))),
+            " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in COLUMNS) + " \\\\", "\\midrule"]
+        lines += [f"{LOSS_LABELS[loss]} & " + " & ".join(text(loss, k, v).latex() for k, v in COLUMNS) + " \\\\"
+                  for loss in LOSSES]
+        return "\n".join([*lines, "\\bottomrule", "\\end{tabular}", *(notes or []), "\\end{table*}", ""])
 
 
 @dataclass(frozen=True)
@@ -578,6 +484,8 @@ class Table:
     caption: str = ""
     label: str = ""
     spec: str | None = None  # LaTeX's columns (default: ``align``)
+    title: str = ""  # the Markdown section's heading
+    empty: str = ""  # the Markdown section's text without rows
 
     def _columns(self, lang: str) -> list[int]:
         """The columns this language shows (an :class:`A` header that is None in it: none)."""
@@ -589,6 +497,11 @@ class Table:
         keep = self._columns("md")
         return md_table([md(self.header[i]) for i in keep], [[md(row[i]) for i in keep] for row in self.rows],
                         self.align)
+
+    def section(self) -> str:
+        """The Markdown section: heading, caption, the table (or ``empty`` without rows)."""
+        body = self.markdown() if self.rows or not self.empty else self.empty
+        return "\n".join([f"## {self.title}", "", self.caption, "", body])
 
     def latex(self) -> str:
         def tex(x):
@@ -616,13 +529,13 @@ def cell_values(value, which: str = "peak"):
     value (bold: the column's best PSNR), else why not."""
     def cells(report):
         grid, _ = grid_cells(report.cells)
-        best = column_best(grid, which)
+        best = column_best({key: getattr(c, which)["psnr"] for key, c in grid.items() if has_value(c, which)})
 
         def text(loss, kernel, var):
             c = grid.get((loss, kernel, var))
             if not has_value(c, which):
                 return empty_value(c)
-            return V(value(c, is_best(c, best, which)), c.markers)
+            return V(value(c, getattr(c, which)["psnr"] == best.get((kernel, var))), c.markers)
         return text
     return cells
 

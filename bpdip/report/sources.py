@@ -1,9 +1,5 @@
-"""Reading run records into memory: one :class:`Job` per summary.json (or W&B run).
-
-The record schema is :mod:`bpdip.records` (schema 1). Nothing is averaged here; this
-module only reads, validates and labels. A record that cannot be trusted becomes an
-image (or job) with status ``corrupt`` and a reason, so that the report shows it instead
-of silently dropping it.
+"""Reading run records (:mod:`bpdip.records`) into :class:`Job` objects: read, validate,
+label; nothing is averaged here. A record that cannot be trusted is ``corrupt`` with a reason.
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bpdip.curves import best
+from bpdip.curves import _finite, best
 from bpdip.paper import canonical_noise
 from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
 
@@ -39,15 +35,10 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One setting: blur kernel, noise variance (0..255 scale), loss, and the task:
-    ``deblur`` (Table I's; records without ``run.cell.task`` read as deblurring) or a
-    super-resolution label such as ``sr-x4`` / ``sr-x4-pil`` (bpdip.runner.plan.SRSettings).
-    Settings of different tasks are different cells, so they are never averaged together.
-
-    A record's non-circular boundary (``run.cell.boundary``, issue 19) is a different
-    degradation of the same image, so it goes into the kernel's label: ``gaussian-valid``
-    is its own column beside ``gaussian``, never averaged with it, and never compared with
-    the paper's (circular) Table I."""
+    """One setting: kernel, noise variance (0..255 scale), loss and task (``deblur``, or
+    ``sr-x4`` / ``sr-x4-pil``). Cells of different tasks are never averaged together; a
+    non-circular boundary (issue 19) goes into the kernel's label (``gaussian-valid``), its
+    own column, never compared with the paper's circular Table I."""
 
     kernel: str
     noise_var: float
@@ -147,10 +138,6 @@ def seed_label(seed) -> str:
     return "?" if seed is None else str(seed)
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _curve_frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return empty_curve()
@@ -197,11 +184,8 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
 
 def job_from_records(source: str, summary: dict, rows: list[dict] | None, metrics_error: str | None = None,
                      mtime: float = 0.0) -> Job:
-    """Build a Job from a parsed summary.json and the parsed metrics.csv rows.
-
-    ``rows`` is None with ``metrics_error`` set when metrics.csv could not be read: every
-    image of the job is then corrupt (its curve is unknown).
-    """
+    """A Job from a parsed summary.json and metrics.csv rows (None with ``metrics_error``:
+    every image is then corrupt, its curve unknown)."""
     if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
         got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
         return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",

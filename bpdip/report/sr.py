@@ -1,26 +1,11 @@
-"""The super-resolution part of a report (issue 14): an SR table like Table I, its CSVs and
-a Y-PSNR-vs-iteration figure, from records whose ``run.cell.task`` is ``sr-x<s>[-pil]``.
+"""The super-resolution part of a report (issue 14; docs/super-resolution.md "The report"):
+an SR table like Table I, its CSVs and a Y-PSNR figure, from records whose ``run.cell.task``
+is ``sr-x<s>[-pil]``, built apart from the deblurring cells (never averaged together).
 
-Layout: rows LS, BP, BP-TV (any other loss after them) and the bicubic baseline; one
-column per factor (and LR source, kernel and noise where a report holds several), our
-value beside the DIP paper's Set14 number (``bpdip.paper.SR_SET14``; DIP's loss is least
-squares, so its number sits in the LS row).
-
-Values (the Table I rule of PROTOCOL "Optimisation and measurement", on the SR metric):
-a method's value is the PEAK of the Y-PSNR curve averaged over the images at equal logged
-iterations (the best common iteration, chosen with ground truth), with the iteration where
-it peaks; several seeds: the mean of the seeds' peaks ± their sample s.d. (ddof 1), as in
-``bpdip.report.cells``. Y-PSNR: ``bpdip.metrics.psnr_y`` (MATLAB rgb2ycbcr's Y on the
-0..255 scale, ``sr.shave`` pixels shaved on each side, 4 by default as DIP's eval script;
-docs/references.md "Deep Image Prior super-resolution"). The bicubic row is the mean over the
-column's images of each image's ``baseline`` (y upsampled by PIL's bicubic, measured the
-same way; ``bpdip.runner.cell.baseline``). The stopping rules are in the records
-unchanged (``stopping`` per image); this table is the oracle's, as Table I is.
-
-The cells are built by :func:`bpdip.report.cells.build_cell` (same merging, seeds, flags
-and conflict rules as Table I), but separately from the deblurring cells: a report never
-averages SR and deblurring records together, and a report over deblurring records only
-has no SR part at all.
+A method's value is Table I's rule on the Y-PSNR curve (``bpdip.metrics.psnr_y``):
+:func:`bpdip.curves.over_seed_curves`. The bicubic row is the mean over the column's
+images of each image's ``baseline``; DIP's Set14 number sits in the LS row
+(``bpdip.paper.SR_SET14``; docs/references.md "Deep Image Prior super-resolution").
 """
 
 from __future__ import annotations
@@ -33,10 +18,11 @@ import pandas as pd
 
 from bpdip import paper
 from bpdip.paper import LOSS_LABELS
-from bpdip.curves import at_end, mean_curve, over_seeds, peak_of
+from bpdip.curves import OverSeeds, over_seed_curves, peak_of
 from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
                                 merge_jobs)
 from bpdip.report.protocol import _differs, _get, network_deviation
+from bpdip.report.render import A, Table, V, fmt, md_table, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
 
 TASK_RE = re.compile(r"^sr-x(\d+)(-pil)?$")
@@ -133,51 +119,17 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
 
 # ------------------------------------------------------------------------ values
 
-def y_mean_curve(curves: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean of the images' Y_COLUMNS at the iterations every curve has (bpdip.curves.mean_curve)."""
-    return mean_curve(curves, Y_COLUMNS)[0]
+def y_value(c: CellResult) -> OverSeeds:
+    """Per seed the peak of its mean Y-PSNR curve, then the mean ± s.d. over the seeds."""
+    return over_seed_curves(([r.images[n].curve for n in r.used] for r in c.valued_seeds), "psnr_y", Y_COLUMNS)
 
 
-def _peak(curve: pd.DataFrame) -> dict | None:
-    """The peak of a mean curve by Y-PSNR, with the RGB metrics there (bpdip.curves.peak_of)."""
-    return peak_of(curve, "psnr_y", ("psnr", "ssim", "ssim_dr2"))
-
-
-@dataclass
-class YValue:
-    """One SR setting's value: per seed the peak of its mean Y-PSNR curve, then over seeds."""
-
-    psnr_y: float | None = None
-    std: float | None = None  # over the seeds' peaks, ddof 1; None with one seed
-    iterations: tuple = ()  # the peak iteration of each seed
-    at_end: tuple = ()  # per seed: the peak is the last common logged iteration (may still rise)
-    at_peak: dict | None = None  # mean psnr, ssim, ssim_dr2 at the seeds' peaks
-    final_psnr_y: float | None = None  # mean over images (and seeds) of the final image's
-    n_seeds: int = 0
-    curve: pd.DataFrame | None = None  # the mean curve (several seeds: mean of their curves)
-
-
-def y_value(c: CellResult) -> YValue:
-    peaks, curves, finals = [], [], []
-    for r in c.valued_seeds:
-        curve = y_mean_curve([r.images[n].curve for n in r.used])
-        p = _peak(curve)
-        if p is None:
-            continue
-        peaks.append(p)
-        curves.append(curve)
-        vals = [r.images[n].summary.get("final_psnr_y") for n in r.used]
-        if all(isinstance(v, (int, float)) for v in vals):
-            finals.append(float(np.mean(vals)))
-    if not peaks:
-        return YValue()
-    seeds = over_seeds(peaks, curves, by="psnr_y", keys=("psnr_y", "psnr", "ssim", "ssim_dr2"))
-    return YValue(
-        psnr_y=seeds.peak["psnr_y"], std=seeds.std, iterations=tuple(p["iteration"] for p in peaks),
-        at_end=tuple(at_end(p, c) for p, c in zip(peaks, curves)),
-        at_peak={k: seeds.peak[k] for k in ("psnr", "ssim", "ssim_dr2")},
-        final_psnr_y=float(np.mean(finals)) if len(finals) == len(peaks) else None, n_seeds=len(peaks),
-        curve=seeds.curve)
+def final_psnr_y(c: CellResult) -> float | None:
+    """The mean over the seeds of each seed's mean final Y-PSNR (None where an image lacks it)."""
+    finals = [[r.images[n].summary.get("final_psnr_y") for n in r.used] for r in c.valued_seeds]
+    if not finals or not all(isinstance(v, (int, float)) for f in finals for v in f):
+        return None
+    return float(np.mean([np.mean(f) for f in finals]))
 
 
 def baseline_value(cells: list[CellResult]) -> dict | None:
@@ -222,12 +174,13 @@ def sr_table(report) -> pd.DataFrame:
             v = y_value(c)
             rows.append({**base, "method": _label(c.cell.loss), "loss": c.cell.loss, "status": c.status,
                          "flags": ";".join(c.flags), "n_images": len(c.used), "n_expected": len(c.expected),
-                         "n_seeds": v.n_seeds, "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
-                         "peak_psnr_y": v.psnr_y, "peak_psnr_y_std": v.std,
+                         "n_seeds": v.n, "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
+                         "peak_psnr_y": (v.peak or {}).get("psnr_y"), "peak_psnr_y_std": v.std,
                          "peak_iterations": ";".join(map(str, v.iterations)),
                          "peak_at_last_logged": ";".join(str(bool(e)).lower() for e in v.at_end),
-                         **{f"{k}_at_peak": (v.at_peak or {}).get(k) for k in ("psnr", "ssim", "ssim_dr2")},
-                         "final_psnr_y": v.final_psnr_y, "dip_paper_psnr_y": paper.sr_paper(c.cell.loss, col.factor),
+                         **{f"{k}_at_peak": (v.peak or {}).get(k) for k in ("psnr", "ssim", "ssim_dr2")},
+                         "final_psnr_y": final_psnr_y(c) if v.peak else None,
+                         "dip_paper_psnr_y": paper.sr_paper(c.cell.loss, col.factor),
                          "iterations": c.run.get("iterations"), "config_hash": c.config_hash,
                          "git_commit": c.run.get("git_commit"), "device": c.run.get("device"),
                          "deviations": "; ".join(c.deviations)})
@@ -267,29 +220,28 @@ def sr_per_image(report) -> pd.DataFrame:
     return frame
 
 
-# ------------------------------------------------------------------------ Markdown
+# ------------------------------------------------------------------------ the tables
 
-def _cell_text(c: CellResult | None) -> str:
-    from bpdip.report.render import md_markers
+def _bold_tex(text: str, bold: bool) -> A | str:
+    """LaTeX bolds the best of our column (Markdown: as before, no bold)."""
+    return A(text, f"\\textbf{{{tex_escape(text)}}}") if bold else text
 
+
+def _cell_text(c: CellResult | None, best) -> V | str:
     if c is None:
         return "–"
     v = y_value(c)
-    if v.psnr_y is None:
-        text = c.status if c.status in ("missing", "conflict") else "no complete image"
-    else:
-        spread = f" ± {v.std:.2f}" if v.std is not None else ""
-        its = ",".join(f"{i}{' (last logged)' if end else ''}" for i, end in zip(v.iterations, v.at_end))
-        text = f"{v.psnr_y:.2f}{spread} @{its} (n={len(c.used)}/{len(c.expected)})"
-    return f"{text} {md_markers(c.markers)}" if c.markers else text
+    if v.peak is None:
+        return V((c.status if c.status in ("missing", "conflict") else "no complete image",), c.markers)
+    spread = f" ± {v.std:.2f}" if v.std is not None else ""
+    its = ",".join(f"{i}{' (last logged)' if end else ''}" for i, end in zip(v.iterations, v.at_end))
+    text = f"{v.peak['psnr_y']:.2f}{spread} @{its} (n={len(c.used)}/{len(c.expected)})"
+    return V((_bold_tex(text, v.peak["psnr_y"] == best),), c.markers)
 
 
-def md_sr(report) -> str:
-    from bpdip.report.render import fmt, md_table
-
+def sr_text_table(report) -> Table:
+    """The SR table: a row per method and bicubic, per column ours and the DIP paper's."""
     cols = columns(report)
-    if not cols:
-        return ""
     shaves = sorted({str(_get(c.config or {}, "sr.shave", "?")) for c in report.sr_cells})
     short = len({col.factor for col in cols}) == len(cols)
     header = ["method"]
@@ -297,22 +249,24 @@ def md_sr(report) -> str:
         header += [f"{col.label(short)} ours", f"{col.label(True)} DIP paper"]
     losses = list(dict.fromkeys(c.cell.loss for cs in cols.values() for c in cs))
     order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
+    bicubic = {col: baseline_value(cells) for col, cells in cols.items()}
+    best = {col: max([v.peak["psnr_y"] for c in cells for v in [y_value(c)] if v.peak]
+                     + ([bicubic[col]["psnr_y"]] if bicubic[col] else []), default=None) for col, cells in cols.items()}
     rows = []
     for loss in sorted(losses, key=lambda x: (order.get(x, len(order)), x)):
         row = [_label(loss)]
         for col, cells in cols.items():
-            c = next((c for c in cells if c.cell.loss == loss), None)
             dip = paper.sr_paper(loss, col.factor)
-            row += [_cell_text(c), f"{dip:.2f} (DIP)" if dip is not None else "–"]
+            row += [_cell_text(next((c for c in cells if c.cell.loss == loss), None), best[col]),
+                    f"{dip:.2f} (DIP)" if dip is not None else "–"]
         rows.append(row)
     row = ["bicubic"]
-    for col, cells in cols.items():
-        b = baseline_value(cells)
-        dip = paper.sr_paper("bicubic", col.factor)
-        row += [f"{b['psnr_y']:.2f} (n={b['n']})" if b else "–", f"{dip:.2f}" if dip is not None else "–"]
+    for col in cols:
+        b, dip = bicubic[col], paper.sr_paper("bicubic", col.factor)
+        row += [V((_bold_tex(f"{b['psnr_y']:.2f} (n={b['n']})", b["psnr_y"] == best[col]),)) if b else "–",
+                f"{dip:.2f}" if dip is not None else "–"]
     rows.append(row)
-    parts = [
-        "## Super-resolution", "",
+    return Table(header, rows, "l" + "c" * (len(header) - 1), (
         "Y-channel PSNR [dB] (MATLAB rgb2ycbcr's Y, data range 255, "
         f"{' or '.join(shaves)} pixels shaved on each side: `sr.shave`, DIP's eval script shaves 4), the peak of "
         "the Y-PSNR curve averaged over the images at equal iterations (as Table I; the oracle, chosen with ground "
@@ -320,14 +274,19 @@ def md_sr(report) -> str:
         "expected; ± the s.d. over seeds. Bicubic: y "
         "upsampled by PIL's bicubic, measured the same way. DIP paper: Set14 with DIP's protocol (LR by PIL's "
         "Lanczos, lanczos2 in the loss, least squares: read it beside LS; docs/references.md), recomputed from the DIP "
-        "authors' published outputs.", "",
-        md_table(header, rows),
-    ]
+        "authors' published outputs."), "tab:sr", title="Super-resolution")
+
+
+def md_sr(report) -> str:
+    cols = columns(report)
+    if not cols:
+        return ""
+    parts = [sr_text_table(report).section()]
     departures = {col: sorted({d for c in cells for d in c.deviations}) for col, cells in cols.items()}
     if any(departures.values()):
         parts += ["", "**Departures from DIP's protocol** (so the DIP columns are context, not a target):", ""]
         parts += [f"- {col.label()}: {'; '.join(d) or 'none'}" for col, d in departures.items()]
-    if not short:
+    if len({col.factor for col in cols}) != len(cols):
         parts += ["", "Columns: " + "; ".join(col.label() for col in cols) + "."]
     frame = sr_per_image(report)
     if len(frame):
@@ -348,68 +307,8 @@ def md_sr(report) -> str:
     return "\n".join(parts)
 
 
-# ------------------------------------------------------------------------ LaTeX
-
-def _tex_rows(report) -> tuple[dict, list[tuple[str, list]]]:
-    """(columns, [(row label, [(ours value or None, text, DIP's value or None) per column])])."""
-    from bpdip.report.render import tex_markers
-
-    cols = columns(report)
-    losses = list(dict.fromkeys(c.cell.loss for cs in cols.values() for c in cs))
-    order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
-    rows = []
-    for loss in sorted(losses, key=lambda x: (order.get(x, len(order)), x)):
-        entries = []
-        for col, cells in cols.items():
-            c = next((c for c in cells if c.cell.loss == loss), None)
-            v = y_value(c) if c is not None else YValue()
-            text = "--"
-            if v.psnr_y is not None:
-                text = f"{v.psnr_y:.2f}" + (f" $\\pm$ {v.std:.2f}" if v.std is not None else "")
-                text += "$^{e}$" if any(v.at_end) else ""
-                text += tex_markers(c.markers) if c.markers else ""
-            entries.append((v.psnr_y, text, paper.sr_paper(loss, col.factor)))
-        rows.append((_label(loss), entries))
-    entries = []
-    for col, cells in cols.items():
-        b = baseline_value(cells)
-        entries.append((b["psnr_y"] if b else None, f"{b['psnr_y']:.2f}" if b else "--",
-                        paper.sr_paper("bicubic", col.factor)))
-    rows.append(("bicubic", entries))
-    return cols, rows
-
-
 def tex_sr(report) -> str:
-    """sr.tex: the SR table as Table I's LaTeX is laid out (booktabs, one line per method,
-    bold: the highest of our values in each column, DIP's values beside ours)."""
-    from bpdip.report.render import tex_escape
-
-    cols, rows = _tex_rows(report)
-    if not cols:
-        return ""
-    short = len({col.factor for col in cols}) == len(cols)
-    best = [max((e[i][0] for _, e in rows if e[i][0] is not None), default=None) for i in range(len(cols))]
-    lines = ["% needs \\usepackage{booktabs}; generated by bpdip.report, do not edit by hand",
-             "\\begin{table}[t]", "\\centering", "\\small",
-             "\\caption{Super-resolution: Y-channel PSNR [dB] (MATLAB rgb2ycbcr's Y, border shaved by "
-             "\\texttt{sr.shave}) at the peak of the average curve (the oracle, as Table I), with several seeds the "
-             "mean $\\pm$ the standard deviation over the seeds; $^{e}$: the peak is the last logged iteration, the "
-             "curve may still be rising; bold: the best of our column; DIP: the DIP paper's Set14 values (its "
-             "protocol; least squares, read beside LS).}",
-             "\\label{tab:sr}", "\\begin{tabular}{l" + "cc" * len(cols) + "}", "\\toprule",
-             " & " + " & ".join(f"\\multicolumn{{2}}{{c}}{{{tex_escape(col.label(short))}}}" for col in cols)
-             + " \\\\",
-             "".join(f"\\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(cols))),
-             "Method & " + " & ".join("ours & DIP" for _ in cols) + " \\\\", "\\midrule"]
-    for label, entries in rows:
-        cells = []
-        for i, (value, text, dip) in enumerate(entries):
-            bold = value is not None and best[i] is not None and value == best[i]
-            cells += [f"\\textbf{{{text}}}" if bold else text, f"{dip:.2f}" if dip is not None else "--"]
-        lines.append(("\\midrule\n" if label == "bicubic" else "") + tex_escape(label) + " & "
-                     + " & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-    return "\n".join(lines)
+    return sr_text_table(report).latex() if report.sr_cells else ""
 
 
 # ------------------------------------------------------------------------ figure
@@ -428,11 +327,12 @@ def sr_figure(report):
         for c in cells:
             v = y_value(c)
             color = COLORS.get(c.cell.loss)
-            if v.curve is None or v.psnr_y is None:
+            if v.peak is None:
                 ax.plot([], [], color=color, label=f"{_label(c.cell.loss)}: {c.status}")
                 continue
             ax.plot(v.curve["iteration"], v.curve["psnr_y"], color=color, lw=1.3,
-                    label=f"{_label(c.cell.loss)}{c.markers}: {v.psnr_y:.2f} dB @{','.join(map(str, v.iterations))}"
+                    label=f"{_label(c.cell.loss)}{c.markers}: {v.peak['psnr_y']:.2f} dB "
+                          f"@{','.join(map(str, v.iterations))}"
                           f" (n={len(c.used)})")
             peak = peak_of(v.curve, "psnr_y", ())
             ax.plot([peak["iteration"]], [peak["psnr_y"]], "o", color=color, ms=4)

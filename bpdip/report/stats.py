@@ -1,11 +1,6 @@
 """Statistics over seeds and images: per-seed Table I values, their spread, and which loss
 wins each column of Table I with what confidence.
 
-Per setting (see :mod:`bpdip.report.cells`): each seed's Table I value is the peak of that
-seed's image-averaged PSNR curve; the setting's value is their mean, with the sample
-standard deviation (ddof = 1) and the number of seeds. Per image: the seed-to-seed spread
-is the sample standard deviation of the image's own peak PSNR over the seeds.
-
 Per column (kernel, noise variance) of the paper's grid, :func:`compare_cells` compares
 the two losses with the highest mean PSNR, A (best) and B (second), by a **paired
 t-interval over (image, seed) pairs**:

@@ -1,16 +1,6 @@
-"""The report's "stopping" part: what each stopping rule (bpdip.stopping) chose, per setting.
-
-Per setting and rule, over the images in the setting's means (every seed's, pooled), the
-numbers of :func:`bpdip.curves.rule_statistics`: the mean PSNR of the images the
-rule chose, the mean gap to each image's oracle peak (its best logged iteration, chosen
-with ground truth), the share of images within 0.5 dB of it, the mean chosen iteration, the
-share that stopped, and the iterations the rule would run with ``stop.early``.
-
-Below the table, issue 10's targets over the paper's grid, computed from the same numbers:
-the mean gap to the oracle over the settings, the mean gain over ``fixed`` at the BP
-settings of noise variance 2 and 4, and the iterations a ``stop.early`` run of the grid
-would take against the full runs. The companion figure marks each rule's mean choice on the
-image-averaged PSNR curves of Fig. 1.
+"""The report's "stopping" part: per setting and rule, :func:`bpdip.curves.rule_statistics`
+over the images in the setting's means (every seed pooled), issue 10's targets over the
+paper's grid, Fig. 1 with each rule's mean choice, and ``stop.early`` against full runs.
 """
 
 from __future__ import annotations
@@ -24,6 +14,7 @@ from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
 from bpdip.report.render import A, Table, md_table
+from bpdip.report.streams import setting_label
 
 COLUMNS = ["loss", "kernel", "noise_var", "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration",
            "stopped", "ran", "full"]
@@ -35,17 +26,21 @@ def cell_entries(c) -> list[dict]:
             if n in r.images]
 
 
+def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None, **extra) -> list[dict]:
+    """One row per rule of :func:`rule_statistics` over ``entries`` (only ``rules``, renamed
+    by ``extra``'s ``rule`` template), ``full``: the mean iterations of ``full`` (default
+    ``entries``)."""
+    full = entries if full is None else full
+    runs = float(np.mean([e.get("iterations") or math.nan for e in full])) if full else math.nan
+    template = extra.pop("rule", "{}")
+    return [{"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, **extra,
+             "rule": template.format(rule), **s, "full": runs}
+            for rule, s in rule_statistics(entries).items() if rules is None or rule in rules]
+
+
 def stopping_table(cells) -> pd.DataFrame:
     """One row per (setting, rule) with records of the rules (schema-2 records)."""
-    rows = []
-    for c in cells:
-        if c.status in ("missing", "conflict"):
-            continue
-        entries = cell_entries(c)
-        full = float(np.mean([e.get("iterations") or math.nan for e in entries])) if entries else math.nan
-        for rule, s in rule_statistics(entries).items():
-            rows.append({"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var,
-                         "rule": rule, **s, "full": full})
+    rows = [r for c in cells if c.status not in ("missing", "conflict") for r in rule_rows(c, cell_entries(c))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -76,10 +71,6 @@ def _fmt(x, spec) -> str:
     return "–" if x is None or not isinstance(x, (int, float)) or not math.isfinite(x) else format(x, spec)
 
 
-def _setting(row) -> str:
-    return f"{LOSS_LABELS.get(row.loss, row.loss)} / {KERNEL_LABELS.get(row.kernel, row.kernel)} / σ²={row.noise_var:g}"
-
-
 def _rule_cell(s) -> str:
     if not math.isfinite(s.mean_psnr):  # no ground truth: only the iteration
         return f"@{_fmt(s.iteration, '.0f')}{' stopped ' + _fmt(100 * s.stopped, '.0f') + '%' if s.stopped else ''}"
@@ -98,7 +89,8 @@ def stopping_rows(frame: pd.DataFrame, by: list[str]) -> tuple[list[str], list[l
     for _, group in frame.groupby(by, sort=False):
         by_rule = {r.rule: r for r in group.itertuples()}
         first = next(iter(by_rule.values()))
-        rows.append([_setting(first), *(str(getattr(first, k)) for k in by[3:]), str(first.n)]
+        rows.append([setting_label((first.loss, first.kernel, first.noise_var)),
+                     *(str(getattr(first, k)) for k in by[3:]), str(first.n)]
                     + [_rule_cell(by_rule[r]) if r in by_rule else "–" for r in rules])
     return rules, rows
 

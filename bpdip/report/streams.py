@@ -1,23 +1,8 @@
-"""Table I with the other output streams (issue 20): the averaged and the clean output.
-
-A run measures three images at every logged iteration (SPEC, issue 20): ``perturbed``
-f(z + 0.03 n), the paper's, which every Table I number uses (PROTOCOL "Optimisation and
-measurement"); ``clean`` f(z); ``average``, the exponential average x̄ <- w x̄ + (1 - w) out
-of the perturbed outputs (w = ``output.ema``, 0.99 as DIP's code). A stream is a set of
-curve columns of metrics.csv: ``psnr, ssim, ssim_dr2`` for the perturbed stream,
-``<stream>_psnr, <stream>_ssim, <stream>_ssim_dr2`` for the others.
-
-A stream's value of a setting is Table I's rule on its columns, with Table I's own code: per
-seed the peak of the stream's PSNR curve averaged over the seed's images at equal
-iterations (:func:`bpdip.report.cells.mean_curve`, :func:`~bpdip.report.cells.peak_of`),
-SSIM there; the setting's value is the mean over the seeds ± the sample s.d. (ddof 1), as
-:mod:`bpdip.report.cells`. The images and seeds are Table I's (a seed's ``used`` images; the
-seeds with a Table I value). The **gain** over the paper's protocol is, per seed, the
-stream's peak PSNR minus Table I's (perturbed) peak PSNR, averaged over the seeds with
-both: with every seed it is the stream's value minus Table I's.
-
-Records without the stream's columns (older records, or ``data=observed``) give no value,
-and a report whose records hold no other stream has none of these sections.
+"""Table I with the other output streams (issue 20; SPEC "output streams"): the averaged
+and the clean output, in Table I's layout and with Table I's rule (bpdip.curves) on the
+stream's curve columns (``<stream>_psnr`` ...), over Table I's images and seeds. The
+**gain** over the paper's protocol is, per seed, the stream's peak PSNR minus Table I's,
+averaged over the seeds with both. Records without a stream give no value.
 """
 
 from __future__ import annotations
@@ -31,8 +16,9 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
 from bpdip.curves import mean_curve, over_seeds, peak_of
 from bpdip.report.cells import CellResult, SeedResult
-from bpdip.report.render import BREAK, COLUMNS, B, Grid, N, V, empty_text, grid_cells, has_value
+from bpdip.report.render import BREAK, B, Grid, N, V, column_best, empty_text, grid_cells, has_value
 from bpdip.report.sources import seed_label
+from bpdip.report.tables import _joined
 
 STREAMS = ("perturbed", "clean", "average")
 OTHER_STREAMS = ("average", "clean")  # in the order the report shows them
@@ -109,10 +95,6 @@ TABLE_COLUMNS = ["loss", "method", "kernel", "noise_var", "stream", "status", "f
                  "peak_ssim_dr2", "peak_ssim", "perturbed_psnr", "gain_psnr", "gain_psnr_seeds", "paper_psnr"]
 
 
-def _joined(values) -> str:
-    return ";".join(repr(float(v)) if isinstance(v, float) else str(v) for v in values)
-
-
 def streams_table(report) -> pd.DataFrame | None:
     """table1_streams.csv: one row per (setting, stream), the perturbed stream first (its
     values are Table I's); None (no file) when the records hold no other stream."""
@@ -163,22 +145,12 @@ def gain_summary(values: dict) -> dict:
 
 # ----------------------------------------------------------------------------- the tables
 
-def _column_best(values: dict) -> dict:
-    best = {}
-    for col in COLUMNS:
-        found = [v.peak["psnr"] for loss in LOSSES for key in [(loss, *col)] if key in values
-                 for v in [values[key][1]] if v.peak is not None]
-        if found:
-            best[col] = max(found)
-    return best
-
-
 def stream_cells(stream: str):
     """``cells(report)`` of a stream's grid (render.Grid): the value, on a second line in
     LaTeX the gain over Table I (nine columns still fit the page) and the seeds it has."""
     def cells(report):
         values = grid_values(report, stream)
-        best = _column_best(values)
+        best = column_best({key: v.peak["psnr"] for key, (_, v) in values.items() if v.peak is not None})
 
         def text(loss, kernel, var):
             c, v = values.get((loss, kernel, var), (None, None))

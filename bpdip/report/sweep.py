@@ -1,10 +1,5 @@
-"""A Hydra callback: a ``-m`` sweep ends with its report (Table I, Fig. 1, the tables of
-``bpdip.report``) in ``<sweep dir>/report``, so one command regenerates the paper's table.
-
-On by default (``conf/config.yaml``, ``hydra.callbacks.report``); ``~hydra.callbacks.report``
-turns it off. With a launcher (SLURM, joblib) it runs on the launching machine once every
-job has returned. A failing report never fails the sweep: the jobs' records are there, and
-the warning says how to build the report by hand.
+"""A Hydra callback: a ``-m`` sweep ends with its report in ``<sweep dir>/report``
+(``conf/config.yaml``'s ``hydra.callbacks.report``). A failing report never fails the sweep.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""The report's tables as pandas DataFrames (long format: one row per cell or image).
-
-These frames are what the CSV files hold; the Markdown and LaTeX writers lay them out
-as the paper's grid. Differences are ours minus the paper's; the paper's SSIM is the
-data_range = 2 variant (bpdip.paper), so the SSIM difference uses our ``ssim_dr2``.
-
-Seeds: with several seeds a setting's PSNR/SSIM columns hold the mean over its seeds
-(``*_psnr_std`` their sample standard deviation, ``*_psnr_seeds`` the per-seed values,
-``peak_iteration`` is then empty and ``peak_iterations`` lists each seed's);
-``per_image`` has one row per (setting, seed, image); ``image_spread`` one per (setting,
-image) with the seed-to-seed spread; ``seed_table`` one per (setting, seed).
+"""The report's tables as pandas DataFrames (long format: one row per cell, seed or image):
+what the CSV files hold. Differences are ours minus the paper's (SSIM: our ``ssim_dr2``).
+With several seeds the value columns are means over the seeds (docs/reports.md "Files").
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
-"""The paper's Figs. 2-5: restored images side by side, truth | blurred input | LS | LS-TV | BP | BP-TV.
-
-One figure per requested setting (kernel, noise variance; by default the paper's four:
-uniform sigma = sqrt(0.3), radial sqrt(2), gaussian sqrt(2) and sqrt(4)) and chosen image
-(by default the first image of the setting's means), of one seed (the lowest with a record
-of the image):
-
-- the truth x and the blurred input y are the ones the run kept (``images/IMAGE/truth.png``
-  and ``y.npy``, summary.json's ``input`` with y's PSNR / SSIM against x, y clipped to
-  [0, 1] as an output is); records older than that keep neither, and the figure shows the
-  methods alone, with a note (the report never re-runs the runner's front end);
-- each method panel is a PNG the record saved, and the numbers under it are the record's
-  own for that image (summary.json), never recomputed from the 8-bit PNG. The first row is
-  Table I's stream: ``perturbed.oracle`` (each image at its own best logged iteration,
-  SPEC "output streams") where the record has the ``images`` map, else the restored image
-  ``restored/IMAGE.png`` with the record's ``final_*`` values. Further rows, drawn where
-  the records hold their images: the averaged output's oracle and the restored stream's
-  WMV choice (:data:`ROWS`);
-- under each panel a close-up of one window, the same in every panel: the configured one,
-  or where the methods differ most (:func:`detail_region`).
+"""The paper's Figs. 2-5: truth | blurred input | LS | LS-TV | BP | BP-TV, each over a
+close-up of one window (:func:`detail_region`), from the records only: the truth and y the
+runner kept (``images/IMAGE/truth.png``, ``y.npy``), the methods' saved PNGs and the
+records' own numbers (never recomputed from 8-bit PNGs). Rows: :data:`ROWS`.
+docs/reports.md "Restored images".
 """
 
 from __future__ import annotations
@@ -30,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES, canonical_noise
+from bpdip.report.render import fmt, tex_escape
 
 # the paper's visual figures: (kernel, noise variance) -> figure number
 PAPER_FIGURES = {("uniform", 0.3): 2, ("radial", 2.0): 3, ("gaussian", 2.0): 4, ("gaussian", 4.0): 5}
@@ -158,10 +144,6 @@ class Visual:
         fig = f"Fig. {self.figure_number} (cf. the paper): " if self.figure_number else ""
         return (f"{fig}{KERNEL_LABELS.get(self.kernel, self.kernel)} kernel, σ = √{self.noise_var:g}; "
                 f"image {self.image}, seed {self.seed}")
-
-
-def fmt(x, digits: int) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 # ----------------------------------------------------------------------------- the region
@@ -557,8 +539,6 @@ def md_visual(report) -> str:
 
 
 def tex_visual(report) -> str:
-    from bpdip.report.render import tex_escape
-
     visuals, _ = report.visuals
     if not visuals:
         return ""

@@ -1,23 +1,8 @@
-"""W&B runs as report Jobs: the same records the local files hold, read through wandb.Api.
-
-Runs of today's logger carry their job directory's records as an artifact (type
-``bpdip-records``): :func:`load_wandb` downloads it and reads it as a local job, so a report
-built from W&B equals the local one. For older runs, what the runner's W&B logger (bpdip.loggers.WandbLogger) writes, one W&B run per job:
-- ``run.config``: the resolved Hydra config (``kernel.name``, ``noise.var``, ``loss.name``,
-  ``loss.iterations``, ``log_every``, ...), nested dicts;
-- history rows ``{"iteration": i, "curve/<image>/psnr": ..., ".../ssim", ".../ssim_dr2",
-  ".../loss"}`` for every logged record (plus rows we ignore: ``mean/*``, ``running/*``,
-  ``restored/*``);
-- at the end of the job, ``run.summary``: ``config_hash`` (``protocol_hash`` where the
-  runner logs it), ``status`` and, per image,
-  ``image/<image>/<field>`` with the summary.json fields (status, peak_psnr, final_psnr...).
-
-:func:`job_from_wandb` is a pure function of (run-like object, history rows), so it is
-tested with fakes; :func:`load_wandb` is the only code that talks to the W&B server and
-cannot be tested offline. A run that never reached the end of its job has curves but no
-per-image summary: its images become ``running`` (run still running) or ``failed``
-(crashed/killed/failed), never averaged, and the job has no config hash (it holds no
-complete image, so it cannot mix configurations in a cell).
+"""W&B runs as report Jobs. A run with its ``bpdip-records`` artifact is read as a local job
+directory (the same records, so a W&B report equals the local one); an older run is
+rebuilt from its config, its history rows (``curve/<image>/<metric>``) and its summary
+(``image/<image>/<field>``) by :func:`job_from_wandb`, a pure function tested with fakes. A
+run that ended before its summary has ``running`` or ``failed`` images, never averaged.
 """
 
 from __future__ import annotations
@@ -35,13 +20,16 @@ IMAGE_PREFIX = "image/"
 CURVE_METRICS = ("psnr", "ssim", "ssim_dr2", "loss", "seconds")
 
 
-def _get(config: dict, dotted: str):
-    """``config["a"]["b"]`` for "a.b", or a flat ``config["a.b"]`` (both forms occur)."""
+def _get(config: dict, dotted: str, *default):
+    """``config["a"]["b"]`` for "a.b", or a flat ``config["a.b"]`` (both forms occur);
+    ``default`` where it is absent, else KeyError."""
     if dotted in config:
         return config[dotted]
     node = config
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
+            if default:
+                return default[0]
             raise KeyError(dotted)
         node = node[part]
     return node
@@ -120,7 +108,7 @@ def job_from_wandb(run, rows) -> Job:
         "cell": {"kernel": cell.kernel, "noise_var": cell.noise_var, "loss": cell.loss},
         "config_hash": summary.get("config_hash") if ended else None,
         "git_commit": None, "device": None, "torch_version": None,
-        "iterations": _safe(config, "loss.iterations"), "log_every": _safe(config, "log_every"),
+        "iterations": _get(config, "loss.iterations", None), "log_every": _get(config, "log_every", None),
         "status": summary.get("status") if ended else state, "wandb_state": state,
         "seed": config.get("seed"),
     }
@@ -144,13 +132,6 @@ def job_from_wandb(run, rows) -> Job:
     return job
 
 
-def _safe(config, dotted):
-    try:
-        return _get(config, dotted)
-    except KeyError:
-        return None
-
-
 def records_of(run, root: Path) -> Path | None:
     """Download the run's records artifact (what the job directory holds,
     bpdip.loggers.records_artifact) into ``root/<entity>/<project>/<run id>``; None when the
@@ -164,14 +145,9 @@ def records_of(run, root: Path) -> Path | None:
 
 
 def load_wandb(project: str, filters: dict | None = None, api=None, root=None) -> list[Job]:
-    """Every run of ``ENTITY/PROJECT`` as a Job (needs network and a W&B login).
-
-    A run with its records artifact is downloaded into ``root`` and read exactly as a local
-    job directory (:func:`bpdip.report.sources.load_job_dir`: the same curves, streams,
-    stopping choices, images, git commit and device). Older runs are rebuilt from
-    ``wandb.Api().runs(path, filters=...)`` and each run's ``scan_history()`` (all rows,
-    unsampled: ``run.history()`` samples 500 rows, which would move the peak).
-    """
+    """Every run of ``ENTITY/PROJECT`` as a Job (network and a W&B login): its records
+    artifact downloaded into ``root`` and read as a local job, or (older runs) rebuilt from
+    ``scan_history()`` (every row: ``run.history()`` samples 500, which would move the peak)."""
     if project.count("/") != 1:
         raise ValueError(f"--wandb expects ENTITY/PROJECT, got {project!r}")
     if api is None:
