@@ -147,7 +147,7 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
             fields = tuple(reader.fieldnames or ())
             extra = fields[len(CURVE_COLUMNS_V2):] if fields[:len(CURVE_COLUMNS_V2)] == CURVE_COLUMNS_V2 else None
             # absent from older files, and any later statistic: neither reads as corrupt
-            if fields != CURVE_COLUMNS_V1 and (extra is None or len(set(extra)) < len(extra)
+            if fields != CURVE_COLUMNS_V1 and (extra is None or len(set(fields)) < len(fields)
                                                or not all(EXTRA_COLUMN.match(c) for c in extra)):
                 raise CorruptRecord(f"{path}: columns {reader.fieldnames}, expected {list(CURVE_COLUMNS_V2)} "
                                     f"(then stream columns such as {list(STREAM_COLUMNS[:2])} and rule statistics)")

@@ -265,13 +265,19 @@ def test_figure1_draws_the_average_dashed_in_the_same_colour(report):
     assert "dashed: averaged output" in [t.get_text() for t in panel.get_legend().get_texts()]
 
 
-def test_a_metrics_file_with_an_unknown_column_is_corrupt(tmp_path):
+def test_a_later_statistic_column_reads_and_a_mangled_header_is_corrupt(tmp_path):
+    """Each stopping rule declares its own statistic column (issue 32), so a column this code
+    does not know (a rule added later) reads; a header no writer makes (a blank in a name, a
+    repeated column) is corrupt."""
     write_stream_job(tmp_path / "j", "bp", 0, BP[0], chosen=BP_RULES)
-    text = (tmp_path / "j" / "metrics.csv").read_text().splitlines()
-    (tmp_path / "j" / "metrics.csv").write_text("\n".join([text[0] + ",blurry_psnr"]
-                                                          + [ln + ",1" for ln in text[1:]]) + "\n")
-    with pytest.raises(CorruptRecord, match="expected .*then any of"):
-        read_metrics_csv(tmp_path / "j" / "metrics.csv")
+    path = tmp_path / "j" / "metrics.csv"
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0] + ",newrule_stat"] + [ln + ",1" for ln in text[1:]]) + "\n")
+    assert all(row["newrule_stat"] == 1.0 for row in read_metrics_csv(path))
+    for header in (text[0] + ",blurry psnr", text[0] + ",psnr"):
+        path.write_text("\n".join([header] + [ln + ",1" for ln in text[1:]]) + "\n")
+        with pytest.raises(CorruptRecord, match="expected"):
+            read_metrics_csv(path)
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None,
