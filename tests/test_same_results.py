@@ -93,6 +93,24 @@ def test_a_tiny_job_computes_what_it_did_before_the_refactor(compose_config, tmp
     assert not differences, "\n".join(differences[:20])
 
 
+@pytest.mark.parametrize("task", ["deblur", "sr"])
+def test_each_image_is_degraded_once_per_job(compose_config, tmp_path, monkeypatch, task):
+    """The loop's tensors, the baselines (deblurring's, SR's bicubic) and the input's record
+    all take the one Observation of the image: the file is read and degraded once per job,
+    also by a job that takes the images from the store."""
+    import bpdip.runner.cell as cell
+
+    calls = []
+    real = cell.degraded
+    monkeypatch.setattr(cell, "degraded", lambda plan, t: calls.append(t.name) or real(plan, t))
+    cfg = compose_config(*BASE, f"task={task}", "loss.iterations=2", f"results_root={tmp_path / 'store'}")
+    trained = cell.run_cell(cfg, tmp_path / "job1")
+    assert sorted(calls) == ["comic", "face"] and not any(e["reused"] for e in trained["images"].values())
+    calls.clear()
+    reused = cell.run_cell(cfg, tmp_path / "job2")
+    assert sorted(calls) == ["comic", "face"] and all(e["reused"] for e in reused["images"].values())
+    assert {n: e["input"] for n, e in reused["images"].items()} == {n: e["input"] for n, e in trained["images"].items()}
+
 if __name__ == "__main__":  # python tests/test_same_results.py <job dir> <case>: write the fixture
     job, case = Path(sys.argv[1]), sys.argv[2]
     FIXTURES.mkdir(parents=True, exist_ok=True)
