@@ -1,6 +1,7 @@
 """The DIP optimisation loop (paper eqs. 3 and 9; PROTOCOL "Network" and "Optimisation").
 
-One call trains one network per sample of the batch: B = 1 for the plain skip net, or
+One call, ``restore(model, loss, data, spec)`` (:class:`Data`: what to restore; :class:`RunSpec`:
+how), trains one network per sample of the batch: B = 1 for the plain skip net, or
 B = K runs of the same image size when the model stacks K independent networks. Each
 sample has its own y, ground truth, loss and record.
 
@@ -20,12 +21,12 @@ at logged iterations, same weights as out) and ``average`` (the exponential aver
 every step, inside the step). Each is logged (``clean_psnr``, ``average_psnr``...); the
 restored image is the stream ``output.restore`` at the end, or at stop.early's choice.
 
-Seeds: ``seed=s`` draws z and every perturbation of the whole batch from one generator;
-``seed=[s_1, ..., s_B]`` gives sample b its own generator, so sample b of a stacked run
+Seeds: ``RunSpec.seed = s`` draws z and every perturbation of the whole batch from one generator;
+``[s_1, ..., s_B]`` gives sample b its own generator, so sample b of a stacked run
 sees exactly the z and noise of a separate B = 1 run with ``seed=s_b`` (the engine's
 K-run stacking relies on it).
 
-``engine`` (``bpdip.engine.EngineSettings`` or a ``cfg.engine`` mapping) picks precision,
+``RunSpec.engine`` (``bpdip.engine.EngineSettings`` or a ``cfg.engine`` mapping) picks precision,
 CUDA graphs, torch.compile...; None runs the plain eager step with torch's flags as they
 are. Nothing here knows about W&B or files: callbacks receive the records.
 """
@@ -50,7 +51,7 @@ from bpdip.engine.settings import EngineSettings, network_parameters
 from bpdip.engine.step import TrainStep, make_optimizer
 from bpdip.metrics import chosen_values, quality
 from bpdip.models import seeded_model  # noqa: F401  (its home is bpdip.models; tests import it from here)
-from bpdip.streams import PREFIX, STREAMS, OutputSettings, Streams, restore_buffers, stream_peak, stream_values
+from bpdip.streams import PREFIX, STREAMS, OutputSettings, Streams, buffers_kept, stream_peak, stream_values
 
 log = logging.getLogger("bpdip")
 
@@ -98,7 +99,7 @@ class Result:
     stopping: dict = field(default_factory=dict)
     restored_from: dict | None = None  # {"rule", "iteration"} when stop.early returned a candidate
     stopped_early: bool = False  # training ended at the rule's stop, before settings.iterations
-    extended: np.ndarray | None = None  # restore(frame=...): all of x for the restored image (image: y's frame)
+    extended: np.ndarray | None = None  # Data.frame set: all of x for the restored image (image: y's frame)
     cg: dict | None = None  # BP by conjugate gradients: its solves' iterations and residuals (the runner's)
     restored_stream: str | None = None  # output.restore: the stream of ``image`` (None: streams off)
     # issue 32: every rule's choice on each stream, the rule watching that stream ({stream: {rule:
@@ -197,193 +198,303 @@ def set_aside(path: Path, reason: str) -> None:
 CHECKPOINT_KEYS = {"iteration", "elapsed", "model", "optimizer", "z", "generator", "losses", "curves", "status"}
 
 
-def _loss_state(losses):
+def _loss_state(loss):
     """The loss's checkpoint state (BP's CG warm start and statistics, issue 29), or None for a
     loss without one (a plain callable: it must then be stateless for an exact resume)."""
-    return losses.state_dict() if hasattr(losses, "state_dict") else None
+    return loss.state_dict() if hasattr(loss, "state_dict") else None
 
 
-def _resume(state: dict, model, opt, z, noise, n_iter: int, results, stopping,
-            streams=None, loss_fn=None) -> tuple[int, float, torch.Tensor]:
-    """Apply a checkpoint's state, or raise :class:`UnfitCheckpoint` having changed nothing.
+@dataclass
+class Data:
+    """What one call restores: B samples of one size. ``y`` (B, 3, h, w), what the loss
+    sees; ``names`` one per sample; ``x_true`` (B, 3, H, W) the ground truth the metrics use
+    (None: no metrics); ``image_shape`` (H, W) the network's output and z, by default y's
+    (deblurring; super-resolution measures a smaller y); ``frame`` = (top, left, h, w)
+    (boundary=valid: x is larger than y) the crop of the output the metrics, the restored
+    image and every stream's images are on (``x_true`` is on it too); ``shave``
+    (super-resolution): also log ``psnr_y``, the Y-channel PSNR with ``shave`` border pixels
+    dropped (bpdip.metrics.psnr_y); None (deblurring) logs exactly the three PROTOCOL metrics."""
 
-    Checks everything first (keys, the iteration within 0..iterations, shapes of z, losses,
-    model and optimiser state, the generators, curves, the stopping rules', streams' and
-    loss's state), then loads; a failure while loading puts everything back."""
-    b = len(results)
-    stateful = _loss_state(loss_fn) is not None
-    missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())
-                      | ({"streams"} if streams is not None else set())
-                      | ({"loss"} if stateful else set())) - set(state))
-    if missing:
-        raise UnfitCheckpoint(f"wrong keys: {missing} missing")
-    it = state["iteration"]
-    if not isinstance(it, int) or isinstance(it, bool) or not 0 <= it <= n_iter:
-        raise UnfitCheckpoint(f"iteration {it!r} is outside 0..{n_iter}")
-    if not isinstance(state["z"], torch.Tensor) or tuple(state["z"].shape) != tuple(z.shape):
-        raise UnfitCheckpoint(f"wrong shapes: z {tuple(getattr(state['z'], 'shape', ()))}, expected {tuple(z.shape)}")
-    losses = state["losses"]
-    if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (it, b):
-        raise UnfitCheckpoint(f"wrong shapes: losses {tuple(getattr(losses, 'shape', ()))}, expected {(it, b)}")
-    mine = model.state_dict()
-    theirs = state["model"]
-    if not isinstance(theirs, dict) or set(theirs) != set(mine):
-        raise UnfitCheckpoint("wrong keys: the network's parameters differ")
-    bad = [k for k, v in theirs.items() if not isinstance(v, torch.Tensor) or v.shape != mine[k].shape]
-    if bad:
-        raise UnfitCheckpoint(f"wrong shapes: network parameter {bad[0]}")
-    params = list(model.parameters())
-    opt_state = state["optimizer"]
-    if not (isinstance(opt_state, dict) and isinstance(opt_state.get("state"), dict)
-            and isinstance(opt_state.get("param_groups"), list)):
-        raise UnfitCheckpoint("wrong keys: not an optimiser state")
-    for idx, entry in opt_state["state"].items():
-        if not (isinstance(idx, int) and 0 <= idx < len(params) and isinstance(entry, dict)):
-            raise UnfitCheckpoint("wrong keys: the optimiser state names other parameters")
-        for name, value in entry.items():
-            if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != params[idx].shape):
-                raise UnfitCheckpoint(f"wrong shapes: optimiser state {name} of parameter {idx}")
-    curves, status = state["curves"], state["status"]
-    if not (isinstance(curves, list) and len(curves) == b and all(isinstance(c, list) for c in curves)
-            and isinstance(status, list) and len(status) == b and set(status) <= {"running", "complete", "failed"}):
-        raise UnfitCheckpoint(f"curves or status not for {b} run(s)")
-    if not isinstance(state["elapsed"], (int, float)):
-        raise UnfitCheckpoint("elapsed time is not a number")
-    if not all(isinstance(rec, dict) and isinstance(rec.get("iteration"), int) and 0 <= rec["iteration"] < max(it, 1)
-               for curve in curves for rec in curve):
-        raise UnfitCheckpoint("curves hold records that are not logged iterations of this run")
-    try:
-        noise.check_state(state["generator"])
-        if stopping is not None:
-            stopping.check_state(state["stopping"])
-            stopping_before = stopping.state_dict()
-        if streams is not None:
-            streams.check_state(state["streams"])
-            streams_before = streams.state_dict()
-        if stateful:
-            loss_fn.check_state(state["loss"])
-            loss_before = loss_fn.state_dict()
-    except ValueError as exc:
-        raise UnfitCheckpoint(str(exc)) from None
-    model_before = {k: v.clone() for k, v in mine.items()}
-    opt_before = opt.state_dict()
-    generators_before = noise.get_state()
-    try:
-        model.load_state_dict(theirs)
-        opt.load_state_dict(state["optimizer"])
-        noise.set_state(state["generator"])
-        if stopping is not None:
-            stopping.load_state_dict(state["stopping"])
-        if streams is not None:
-            streams.load_state_dict(state["streams"])  # checked above: cannot fail half-way
-        if stateful:
-            loss_fn.load_state_dict(state["loss"])
-    except Exception as exc:
-        model.load_state_dict(model_before)
-        opt.load_state_dict(opt_before)
-        noise.set_state(generators_before)
-        if stopping is not None:
-            stopping.load_state_dict(stopping_before)
-        if streams is not None:
-            streams.load_state_dict(streams_before)
-        if stateful:
-            loss_fn.load_state_dict(loss_before)
-        raise UnfitCheckpoint(f"does not load into this run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") \
-            from None
-    for r, curve, st in zip(results, curves, status):
-        r.curve, r.status = curve, st
-    return it, float(state["elapsed"]), state["z"]
+    y: torch.Tensor
+    names: list[str]
+    x_true: torch.Tensor | None = None
+    image_shape: tuple[int, int] | None = None
+    frame: tuple[int, int, int, int] | None = None
+    shave: int | None = None
 
 
-def restore(
-    model: torch.nn.Module,
-    losses,
-    y: torch.Tensor,
-    names: list[str],
-    settings: LoopSettings,
-    *,
-    x_true: torch.Tensor | None = None,
-    seed: int | Sequence[int] = 0,
-    device: str | torch.device = "auto",
-    callbacks: list[Callback] = (),
-    checkpoint: str | Path | None = None,
-    engine: EngineSettings | Mapping | None = None,
-    stopping=None,
-    stop_early: str | None = None,
-    image_shape: tuple[int, int] | None = None,
-    shave: int | None = None,
-    frame: tuple[int, int, int, int] | None = None,
-    output: OutputSettings | Mapping | None = None,
-    streams: bool = True,
-) -> list[Result]:
+@dataclass
+class RunSpec:
+    """How one call runs. ``settings`` the optimisation (:class:`LoopSettings`); ``seed`` one
+    int for the batch or one per sample (module docstring); ``device``; ``engine``
+    (:class:`bpdip.engine.EngineSettings` or a ``cfg.engine`` mapping; None: the plain eager
+    step); ``stopping`` (a :class:`bpdip.stopping.Stopping` on ``device``, built with the
+    data's frame) evaluates the online rules at every iteration; ``stop_early`` names the rule
+    whose stop ends training (checked at logged iterations), whose candidate is then the
+    restored image; ``output`` (:class:`bpdip.streams.OutputSettings` or a ``cfg.output``
+    mapping; None: its defaults) picks the restored image's stream and the average's weight;
+    ``streams=False`` runs without the clean and average streams (the benchmark's baseline);
+    ``checkpoint`` the file saved every ``settings.checkpoint_every`` iterations and resumed
+    from; ``callbacks`` hear of every record, checkpoint and end."""
+
+    settings: LoopSettings = field(default_factory=LoopSettings)
+    seed: int | Sequence[int] = 0
+    device: str | torch.device = "auto"
+    engine: EngineSettings | Mapping | None = None
+    stopping: object = None
+    stop_early: str | None = None
+    output: OutputSettings | Mapping | None = None
+    streams: bool = True
+    checkpoint: str | Path | None = None
+    callbacks: Sequence[Callback] = ()
+
+
+class _Run:
+    """The state of one call of :func:`restore`: the network and its optimiser, z and the
+    random numbers, the loss and every iteration's loss value, the stopping rules, the
+    streams (``sts``) and the Results. Its methods log a record, save a checkpoint and
+    resume from one."""
+
+    def __init__(self, model, loss, data: Data, spec: RunSpec, device: torch.device, eng):
+        settings = spec.settings
+        b = data.y.shape[0]
+        h, w = data.image_shape or tuple(data.y.shape[-2:])
+        self.device, self.loss, self.callbacks = device, loss, list(spec.callbacks)
+        self.frame, self.shave, self.stopping = data.frame, data.shave, spec.stopping
+        self.n_iter, self.log_every = settings.iterations, settings.log_every
+        self.model = model.to(device).train()  # BatchNorm stays in training mode (PROTOCOL)
+        self.x_ref = data.x_true.to(device) if data.x_true is not None else None
+        self.noise = _Noise(spec.seed, b, device)
+        self.z = self.noise.initial((b, settings.input_depth, h, w)) * settings.input_scale
+        self.opt = make_optimizer(self.model.parameters(), settings.lr, eng, device)
+        self.results = [Result(n) for n in data.names]
+        self.loss_buf = torch.zeros(self.n_iter, b, device=device)
+        self.output = OutputSettings.from_config(spec.output)
+        rule_names = tuple(spec.stopping.rules) if spec.stopping is not None else ()
+        self.sts = Streams(b, (data.y.shape[1], h, w), device, self.output.ema, rule_names,
+                           truth=self.x_ref is not None, frame=data.frame) if spec.streams else None
+        self.bar = None  # the progress bar, once training starts
+
+    def resume(self, checkpoint) -> tuple[int, float]:
+        """Continue from the checkpoint file if there is one that fits: (first iteration,
+        elapsed seconds); (0, 0.0) without one, or after setting an unfit one aside."""
+        try:
+            state = load_checkpoint(checkpoint)
+            if state is not None:
+                start, elapsed, z_saved = self.load(state)
+                self.z = z_saved.to(device=self.device, dtype=self.z.dtype)
+                self.loss_buf[:start] = state["losses"].to(self.device)
+                return start, elapsed
+        except UnfitCheckpoint as exc:
+            set_aside(Path(checkpoint), str(exc))
+            for r in self.results:
+                r.curve, r.status = [], "running"
+        return 0, 0.0
+
+    def load(self, state: dict) -> tuple[int, float, torch.Tensor]:
+        """Apply a checkpoint's state, or raise :class:`UnfitCheckpoint` having changed nothing.
+
+        Checks everything first (keys, the iteration within 0..iterations, shapes of z, losses,
+        model and optimiser state, the generators, curves, the stopping rules', streams' and
+        loss's state), then loads; a failure while loading puts everything back."""
+        model, opt, z, noise, n_iter = self.model, self.opt, self.z, self.noise, self.n_iter
+        results, stopping, streams, loss_fn = self.results, self.stopping, self.sts, self.loss
+        b = len(results)
+        stateful = _loss_state(loss_fn) is not None
+        missing = sorted((CHECKPOINT_KEYS | ({"stopping"} if stopping is not None else set())
+                          | ({"streams"} if streams is not None else set())
+                          | ({"loss"} if stateful else set())) - set(state))
+        if missing:
+            raise UnfitCheckpoint(f"wrong keys: {missing} missing")
+        it = state["iteration"]
+        if not isinstance(it, int) or isinstance(it, bool) or not 0 <= it <= n_iter:
+            raise UnfitCheckpoint(f"iteration {it!r} is outside 0..{n_iter}")
+        if not isinstance(state["z"], torch.Tensor) or tuple(state["z"].shape) != tuple(z.shape):
+            raise UnfitCheckpoint(f"wrong shapes: z {tuple(getattr(state['z'], 'shape', ()))}, expected {tuple(z.shape)}")
+        losses = state["losses"]
+        if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (it, b):
+            raise UnfitCheckpoint(f"wrong shapes: losses {tuple(getattr(losses, 'shape', ()))}, expected {(it, b)}")
+        mine = model.state_dict()
+        theirs = state["model"]
+        if not isinstance(theirs, dict) or set(theirs) != set(mine):
+            raise UnfitCheckpoint("wrong keys: the network's parameters differ")
+        bad = [k for k, v in theirs.items() if not isinstance(v, torch.Tensor) or v.shape != mine[k].shape]
+        if bad:
+            raise UnfitCheckpoint(f"wrong shapes: network parameter {bad[0]}")
+        params = list(model.parameters())
+        opt_state = state["optimizer"]
+        if not (isinstance(opt_state, dict) and isinstance(opt_state.get("state"), dict)
+                and isinstance(opt_state.get("param_groups"), list)):
+            raise UnfitCheckpoint("wrong keys: not an optimiser state")
+        for idx, entry in opt_state["state"].items():
+            if not (isinstance(idx, int) and 0 <= idx < len(params) and isinstance(entry, dict)):
+                raise UnfitCheckpoint("wrong keys: the optimiser state names other parameters")
+            for name, value in entry.items():
+                if name != "step" and (not isinstance(value, torch.Tensor) or value.shape != params[idx].shape):
+                    raise UnfitCheckpoint(f"wrong shapes: optimiser state {name} of parameter {idx}")
+        curves, status = state["curves"], state["status"]
+        if not (isinstance(curves, list) and len(curves) == b and all(isinstance(c, list) for c in curves)
+                and isinstance(status, list) and len(status) == b and set(status) <= {"running", "complete", "failed"}):
+            raise UnfitCheckpoint(f"curves or status not for {b} run(s)")
+        if not isinstance(state["elapsed"], (int, float)):
+            raise UnfitCheckpoint("elapsed time is not a number")
+        if not all(isinstance(rec, dict) and isinstance(rec.get("iteration"), int) and 0 <= rec["iteration"] < max(it, 1)
+                   for curve in curves for rec in curve):
+            raise UnfitCheckpoint("curves hold records that are not logged iterations of this run")
+        try:
+            noise.check_state(state["generator"])
+            if stopping is not None:
+                stopping.check_state(state["stopping"])
+                stopping_before = stopping.state_dict()
+            if streams is not None:
+                streams.check_state(state["streams"])
+                streams_before = streams.state_dict()
+            if stateful:
+                loss_fn.check_state(state["loss"])
+                loss_before = loss_fn.state_dict()
+        except ValueError as exc:
+            raise UnfitCheckpoint(str(exc)) from None
+        model_before = {k: v.clone() for k, v in mine.items()}
+        opt_before = opt.state_dict()
+        generators_before = noise.get_state()
+        try:
+            model.load_state_dict(theirs)
+            opt.load_state_dict(state["optimizer"])
+            noise.set_state(state["generator"])
+            if stopping is not None:
+                stopping.load_state_dict(state["stopping"])
+            if streams is not None:
+                streams.load_state_dict(state["streams"])  # checked above: cannot fail half-way
+            if stateful:
+                loss_fn.load_state_dict(state["loss"])
+        except Exception as exc:
+            model.load_state_dict(model_before)
+            opt.load_state_dict(opt_before)
+            noise.set_state(generators_before)
+            if stopping is not None:
+                stopping.load_state_dict(stopping_before)
+            if streams is not None:
+                streams.load_state_dict(streams_before)
+            if stateful:
+                loss_fn.load_state_dict(loss_before)
+            raise UnfitCheckpoint(f"does not load into this run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") \
+                from None
+        for r, curve, st in zip(results, curves, status):
+            r.curve, r.status = curve, st
+        return it, float(state["elapsed"]), state["z"]
+
+    def log(self, images: dict, stats: dict, failed: torch.Tensor, it: int, seconds: float) -> None:
+        """One record per sample: every stream's metrics (``clean_psnr``...), the rules'
+        statistics, the loss; each stream's oracle image is kept on the device (``sts``)."""
+        values = {}
+        with torch.no_grad():
+            if self.x_ref is not None:
+                for s, image in images.items():
+                    metrics = quality(image.detach(), self.x_ref, self.shave)
+                    if self.sts is not None:
+                        self.sts.track_best(s, image.detach(), metrics["psnr"])
+                    values.update({f"{PREFIX[s]}{k}": v.cpu().tolist() for k, v in metrics.items()})
+            values.update({k: v.cpu().tolist() for k, v in stats.items()})  # the stopping rules' statistics
+        loss_values = self.loss_buf[it].cpu().tolist()
+        failed = failed.cpu().tolist()
+        for i, r in enumerate(self.results):
+            if r.status == "failed":
+                continue
+            if failed[i]:
+                r.status, r.error = "failed", f"loss became non-finite before iteration {it}"
+                continue
+            record = {"iteration": it, **{k: v[i] for k, v in values.items()}, "loss": loss_values[i],
+                      "seconds": seconds}
+            r.curve.append(record)
+            for cb in self.callbacks:
+                cb.on_log(r, record)
+        if "psnr" in values:
+            self.bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
+
+    def save(self, path, iteration: int, elapsed: float) -> None:
+        """The checkpoint after ``iteration`` iterations (what :meth:`load` checks and applies)."""
+        state = {
+            "iteration": iteration,
+            "elapsed": elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "z": self.z.cpu(),
+            "generator": self.noise.get_state(),
+            "losses": self.loss_buf[:iteration].cpu(),
+            "curves": [r.curve for r in self.results],
+            "status": [r.status for r in self.results],
+        }
+        if self.stopping is not None:
+            state["stopping"] = self.stopping.state_dict()
+        if self.sts is not None:
+            state["streams"] = self.sts.state_dict()
+        loss_state = _loss_state(self.loss)
+        if loss_state is not None:
+            state["loss"] = loss_state
+        atomic_save(state, Path(path))
+        for cb in self.callbacks:
+            cb.on_checkpoint(iteration, Path(path))
+
+
+_DATA_KEYS = ("x_true", "image_shape", "frame", "shave")
+
+
+def _legacy(y, names, settings, **kw) -> tuple[Data, RunSpec]:
+    """The call before issue 28, ``restore(model, loss, y, names, settings, x_true=..., seed=...,
+    device=..., ...)``, as (:class:`Data`, :class:`RunSpec`)."""
+    unknown = sorted(set(kw) - set(_DATA_KEYS) - set(RunSpec.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"restore() got unexpected keyword arguments {unknown}")
+    data = Data(y, names, **{k: kw.pop(k) for k in _DATA_KEYS if k in kw})
+    return data, RunSpec(settings, **kw)
+
+
+def restore(model: torch.nn.Module, loss, data: Data, spec: RunSpec | None = None, *legacy, **legacy_kw
+            ) -> list[Result]:
     """Train ``model`` so that each sample of f(z) explains its y; return one Result each.
 
-    ``losses`` maps a (B, 3, H, W) output to B loss values; ``y`` is (B, 3, h, w) and
-    ``x_true`` (B, 3, H, W); the network input z has the image size ``image_shape`` (H, W),
-    by default y's (deblurring; super-resolution measures a smaller y). ``seed`` fixes z and
-    the perturbations: one int for the batch, or one per sample (see the module docstring);
-    the model is seeded by its builder, see :func:`seeded_model`. A run with ``checkpoint``
-    set saves there every ``settings.checkpoint_every`` iterations and continues from it when
-    restarted; a checkpoint that does not fit this run is set aside with one warning line and
-    the run starts from iteration 0.
+    ``loss`` maps a (B, 3, H, W) output to B loss values; ``data`` (:class:`Data`) holds y,
+    the names, the ground truth and the output's geometry; ``spec`` (:class:`RunSpec`; None:
+    its defaults) says how to run: settings, seeds, device, engine, stopping, output stream,
+    checkpoint, callbacks. The model is seeded by its builder, see :func:`seeded_model`. A
+    run with ``spec.checkpoint`` set saves there every ``settings.checkpoint_every``
+    iterations and continues from it when restarted; a checkpoint that does not fit this run
+    is set aside with one warning line and the run starts from iteration 0.
 
-    ``stopping`` (a :class:`bpdip.stopping.Stopping` on ``device``) evaluates the online
-    stopping rules at every iteration; ``stop_early`` names the rule whose stop ends
-    training (checked at logged iterations), whose candidate is then the restored image.
-    ``shave`` (super-resolution): also log ``psnr_y``, the Y-channel PSNR with ``shave``
-    border pixels dropped (bpdip.metrics.psnr_y), and give it for the final image and the
-    rules' choices; None (deblurring) logs exactly the three PROTOCOL metrics.
-    ``frame`` = (top, left, h, w) (boundary=valid: x is larger than y): metrics, the restored
-    image, every stream's images and ``x_true`` are on that crop of the output (``stopping`` is
-    built with the same frame), and ``Result.extended`` keeps the whole restored x; None: no crop.
-
-    ``output`` (:class:`bpdip.streams.OutputSettings` or a ``cfg.output`` mapping; None: its
-    defaults) picks the restored image's stream and the average's weight. ``streams=False``
-    runs the loop without the clean and average streams (the benchmark's baseline and the
-    test that they change nothing): then only the perturbed stream is logged and the
-    restored image is the paper's f(z) (or stop.early's perturbed candidate).
+    The restored image is the stream ``spec.output.restore`` at the end, or at stop.early's
+    choice; with ``data.frame``, ``Result.extended`` keeps the whole restored x.
+    The form before issue 28, ``restore(model, loss, y, names, settings, x_true=..., ...)``,
+    still works (its keywords are :class:`Data`'s and :class:`RunSpec`'s fields).
     """
-    device = resolve_device(device)
-    b = y.shape[0]
-    h, w = image_shape or tuple(y.shape[-2:])
-    if len(names) != b:
-        raise ValueError(f"{len(names)} names for a batch of {b}")
+    if not isinstance(data, Data):
+        data, spec = _legacy(data, spec, *legacy, **legacy_kw)
+    elif legacy or legacy_kw:
+        raise TypeError("restore(model, loss, data, spec) takes no more arguments: put them in Data or RunSpec")
+    spec = spec if spec is not None else RunSpec()
+    settings, stopping, stop_early, frame = spec.settings, spec.stopping, spec.stop_early, data.frame
+    device = resolve_device(spec.device)
+    b = data.y.shape[0]
+    h, w = data.image_shape or tuple(data.y.shape[-2:])
+    if len(data.names) != b:
+        raise ValueError(f"{len(data.names)} names for a batch of {b}")
     if stop_early is not None and (stopping is None or stop_early not in stopping.keys()):
         raise ValueError(f"stop_early={stop_early!r} needs a Stopping with that rule")
     early_stream, _, early_name = (stop_early or "").rpartition(".")
     early_stream = early_stream or "perturbed"
     if hasattr(model, "check_size"):
         model.check_size(h, w)
-    requested = EngineSettings.from_config(engine) if engine is not None else None
+    requested = EngineSettings.from_config(spec.engine) if spec.engine is not None else None
     # the CPU rule of bpdip.engine.settings reads the network's size
     eng = requested.resolve(device, network_parameters(model)) if requested is not None else None
-    model = model.to(device).train()  # BatchNorm stays in training mode (PROTOCOL)
-    x_ref = x_true.to(device) if x_true is not None else None
-    noise = _Noise(seed, b, device)
-    z = noise.initial((b, settings.input_depth, h, w)) * settings.input_scale
-    opt = make_optimizer(model.parameters(), settings.lr, eng, device)
-    results = [Result(n) for n in names]
-    n_iter = settings.iterations
-    loss_buf = torch.zeros(n_iter, b, device=device)
-    start, elapsed0 = 0, 0.0
-    out_settings = OutputSettings.from_config(output)
-    rule_names = tuple(stopping.rules) if stopping is not None else ()
-    sts = Streams(b, (y.shape[1], h, w), device, out_settings.ema, rule_names, truth=x_ref is not None,
-                  frame=frame) if streams else None
+    run = _Run(model, loss, data, spec, device, eng)
+    model, results, sts, out_settings, x_ref = run.model, run.results, run.sts, run.output, run.x_ref
+    n_iter, callbacks, checkpoint, shave = settings.iterations, run.callbacks, spec.checkpoint, data.shave
     if stop_early is not None and early_stream != "perturbed" and (sts is None or out_settings.restore != early_stream):
         raise ValueError(f"stop.early on the {early_stream} stream's rule returns that stream's image: "
                          f"set output.restore={early_stream} (or stop.stream=perturbed)")
 
-    try:
-        state = load_checkpoint(checkpoint)
-        if state is not None:
-            start, elapsed0, z_saved = _resume(state, model, opt, z, noise, n_iter, results, stopping, sts, losses)
-            z = z_saved.to(device=device, dtype=z.dtype)
-            loss_buf[:start] = state["losses"].to(device)
-    except UnfitCheckpoint as exc:
-        set_aside(Path(checkpoint), str(exc))
-        for r in results:
-            r.curve, r.status = [], "running"
+    start, elapsed0 = run.resume(checkpoint)
+    z = run.z
     failed = torch.tensor([r.status == "failed" for r in results], device=device)
 
     flags = backend_flags(eng) if eng is not None else contextlib.nullcontext()
@@ -395,18 +506,18 @@ def restore(
             if sts is not None:
                 sts.follow(stopping)
 
-    step = TrainStep(model, losses, z, settings.reg_noise_std, opt, eng or _EAGER, device,
+    step = TrainStep(model, loss, z, settings.reg_noise_std, run.opt, eng or _EAGER, device,
                      graph_fallback=requested is not None and requested.cuda_graphs == "auto",
                      after=after if (stopping is not None or sts is not None) else None)
     t0 = time.perf_counter() - elapsed0
-    bar = tqdm(total=n_iter, initial=start, desc=",".join(names)[:40], disable=not settings.progress,
-               dynamic_ncols=True, leave=False)
+    bar = run.bar = tqdm(total=n_iter, initial=start, desc=",".join(data.names)[:40], disable=not settings.progress,
+                         dynamic_ncols=True, leave=False)
     done = start  # iterations run so far
     stopped_early = False
     try:
         with bar, flags:
             for it in range(start, n_iter):
-                noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
+                run.noise.draw(step.noise)  # N(0, 1); the step scales it by reg_noise_std
                 logged = is_logged(it, n_iter, settings.log_every)
                 clean = None
                 if logged and sts is not None:
@@ -414,18 +525,17 @@ def restore(
                     sts.catch_up(stopping)
                     clean = _clean_forward(model, z, step.engine, device)
                     sts.set_clean(clean, it)
-                if hasattr(losses, "at_iteration"):  # a scheduled loss (BP's to_ls) learns the iteration
-                    losses.at_iteration(it, n_iter)
+                if hasattr(loss, "at_iteration"):  # a scheduled loss (BP's to_ls) learns the iteration
+                    loss.at_iteration(it, n_iter)
                 out, per_sample = step()
-                loss_buf[it] = per_sample
+                run.loss_buf[it] = per_sample
                 done = it + 1
                 if logged:
-                    failed |= ~torch.isfinite(loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
+                    failed |= ~torch.isfinite(run.loss_buf[max(0, it - settings.log_every + 1) : it + 1]).all(0)
                     stats = stopping.statistics() if stopping is not None else {}
                     images = {"perturbed": out} if sts is None else \
                         {"perturbed": out, "clean": clean, "average": sts.average}
-                    _log(results, {k: _framed(v, frame) for k, v in images.items()}, x_ref, loss_buf[it], stats,
-                         failed, it, _seconds(t0, device), callbacks, bar, shave, sts)
+                    run.log({k: _framed(v, frame) for k, v in images.items()}, stats, failed, it, _seconds(t0, device))
                     if all(r.status == "failed" for r in results):
                         break
                     if stop_early is not None and stopping.all_stopped(stop_early):
@@ -434,11 +544,8 @@ def restore(
                 bar.update(1)
                 if checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                         and done < n_iter:
-                    _save(checkpoint, model, opt, z, noise, done, time.perf_counter() - t0, loss_buf, results, stopping,
-                          sts, losses)
-                    for cb in callbacks:
-                        cb.on_checkpoint(done, Path(checkpoint))
-            failed |= ~torch.isfinite(loss_buf[:done]).all(0)
+                    run.save(checkpoint, done, time.perf_counter() - t0)
+            failed |= ~torch.isfinite(run.loss_buf[:done]).all(0)
             step.close()
 
             runtime = _seconds(t0, device)
@@ -483,7 +590,7 @@ def restore(
         step.close()
     for i, r in enumerate(results):
         r.iterations, r.runtime_s = done, runtime
-        r.losses = loss_buf[:done, i].float().cpu().numpy()
+        r.losses = run.loss_buf[:done, i].float().cpu().numpy()
         if bool(failed[i]) or r.status == "failed":
             r.status = "failed"
             r.error = r.error or "loss became non-finite; curve kept up to the failure"
@@ -518,7 +625,7 @@ def restore(
 def _clean_forward(model, z, engine, device) -> torch.Tensor:
     """f(z), no grad, BatchNorm in training mode (PROTOCOL), its running statistics put back:
     the clean stream leaves the run's state exactly as it was (bpdip.streams)."""
-    with torch.no_grad(), autocast(engine, device), restore_buffers(model):
+    with torch.no_grad(), autocast(engine, device), buffers_kept(model):
         # the uncompiled module: a no-grad forward would make torch.compile recompile
         return model(z).float()
 
@@ -699,55 +806,3 @@ class _Noise:
         states = state if isinstance(state, (list, tuple)) else [state]
         for g, s in zip(self.gens, states):
             g.set_state(s)
-
-
-def _log(results, images, x_ref, losses, stats, failed, it, seconds, callbacks, bar, shave=None, sts=None) -> None:
-    """One record per sample: every stream's metrics (``clean_psnr``...), the rules'
-    statistics, the loss; each stream's oracle image is kept on the device (``sts``)."""
-    values = {}
-    with torch.no_grad():
-        if x_ref is not None:
-            for s, image in images.items():
-                metrics = quality(image.detach(), x_ref, shave)
-                if sts is not None:
-                    sts.track_best(s, image.detach(), metrics["psnr"])
-                values.update({f"{PREFIX[s]}{k}": v.cpu().tolist() for k, v in metrics.items()})
-        values.update({k: v.cpu().tolist() for k, v in stats.items()})  # the stopping rules' statistics
-    loss_values = losses.cpu().tolist()
-    failed = failed.cpu().tolist()
-    for i, r in enumerate(results):
-        if r.status == "failed":
-            continue
-        if failed[i]:
-            r.status, r.error = "failed", f"loss became non-finite before iteration {it}"
-            continue
-        record = {"iteration": it, **{k: v[i] for k, v in values.items()}, "loss": loss_values[i],
-                  "seconds": seconds}
-        r.curve.append(record)
-        for cb in callbacks:
-            cb.on_log(r, record)
-    if "psnr" in values:
-        bar.set_postfix(psnr=" ".join(f"{p:.2f}" for p in values["psnr"]), refresh=False)
-
-
-def _save(path, model, opt, z, noise, iteration, elapsed, loss_buf, results, stopping=None, sts=None,
-          losses=None) -> None:
-    state = {
-        "iteration": iteration,
-        "elapsed": elapsed,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "z": z.cpu(),
-        "generator": noise.get_state(),
-        "losses": loss_buf[:iteration].cpu(),
-        "curves": [r.curve for r in results],
-        "status": [r.status for r in results],
-    }
-    if stopping is not None:
-        state["stopping"] = stopping.state_dict()
-    if sts is not None:
-        state["streams"] = sts.state_dict()
-    loss_state = _loss_state(losses)
-    if loss_state is not None:
-        state["loss"] = loss_state
-    atomic_save(state, Path(path))

@@ -73,7 +73,7 @@ class OutputSettings:
 
 
 @contextlib.contextmanager
-def restore_buffers(model: torch.nn.Module):
+def buffers_kept(model: torch.nn.Module):
     """The model's buffers (BatchNorm running statistics and counters) as they were on entry,
     copied back in place on exit (in place: a CUDA graph holds their addresses)."""
     saved = [b.detach().clone() for b in model.buffers()]

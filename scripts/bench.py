@@ -7,7 +7,7 @@ One run measures, side by side on one device:
   PSNR and SSIM through scikit-image on the CPU every step);
 - ``ref-plain``: plain eager PyTorch (TF32, one network, scikit-image metrics on the CPU
   every ``--log-every`` steps);
-- engine variants (``bpdip.loop.restore(engine=...)``: precision, CUDA graphs,
+- engine variants (``bpdip.loop.RunSpec.engine``: precision, CUDA graphs,
   torch.compile, channels_last), timed through the real loop with its metrics on the
   device every ``--log-every`` steps;
 

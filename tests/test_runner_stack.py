@@ -42,9 +42,9 @@ class StackSpy:
         self.calls = []
         real = cell.restore
 
-        def spy(model, losses, y, names, *args, **kwargs):
-            self.calls.append((list(names), getattr(model, "stack", 1)))
-            return real(model, losses, y, names, *args, **kwargs)
+        def spy(model, loss, data, spec):
+            self.calls.append((list(data.names), getattr(model, "stack", 1)))
+            return real(model, loss, data, spec)
 
         monkeypatch.setattr(cell, "restore", spy)
 

@@ -36,7 +36,7 @@ def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg
     it solved for (for :func:`accuracy_rows`)."""
     from bpdip.bench.measure import Times
     from bpdip.data import SET14_DIR, center_crop, load_image
-    from bpdip.loop import LoopSettings, restore, seeded_model
+    from bpdip.loop import Data, LoopSettings, RunSpec, restore, seeded_model
     from bpdip.losses import make_loss
     from bpdip.models import SkipNet
     from bpdip.physics import Blur, ValidBlur, degrade, degrade_valid, derive_seed, make_kernel, noise_sigma
@@ -73,8 +73,9 @@ def measure_boundary(net: dict, size: int, boundary: str, device, steps: int, cg
     model = seeded_model(lambda: SkipNet(**net), 1)
     times = Times("r0")
     settings = LoopSettings(iterations=2 * steps + 1, log_every=steps, progress=False)
-    [result] = restore(model, loss, yt, ["r0"], settings, x_true=t(truth, torch.float64), seed=1, device=device,
-                       callbacks=[times], image_shape=op.in_shape, frame=frame)
+    [result] = restore(model, loss, Data(yt, ["r0"], x_true=t(truth, torch.float64), image_shape=op.in_shape,
+                                         frame=frame),
+                       RunSpec(settings, seed=1, device=device, callbacks=[times]))
     if result.status != "complete":
         raise RuntimeError(f"run failed: {result.error}")
     ms = (times.seconds[2 * steps] - times.seconds[steps]) / steps * 1e3

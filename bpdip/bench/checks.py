@@ -8,7 +8,7 @@ import torch
 from bpdip.bench.config import NETS, engine_settings
 from bpdip.bench.measure import make_problem
 from bpdip.engine import StackedLoss, build_stacked
-from bpdip.loop import LoopSettings, restore
+from bpdip.loop import Data, LoopSettings, RunSpec, restore
 from bpdip.models import SkipNet
 
 
@@ -43,8 +43,8 @@ def _checks(args, device) -> list[dict]:
         model = build_stacked(lambda: SkipNet(**net), seeds).double()
         y = torch.cat([p.y for p in probs])
         x = torch.cat([p.x for p in probs])
-        return restore(model, StackedLoss([p.loss for p in probs]), y, [f"r{i}" for i in range(k)], settings,
-                       x_true=x, seed=seeds, device=device, engine=engine_settings(variant, k))
+        return restore(model, StackedLoss([p.loss for p in probs]), Data(y, [f"r{i}" for i in range(k)], x_true=x),
+                       RunSpec(settings, seed=seeds, device=device, engine=engine_settings(variant, k)))
 
     checks = []
     other = make_problem(args.check_size, device, kernel="gaussian", var=0.3, dtype=torch.float64)

@@ -14,7 +14,7 @@ from bpdip.bench.config import NETS, engine_settings, tv_weight
 from bpdip.data import SET14, SET14_DIR, center_crop, load_image
 from bpdip.engine import StackedLoss, build_stacked, count_flops
 from bpdip.losses import make_loss
-from bpdip.loop import Callback, LoopSettings, restore, seeded_model
+from bpdip.loop import Callback, Data, LoopSettings, RunSpec, restore, seeded_model
 from bpdip.metrics import psnr_skimage, ssim_skimage
 from bpdip.models import SkipNet
 from bpdip.physics import Blur, degrade, derive_seed, make_kernel, noise_sigma
@@ -142,9 +142,10 @@ def measure_engine(variant: str, prob: Problem, k: int, args, device, stopping: 
         rules = Stopping(StopSettings(reference_iterations=1), settings.iterations, prob.loss.fidelity.op,
                          prob.y.expand(k, -1, -1, -1), noise_sigma(2.0), device)
     t0 = time.perf_counter()
-    results = restore(model, StackedLoss([prob.loss] * k), prob.y.expand(k, -1, -1, -1), names, settings,
-                      x_true=prob.x.expand(k, -1, -1, -1), seed=list(range(1, k + 1)), device=device,
-                      engine=engine, callbacks=[times], stopping=rules, streams=streams)
+    results = restore(model, StackedLoss([prob.loss] * k),
+                      Data(prob.y.expand(k, -1, -1, -1), names, x_true=prob.x.expand(k, -1, -1, -1)),
+                      RunSpec(settings, seed=list(range(1, k + 1)), device=device, engine=engine, callbacks=[times],
+                              stopping=rules, streams=streams))
     total = time.perf_counter() - t0
     if results[0].status != "complete":
         raise RuntimeError(f"run failed: {results[0].error}")

@@ -15,7 +15,7 @@ from bpdip.bench.measure import as_tensor
 from bpdip.data import SET14_DIR, center_crop, load_image
 from bpdip.engine import StackedLoss, build_stacked
 from bpdip.losses import make_loss
-from bpdip.loop import LoopSettings, restore
+from bpdip.loop import Data, LoopSettings, RunSpec, restore
 from bpdip.models import SkipNet
 from bpdip.physics import Blur, degrade, derive_seed, make_kernel, noise_sigma
 
@@ -65,11 +65,11 @@ def run_quality(args, device, report: dict, save) -> None:
                 continue
             t0 = time.perf_counter()
             results = restore(build_stacked(lambda: SkipNet(**NETS[args.net]), run_seeds), StackedLoss(fns),
-                              yt.expand(len(losses), -1, -1, -1), losses,
-                              LoopSettings(iterations=n_iter, log_every=getattr(args, "quality_log_every", 100),
-                                           progress=False),
-                              x_true=xt.expand(len(losses), -1, -1, -1), seed=run_seeds, device=device,
-                              engine=engine_settings(variant, len(losses)))
+                              Data(yt.expand(len(losses), -1, -1, -1), losses,
+                                   x_true=xt.expand(len(losses), -1, -1, -1)),
+                              RunSpec(LoopSettings(iterations=n_iter, progress=False,
+                                                   log_every=getattr(args, "quality_log_every", 100)),
+                                      seed=run_seeds, device=device, engine=engine_settings(variant, len(losses))))
             for name, res in zip(losses, results):
                 curve = [r for r in res.curve if r["iteration"] < budget[name]]
                 peak = curves.best(curve, "psnr")

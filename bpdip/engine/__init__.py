@@ -9,7 +9,7 @@
   (``stacked.py``): K runs of one image size trained together as one grouped network.
 - ``count_flops`` (``flops.py``): analytic convolution FLOPs of the skip net.
 
-``bpdip.loop.restore(..., engine=...)`` uses all of it; ``scripts/bench.py`` measures it.
+``bpdip.loop.restore`` uses all of it (``RunSpec.engine``); ``scripts/bench.py`` measures it.
 """
 
 from bpdip.engine.flops import count_flops

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from omegaconf import OmegaConf
 from bpdip.data import center_crop, load_image
 from bpdip.engine import StackedLoss, build_stacked, group_by_size
 from bpdip.loggers import JobLogger, make_loggers
-from bpdip.loop import Callback, Result, restore
+from bpdip.loop import Callback, Data, Result, RunSpec, restore
 from bpdip.losses import make_loss
 from bpdip.models import build_model, seeded_model
 from bpdip.metrics import quality
@@ -82,20 +83,48 @@ def degraded(plan: CellPlan, task: ImageTask) -> tuple[np.ndarray | None, np.nda
     return image, degrade_sr(image, plan.kernel, plan.sr.factor, plan.noise_var, seed)
 
 
-def baseline(plan: CellPlan, task: ImageTask) -> dict | None:
+@dataclass(frozen=True)
+class Observation:
+    """One image's arrays, degraded once per job (:func:`degraded`): ``x`` the ground truth as
+    degraded (the HR image, or under boundary=valid the extended x; None without truth) and
+    ``y`` the measurement. Every consumer (the loop's tensors, the baselines, the input's record)
+    takes them from here instead of reading and degrading the file again."""
+
+    x: np.ndarray | None
+    y: np.ndarray
+    frame: tuple[int, int, int, int] | None
+    observed: bool
+
+    @classmethod
+    def of(cls, plan: CellPlan, task: ImageTask) -> "Observation":
+        x, y = degraded(plan, task)
+        return cls(x, y, task.frame, plan.observed)
+
+    @property
+    def truth(self) -> np.ndarray | None:
+        """x on y's frame (boundary=valid), what the metrics compare with; data=observed's
+        data.truth is on y's frame already."""
+        if self.x is None or self.frame is None or self.observed:
+            return self.x
+        return crop_hw(self.x, self.frame)
+
+
+def baseline(plan: CellPlan, task: ImageTask, seen: Observation | None = None) -> dict | None:
     """Super-resolution's baseline row: y upsampled by PIL's bicubic (bpdip.physics.resize,
     docs/references.md "Deep Image Prior super-resolution": DIP's bicubic image), clipped and
     measured as the network's output is (``bpdip.metrics.quality``: psnr, ssim, ssim_dr2,
     psnr_y). None for deblurring."""
     if plan.sr is None or plan.observed:
         return None
-    x, y = degraded(plan, task)
+    seen = seen or Observation.of(plan, task)
+    x, y = seen.x, seen.y
     up = torch.from_numpy(bicubic_upsample(y, plan.sr.factor)).permute(2, 0, 1)[None]
     ref = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]
     return {"method": "bicubic", **{k: float(v[0]) for k, v in quality(up, ref, plan.sr.shave).items()}}
 
 
-def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict] | None:
+def deblur_baselines(plan: CellPlan, task: ImageTask, seen: Observation | None = None
+                     ) -> tuple[list[dict], dict] | None:
     """Deblurring's baselines (``bpdip.baselines``: Wiener, unsupervised Wiener,
     Richardson-Lucy, BM3D where installed; with ``boundary=valid`` also the border-aware
     ones) on the image's y with the run's noise level, measured on y's frame; (records,
@@ -105,17 +134,19 @@ def deblur_baselines(plan: CellPlan, task: ImageTask) -> tuple[list[dict], dict]
         return None
     from bpdip.baselines import run_baselines
 
-    x, y = degraded(plan, task)
-    truth = None if x is None else (crop_hw(x, task.frame) if task.frame is not None and not plan.observed else x)
-    return run_baselines(y, plan.kernel, truth, sigma=plan.sigma, boundary=plan.boundary.name)
+    seen = seen or Observation.of(plan, task)
+    return run_baselines(seen.y, plan.kernel, seen.truth, sigma=plan.sigma, boundary=plan.boundary.name)
 
 
-def observation(plan: CellPlan, task: ImageTask) -> tuple[dict, dict | None]:
+def observation(plan: CellPlan, task: ImageTask, seen: Observation | None = None) -> tuple[dict, dict | None]:
     """What the report draws beside the restorations (bpdip.report.visual), so that it never
     re-runs this front end: ({"y": y as the loss sees it (float32), "truth": x on y's frame},
     the input's quality: PSNR / SSIM of y clipped to [0, 1] against x, as an output is
     measured; None without ground truth or when y has another size, i.e. super-resolution)."""
-    x, y = degraded(plan, task)
+    seen = seen or Observation.of(plan, task)
+    x, y = seen.x, seen.y
+    # (unlike Observation.truth this also crops data=observed's truth under boundary=valid,
+    # which is on y's frame already: kept as it was, since it is what the records hold)
     if x is not None and task.frame is not None:
         x = crop_hw(x, task.frame)
     images = {"y": np.asarray(y, dtype=np.float32)}
@@ -129,10 +160,10 @@ def observation(plan: CellPlan, task: ImageTask) -> tuple[dict, dict | None]:
     return images, measure(np.clip(y, 0.0, 1.0), x)
 
 
-def input_entry(plan: CellPlan, task: ImageTask) -> tuple[dict, dict]:
+def input_entry(plan: CellPlan, task: ImageTask, seen: Observation | None = None) -> tuple[dict, dict]:
     """(summary.json's ``input`` of one image: where y and the truth lie and the input's
     metrics; the arrays to write there)."""
-    images, metrics = observation(plan, task)
+    images, metrics = observation(plan, task, seen)
     paths = input_paths(task.name)
     return {**{k: paths[k] for k in images}, **(metrics or {})}, images
 
@@ -142,13 +173,13 @@ def shave_of(plan: CellPlan) -> int | None:
     return None if plan.sr is None else plan.sr.shave
 
 
-def image_tensors(plan: CellPlan, task: ImageTask, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def image_tensors(plan: CellPlan, task: ImageTask, device, seen: Observation | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(y, x) of one image as (1, 3, H, W) tensors: y float32 (what the loss sees), x float64
     (metrics run in float64 against the exact ground truth, on y's frame for boundary=valid;
     None without ground truth)."""
-    x, y = degraded(plan, task)
-    if x is not None and task.frame is not None and not plan.observed:  # observed: data.truth is on y's frame
-        x = crop_hw(x, task.frame)
+    seen = seen or Observation.of(plan, task)
+    x, y = seen.truth, seen.y
 
     def to_tensor(a, dtype):
         return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device=device, dtype=dtype)
@@ -186,45 +217,47 @@ def job_threads(plan: CellPlan, device) -> int | None:
     return resolve_threads(value, torch.device(device).type, parameters, pixels)
 
 
-def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None) -> Result:
+def train_image(plan: CellPlan, task: ImageTask, device, callbacks=(), checkpoint=None,
+                seen: Observation | None = None) -> Result:
     """Train one network on one image (paper eqs. 3 and 9) and return its Result."""
-    y_t, x_t = image_tensors(plan, task, device)
-    seeds = plan.seeds(task.name)
-    op = plan.operator(task.shape, device=device)  # task.shape: the image (HR) size
-    loss = make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params)
-    model = seeded_model(lambda: build_model(**plan.model_params), seeds["model"])
-    [result] = restore(model, loss, y_t, [task.name], plan.settings, x_true=x_t, seed=seeds["z"],
-                       device=device, callbacks=list(callbacks), checkpoint=checkpoint,
-                       engine=plan.config.get("engine"),
-                       stopping=stopping_for(plan, op, y_t, device, task.frame, getattr(loss, "fidelity", None)),
-                       stop_early=plan.stop.early_rule, image_shape=op.in_shape, shave=shave_of(plan),
-                       frame=task.frame, output=plan.output)
-    result.cg = cg_summary(loss)
+    [result] = train_group(plan, [task], device, callbacks, checkpoint, [seen] if seen is not None else None)
     return result
 
 
-def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), checkpoint=None) -> list[Result]:
+def train_group(plan: CellPlan, tasks: list[ImageTask], device, callbacks=(), checkpoint=None,
+                seen: list[Observation] | None = None) -> list[Result]:
     """Train K images of one size together (engine.stack, bpdip.engine.stacked): image k
     gets the network, z and perturbations of its own seeds, its own y, loss and ground
-    truth, as :func:`train_image` gives it alone. Returns one Result per image, in order."""
+    truth, as it gets them alone. One image (K = 1) trains one plain network with one int
+    seed, as a job without engine.stack does. Returns one Result per image, in order."""
     if len({t.shape for t in tasks}) != 1:
         raise ValueError(f"a stacked group needs one image size, got {[t.shape for t in tasks]}")
-    pairs = [image_tensors(plan, t, device) for t in tasks]
+    seen = seen or [Observation.of(plan, t) for t in tasks]
+    pairs = [image_tensors(plan, t, device, o) for t, o in zip(tasks, seen)]
     seeds = [plan.seeds(t.name) for t in tasks]
     op = plan.operator(tasks[0].shape, device=device)  # one kernel and size: one OTF for the group
     losses = [make_loss(plan.fidelity, op, y_t, plan.sigma, plan.tv_weight, **plan.loss_params) for y_t, _ in pairs]
-    loss = StackedLoss(losses)
-    # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
-    model = build_stacked(lambda: build_model(**plan.model_params), [s["model"] for s in seeds])
-    y = torch.cat([y for y, _ in pairs])
-    x_true = None if any(x is None for _, x in pairs) else torch.cat([x for _, x in pairs])
-    results = restore(model, loss, y, [t.name for t in tasks], plan.settings,
-                      x_true=x_true, seed=[s["z"] for s in seeds], device=device,
-                      callbacks=list(callbacks), checkpoint=checkpoint, engine=plan.config.get("engine"),
-                      stopping=stopping_for(plan, op, y, device, tasks[0].frame,
-                                            [getattr(one, "fidelity", None) for one in losses]),
-                      stop_early=plan.stop.early_rule,
-                      image_shape=op.in_shape, shave=shave_of(plan), frame=tasks[0].frame, output=plan.output)
+    fidelity = [getattr(one, "fidelity", None) for one in losses]
+    factory = lambda: build_model(**plan.model_params)  # noqa: E731
+    if len(tasks) == 1:
+        [loss], [fidelity], [seed] = losses, fidelity, [seeds[0]["z"]]
+        model = seeded_model(factory, seeds[0]["model"])
+    else:
+        loss, seed = StackedLoss(losses), [s["z"] for s in seeds]
+        # float32 head under bf16, as SkipNet's: stacking never changes what a run computes
+        model = build_stacked(factory, [s["model"] for s in seeds])
+    if len(pairs) == 1:  # the tensors themselves: a copy by torch.cat has another memory layout
+        [(y, x_true)] = pairs
+    else:
+        y = torch.cat([y for y, _ in pairs])
+        x_true = None if any(x is None for _, x in pairs) else torch.cat([x for _, x in pairs])
+    data = Data(y, [t.name for t in tasks], x_true=x_true, image_shape=op.in_shape, frame=tasks[0].frame,
+                shave=shave_of(plan))
+    spec = RunSpec(plan.settings, seed=seed, device=device, engine=plan.config.get("engine"),
+                   stopping=stopping_for(plan, op, y, device, tasks[0].frame, fidelity),
+                   stop_early=plan.stop.early_rule, output=plan.output, checkpoint=checkpoint,
+                   callbacks=list(callbacks))
+    results = restore(model, loss, data, spec)
     for result, one in zip(results, losses):
         result.cg = cg_summary(one)
     return results
@@ -306,6 +339,31 @@ class JobRecords:
         write_json(self.out_dir / "summary.json", self.summary)  # last: it points at the curves
 
 
+@dataclass
+class Job:
+    """One job's context, the same for every image it records: the plan, where it writes
+    (``out_dir``, ``records``, the results ``store``), who hears of it (``loggers``, the extra
+    loop ``callbacks``) and its ``device``; and each image's :class:`Observation`, made once
+    and dropped when the image is recorded."""
+
+    plan: CellPlan
+    out_dir: Path
+    store: Store | None
+    records: JobRecords
+    loggers: list[JobLogger]
+    callbacks: list[Callback]
+    device: torch.device
+    seen: dict[str, Observation] = field(default_factory=dict)
+
+    def observation(self, task: ImageTask) -> Observation:
+        if task.name not in self.seen:
+            self.seen[task.name] = Observation.of(self.plan, task)
+        return self.seen[task.name]
+
+    def recorded(self, task: ImageTask) -> None:
+        self.seen.pop(task.name, None)
+
+
 def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, plan: CellPlan | None = None) -> dict:
     """Train (or take from the results store) every image of one cell; return summary.json.
 
@@ -330,12 +388,13 @@ def run_cell(cfg, out_dir, callbacks: list[Callback] = (), job_num: int = 0, pla
             n = job_threads(plan, device)
             if n is not None:
                 torch.set_num_threads(n)
-            return _run(plan, config, out_dir, root, store, loggers, callbacks, device)
+            return _run(plan, out_dir, root, store, loggers, list(callbacks), device)
     finally:
         torch.set_num_threads(threads)  # a job in a shared process leaves the setting as it was
 
 
-def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict:
+def _run(plan, out_dir, root, store, loggers, callbacks, device) -> dict:
+    config = plan.config
     engine = plan.engine(device)
     run = {
         "cell": plan.cell, "config_hash": plan.config_hash, "protocol_hash": plan.protocol_hash,
@@ -349,6 +408,7 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     }
     records = JobRecords(out_dir, run, bool(config.get("save_images", True)), [t.name for t in plan.tasks])
     records.write()
+    job = Job(plan, out_dir, store, records, loggers, callbacks, device)
     info = {"cell_name": plan.cell_name, "cell": plan.cell, "images": [t.name for t in plan.tasks],
             "config": config, "out_dir": str(out_dir), "iterations": plan.settings.iterations,
             "log_every": plan.settings.log_every, "device": run["device"], "progress": plan.settings.progress}
@@ -356,12 +416,10 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
         for lg in loggers:
             lg.on_job_start(info)
         if engine.stack == 1:
-            deferred = [(index, task) for index, task in enumerate(plan.tasks)
-                        if not _one_image(plan, task, index, store, records, loggers, list(callbacks), device,
-                                          out_dir)]
+            deferred = [(index, task) for index, task in enumerate(plan.tasks) if not _one_image(job, index, task)]
         else:
-            deferred = _stacked_images(plan, engine.stack, store, records, loggers, list(callbacks), device, out_dir)
-        _wait_for_other_jobs(deferred, plan, store, records, loggers, list(callbacks), device, out_dir)
+            deferred = _stacked_images(job, engine.stack)
+        _wait_for_other_jobs(job, deferred)
         summary = records.finish()
         for lg in loggers:
             lg.on_job_end(summary, records.rows)
@@ -371,54 +429,53 @@ def _run(plan, config, out_dir, root, store, loggers, callbacks, device) -> dict
     return summary
 
 
-def _one_image(plan, task, index, store, records, loggers, callbacks, device, out_dir) -> bool:
+def _one_image(job: Job, index: int, task: ImageTask) -> bool:
     """Take the image from the store or train it; False: another job trains it now."""
-    if _take_from_store(plan, task, store, records, loggers):
+    if _take_from_store(job, task):
         return True
-    if not _claim(plan, task, store):
+    if not _claim(job, task):
         return False
-    _train([(index, task)], plan, store, records, loggers, callbacks, device, out_dir)
+    _train(job, [(index, task)])
     return True
 
 
-def _stacked_images(plan, stack, store, records, loggers, callbacks, device, out_dir) -> list:
+def _stacked_images(job: Job, stack: int) -> list:
     """engine.stack = K > 1: the images not in the store, in groups of one size and at most
     K (see the module docstring), each group trained by one stacked run. Returns the images
     that other jobs train now."""
-    todo = [(index, task) for index, task in enumerate(plan.tasks)
-            if not _take_from_store(plan, task, store, records, loggers)]
+    todo = [(index, task) for index, task in enumerate(job.plan.tasks) if not _take_from_store(job, task)]
     mine, others = [], []
     for member in todo:
-        (mine if _claim(plan, member[1], store) else others).append(member)
+        (mine if _claim(job, member[1]) else others).append(member)
     for group in group_by_size(mine, lambda member: member[1].shape, stack):
-        _train(group, plan, store, records, loggers, callbacks, device, out_dir)
+        _train(job, group)
     return others
 
 
 CLAIM_POLL_S = 30.0  # how often a job looks again at images that other jobs train
 
 
-def _claim(plan, task, store) -> bool:
+def _claim(job: Job, task: ImageTask) -> bool:
     """Claim the image in the store (bpdip.store "claim.json"); False: a live job holds it."""
-    if store is None:
+    if job.store is None:
         return True
-    holder = store.claim(task.run_id, 60.0 * float(plan.config.get("claim_timeout_min") or 30))
+    holder = job.store.claim(task.run_id, 60.0 * float(job.plan.config.get("claim_timeout_min") or 30))
     if holder is not None:
         log.info("%s: job %s on %s (pid %s) trains it now; taking it when it is done", task.name,
                  holder.get("slurm_job") or "-", holder.get("host"), holder.get("pid"))
     return holder is None
 
 
-def _wait_for_other_jobs(deferred, plan, store, records, loggers, callbacks, device, out_dir) -> None:
+def _wait_for_other_jobs(job: Job, deferred: list) -> None:
     """After its own images, a job takes those that other jobs were training from the
     store once they are done there, or trains them itself if their job died."""
     while deferred:
         waiting = []
         for index, task in deferred:
-            if _take_from_store(plan, task, store, records, loggers):
+            if _take_from_store(job, task):
                 continue
-            if _claim(plan, task, store):
-                _train([(index, task)], plan, store, records, loggers, callbacks, device, out_dir)
+            if _claim(job, task):
+                _train(job, [(index, task)])
             else:
                 waiting.append((index, task))
         deferred = waiting
@@ -440,9 +497,9 @@ class _Heartbeat(Callback):
                 self.store.heartbeat(run_id)
 
 
-def _take_from_store(plan, task, store, records, loggers) -> bool:
+def _take_from_store(job: Job, task: ImageTask) -> bool:
     """Record an image from the results store when it is done there; False: train it."""
-    config, s = plan.config, plan.settings
+    config, s, store = job.plan.config, job.plan.settings, job.store
     stored = None
     if store is not None and config.get("reuse", True):
         stored = store.load(task.run_id, task.name, s.iterations, s.log_every,
@@ -453,75 +510,84 @@ def _take_from_store(plan, task, store, records, loggers) -> bool:
     entry = {**stored.entry, "run_id": task.run_id, "reused": True, "bit_depth": task.bit_depth}
     observed = None
     if stored.entry.get("status") == "complete":
-        entry["input"], observed = input_entry(plan, task)
-    records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras, pngs=stored.images,
-                observed=observed)
-    for lg in loggers:
+        entry["input"], observed = input_entry(job.plan, task, job.observation(task))
+    job.records.add(task.name, entry, stored.rows, png=stored.png, extras=stored.extras, pngs=stored.images,
+                    observed=observed)
+    job.recorded(task)
+    for lg in job.loggers:
         lg.on_image_done(task.name, entry, stored.rows, None, True)
     return True
 
 
-def _train(members, plan, store, records, loggers, callbacks, device, out_dir) -> None:
+def _train(job: Job, members: list) -> None:
     """Train ``members`` ((index, task) pairs of one size, claimed by this job): one alone
     exactly as with K = 1, two or more as one stacked group; then record each image as a
     K = 1 job records it. The claims are dropped at the end, also on an error."""
     tasks = [task for _, task in members]
-    heartbeat = [] if store is None else [_Heartbeat(store, tasks)]
+    heartbeat = [] if job.store is None else [_Heartbeat(job.store, tasks)]
     try:
-        _train_claimed(members, plan, store, records, loggers, [*callbacks, *heartbeat], device, out_dir)
+        _train_claimed(job, members, heartbeat)
     finally:
-        for task in tasks if store is not None else ():
-            store.release(task.run_id)
+        for task in tasks if job.store is not None else ():
+            job.store.release(task.run_id)
 
 
-def _train_claimed(members, plan, store, records, loggers, callbacks, device, out_dir) -> None:
-    s = plan.settings
+def _train_claimed(job: Job, members: list, heartbeat: list) -> None:
+    plan, store, records = job.plan, job.store, job.records
     tasks = [task for _, task in members]
     for index, task in members:
         records.start(task.name, task.run_id if store is not None else None)
-        for lg in loggers:
+        for lg in job.loggers:
             lg.on_image_start(index, len(plan.tasks), task.name, task.shape, task.run_id)
     if len(tasks) == 1:
         [task] = tasks
-        checkpoint = store.checkpoint(task.run_id) if store is not None else out_dir / "checkpoints" / f"{task.name}.pt"
+        checkpoint = store.checkpoint(task.run_id) if store is not None else \
+            job.out_dir / "checkpoints" / f"{task.name}.pt"
         _drop_other_group_checkpoints(store, tasks)
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        results = [train_image(plan, task, device, [*loggers, *callbacks], checkpoint if s.checkpoint_every else None)]
     else:
-        checkpoint = group_checkpoint(tasks, store, out_dir)
+        checkpoint = group_checkpoint(tasks, store, job.out_dir)
         _drop_other_group_checkpoints(store, tasks, keep=checkpoint)
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        results = train_group(plan, tasks, device, [*loggers, *callbacks], checkpoint if s.checkpoint_every else None)
-    for task, result in zip(tasks, results):
-        rows = curve_rows(task.name, result.curve)
-        entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False,
-                 "bit_depth": task.bit_depth}  # the input file's bits per sample (bpdip.data)
-        base = baseline(plan, task)
-        if base is not None:  # super-resolution only: deblurring entries keep their keys
-            entry["baseline"] = base
-        if result.cg is not None:  # BP by conjugate gradients (boundary=valid)
-            entry["cg"] = result.cg
-        observed = None
-        if result.status == "complete":
-            entry["input"], observed = input_entry(plan, task)
-        extras = {} if result.extended is None else {"extended": result.extended}
-        bases = deblur_baselines(plan, task) if result.status == "complete" else None
-        if bases is not None:
-            entry["baselines"] = bases[0]
-            if plan.observed:  # no truth to measure them: the images are the comparison
-                extras.update(bases[1])
-        if store is not None:
-            own = new_summary({**records.summary["run"], "status": entry["status"], "run_id": task.run_id,
-                               "image_sha256": task.sha256})
-            # the store keeps the run's result; y and the truth are the job's (input_entry re-makes them)
-            own["images"][task.name] = {k: v for k, v in entry.items() if k not in ("reused", "input")}
-            store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras,
-                       images=result.stream_images)
-        elif len(tasks) == 1:
-            checkpoint.unlink(missing_ok=True)
-        records.add(task.name, entry, rows, image=result.image, extras=extras, images=result.stream_images,
-                    observed=observed)
-        for lg in loggers:
-            lg.on_image_done(task.name, entry, rows, result.image, False)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    seen = [job.observation(task) for task in tasks]
+    results = train_group(plan, tasks, job.device, [*job.loggers, *job.callbacks, *heartbeat],
+                          checkpoint if plan.settings.checkpoint_every else None, seen)
+    for task, result, obs in zip(tasks, results, seen):
+        _record_trained(job, task, result, obs, checkpoint if len(tasks) == 1 else None)
     if len(tasks) > 1:
         checkpoint.unlink(missing_ok=True)  # every image of the group has its record now
+
+
+def _record_trained(job: Job, task: ImageTask, result: Result, seen: Observation, checkpoint: Path | None) -> None:
+    """Write a trained image's records: the job's, the store's, and the loggers'."""
+    plan, store = job.plan, job.store
+    rows = curve_rows(task.name, result.curve)
+    entry = {**image_summary(result), "run_id": task.run_id if store is not None else None, "reused": False,
+             "bit_depth": task.bit_depth}  # the input file's bits per sample (bpdip.data)
+    base = baseline(plan, task, seen)
+    if base is not None:  # super-resolution only: deblurring entries keep their keys
+        entry["baseline"] = base
+    if result.cg is not None:  # BP by conjugate gradients (boundary=valid)
+        entry["cg"] = result.cg
+    observed = None
+    if result.status == "complete":
+        entry["input"], observed = input_entry(plan, task, seen)
+    extras = {} if result.extended is None else {"extended": result.extended}
+    bases = deblur_baselines(plan, task, seen) if result.status == "complete" else None
+    if bases is not None:
+        entry["baselines"] = bases[0]
+        if plan.observed:  # no truth to measure them: the images are the comparison
+            extras.update(bases[1])
+    if store is not None:
+        own = new_summary({**job.records.summary["run"], "status": entry["status"], "run_id": task.run_id,
+                           "image_sha256": task.sha256})
+        # the store keeps the run's result; y and the truth are the job's (input_entry re-makes them)
+        own["images"][task.name] = {k: v for k, v in entry.items() if k not in ("reused", "input")}
+        store.save(task.run_id, own, rows, result.image, plan.result_config, extras=extras,
+                   images=result.stream_images)
+    elif checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    job.records.add(task.name, entry, rows, image=result.image, extras=extras, images=result.stream_images,
+                    observed=observed)
+    job.recorded(task)
+    for lg in job.loggers:
+        lg.on_image_done(task.name, entry, rows, result.image, False)
