@@ -62,7 +62,9 @@ def check_job_dir(job: Path, images: list[str], crop: int, iterations: int, log_
     ``commits``: the HEADs the job may have run at (none given: not checked)."""
     summary = read_summary(job / "summary.json")
     frame = pd.read_csv(job / "metrics.csv")
-    assert tuple(frame.columns) == CURVE_COLUMNS
+    # the fixed columns, then the stopping rules' statistics (each rule declares its own)
+    assert tuple(frame.columns[:len(CURVE_COLUMNS)]) == CURVE_COLUMNS
+    assert {"fidelity", "average_wmv_var"} <= set(frame.columns[len(CURVE_COLUMNS):])
     assert summary["run"]["status"] == "complete"
     assert summary["run"]["torch_version"] == torch.__version__
     if commits:

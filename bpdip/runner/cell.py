@@ -144,11 +144,7 @@ def observation(plan: CellPlan, task: ImageTask, seen: Observation | None = None
     the input's quality: PSNR / SSIM of y clipped to [0, 1] against x, as an output is
     measured; None without ground truth or when y has another size, i.e. super-resolution)."""
     seen = seen or Observation.of(plan, task)
-    x, y = seen.x, seen.y
-    # (unlike Observation.truth this also crops data=observed's truth under boundary=valid,
-    # which is on y's frame already: kept as it was, since it is what the records hold)
-    if x is not None and task.frame is not None:
-        x = crop_hw(x, task.frame)
+    x, y = seen.truth, seen.y  # on y's frame (data=observed's data.truth is already)
     images = {"y": np.asarray(y, dtype=np.float32)}
     if x is None:
         return images, None
