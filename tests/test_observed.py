@@ -93,6 +93,10 @@ def test_the_default_choice_and_a_truth_for_measurement_only(cfg_of, tmp_path):
     truth = np.asarray(Image.open(EXAMPLE / "chelsea_truth.png"), dtype=np.float64) / 255
     restored = np.asarray(Image.open(job / "restored" / "chelsea_blurred.png"), dtype=np.float64) / 255
     assert entry["final_psnr"] == pytest.approx(10 * np.log10(1 / np.mean((restored - truth) ** 2)), abs=0.05)
+    # the input's record: y and the truth on one frame, and the input's PSNR against that truth
+    y = np.load(job / entry["input"]["y"])
+    assert np.asarray(Image.open(job / entry["input"]["truth"])).shape == y.shape == truth.shape
+    assert entry["input"]["psnr"] == pytest.approx(10 * np.log10(1 / np.mean((np.clip(y, 0, 1) - truth) ** 2)), abs=1e-6)
     with pytest.raises(UserError, match="data.truth gives 2 image"):
         plan_cell(cfg_of(f"data.truth=[{EXAMPLE / 'chelsea_truth.png'},{EXAMPLE / 'chelsea_truth.png'}]"))
 
