@@ -17,16 +17,16 @@ import numpy as np
 
 from bpdip import curves
 from bpdip.loop import Callback
+from bpdip.records import CURVE_COLUMNS
 from bpdip.stopping import statistic_columns
 
 log = logging.getLogger("bpdip")
 
-# the perturbed stream's metrics (the paper's), the loss, the rules' statistics, then the
-# clean and average streams (bpdip.streams; absent from older records: NaN, not logged)
-CURVE_KEYS = ("psnr", "ssim", "ssim_dr2", "loss", "wmv_var", "emv", "residual", "psnr_y",
-              "clean_psnr", "clean_ssim", "clean_ssim_dr2", "average_psnr", "average_ssim", "average_ssim_dr2",
-              "clean_psnr_y", "average_psnr_y",
-              *(c for c in statistic_columns() if c not in ("wmv_var", "emv", "residual")))  # issue 32's
+# metrics.csv's values (records.CURVE_COLUMNS less image, iteration, seconds: the perturbed
+# stream, the loss, the rules' statistics, the clean and average streams), then the statistics
+# the rules declare beyond them (bpdip.stopping; absent from older records: NaN, not logged)
+CURVE_KEYS = tuple(c for c in CURVE_COLUMNS if c not in ("image", "iteration", "seconds")) + \
+    tuple(c for c in statistic_columns() if c not in CURVE_COLUMNS)
 
 
 def _value(rec: dict, key: str) -> float:
