@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bpdip.curves import PREFIX
 from bpdip.physics.valid import crop
 from bpdip.stopping import fixed, oracle
 from bpdip.stopping.base import OnlineRule, check_integer, number, scaled, warmup_start
@@ -55,7 +56,7 @@ NEEDS_TRUTH = ("oracle",)
 # the streams an online rule can watch at every iteration (bpdip.streams: the clean stream
 # exists at logged iterations only); "perturbed" is the paper's and every older record's
 WATCHABLE = ("perturbed", "average")
-STAT_PREFIX = {"perturbed": "", "average": "average_"}  # metrics.csv column of a watched statistic
+STAT_PREFIX = {s: PREFIX[s] for s in WATCHABLE}  # metrics.csv column of a watched statistic: the stream's prefix
 WARMUP = {"fraction": 0.1, "floor": 50}
 
 
