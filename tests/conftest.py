@@ -53,3 +53,14 @@ def default_dtype(request):
     torch.set_default_dtype(request.param)
     yield request.param
     torch.set_default_dtype(before)
+
+
+@pytest.fixture(scope="session")
+def bench():
+    """scripts/bench.py as a module, for the benchmark rows' smoke tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[1] / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,17 +1,11 @@
 """scripts/bench.py --baselines (issue 30): a seconds-long smoke run of the baselines' cost
 rows; the numbers themselves are measured at 96 px (results/bench/cpu-baselines.json)."""
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_baseline_rows_time_bm3d_valid_rl_and_a_records_baselines(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+
+def test_baseline_rows_time_bm3d_valid_rl_and_a_records_baselines(tmp_path, bench):
     out = tmp_path / "b.json"
     report = bench.main(["--device", "cpu", "--baselines", "--baselines-sizes", "24", "--rounds", "2",
                          "--out", str(out)])

@@ -1,17 +1,11 @@
 """scripts/bench.py --boundary (issue 19): a seconds-long smoke run of the valid-vs-circular
 step timing; the numbers themselves are measured by the lead at full size."""
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_boundary_rows_time_both_models_and_count_cg_iterations(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+
+def test_boundary_rows_time_both_models_and_count_cg_iterations(tmp_path, bench):
     out = tmp_path / "b.json"
     report = bench.main(["--device", "cpu", "--boundary", "--boundary-sizes", "slim:17", "--steps", "2",
                          "--boundary-tols", "1e-6,1e-2", "--rounds", "2", "--out", str(out)])
@@ -25,10 +19,7 @@ def test_boundary_rows_time_both_models_and_count_cg_iterations(tmp_path):
     assert json.loads(out.read_text())["boundary"][1]["meets_target"] in (True, False)
 
 
-def test_accuracy_rows_replay_a_runs_residuals_and_a_tighter_tolerance_is_more_exact(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_accuracy_rows_replay_a_runs_residuals_and_a_tighter_tolerance_is_more_exact(tmp_path, bench):
     out = tmp_path / "a.json"
     report = bench.main(["--device", "cpu", "--boundary", "--boundary-accuracy", "--boundary-sizes", "slim:17",
                          "--steps", "3", "--boundary-tols", "1e-8,1e-2", "--out", str(out)])

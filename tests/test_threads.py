@@ -1,9 +1,7 @@
 """``threads: auto`` (issue 29): the rule's logic (bpdip.runner.threads), not its timing; the
 measurements behind it are scripts/bench.py --threads-row (results/bench/cpu-threads.json)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +11,6 @@ from bpdip.runner import plan_cell, run_cell
 from bpdip.runner.cell import job_threads
 from bpdip.runner.threads import AUTO_MIN_WORK, auto_threads, resolve_threads, usable_cores
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER, SMALL = 2_217_831, 34_627  # parameters of the paper's net and of model=small
 
 
@@ -64,10 +61,7 @@ def test_auto_is_the_default_and_a_job_sets_it_and_puts_torchs_back(compose_conf
         torch.set_num_threads(before)
 
 
-def test_the_threads_row_times_whole_runs_quiet_and_busy(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_threads_row_times_whole_runs_quiet_and_busy(tmp_path, bench):
     out = tmp_path / "t.json"
     report = bench.main(["--threads-row", "--threads-problems", "slim:16:3", "--out", str(out)])
     quiet, busy = report["threads_rows"]
