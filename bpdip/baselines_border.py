@@ -79,12 +79,13 @@ def richardson_lucy_valid(y: np.ndarray, kernel: np.ndarray, counts, sigma: floa
     def frame(z):
         return np.clip(crop(z, op.frame)[0].permute(1, 2, 0).numpy(), 0.0, 1.0)
 
+    ax = op.A(x)  # A x of the current iterate: the next ratio and the discrepancy both read it
     for n in range(1, last + 1):
-        ratio = yt / op.A(x).clamp_min(RL_TINY)
-        x = torch.where(seen, x * op.A_adjoint(ratio) / norm, x)
+        x = torch.where(seen, x * op.A_adjoint(yt / ax.clamp_min(RL_TINY)) / norm, x)
+        ax = op.A(x)
         if n in counts:
             frames[n] = frame(x)
-        if bound is not None and "discrepancy" not in out and float(((yt - op.A(x)) ** 2).mean()) <= bound:
+        if bound is not None and "discrepancy" not in out and float(((yt - ax) ** 2).mean()) <= bound:
             out["discrepancy"] = (frame(x), n)
         if n >= counts[-1] and (bound is None or "discrepancy" in out):
             break
