@@ -284,15 +284,38 @@ def read_summary(path: str | Path) -> dict:
     return validate_summary(read_json(path), path)
 
 
-def write_png(path: str | Path, image) -> None:
-    """An (H, W, 3) float image in [0, 1] as an 8-bit PNG (rounded), written atomically."""
+def write_png(path: str | Path, image, bits: int = 8) -> None:
+    """An (H, W, 3) float image in [0, 1] as a PNG of ``bits`` (8 or 16) per sample,
+    rounded, written atomically. The restored image is written with 16 (issue 32: rounding
+    to 8 bits alone costs about 0.1 dB at 42 dB, the nearly sharp photographs' level)."""
     import numpy as np
     from PIL import Image
 
     arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    if bits == 16:
+        atomic_write_bytes(path, png16(np.round(arr * 65535.0).astype(">u2")))
+        return
     buf = io.BytesIO()
     Image.fromarray(np.round(arr * 255.0).astype(np.uint8)).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def png16(samples) -> bytes:
+    """A 16-bit RGB PNG of big-endian uint16 ``samples`` (H, W, 3), from the PNG
+    specification (W3C PNG 2nd ed., 11.2 and 5.3): signature, IHDR (bit depth 16, colour
+    type 2), one zlib-deflated IDAT of scanlines each led by filter byte 0, IEND; every chunk
+    is length, type, data, CRC-32 of type and data. Pillow cannot write 16-bit RGB."""
+    import struct
+    import zlib
+
+    h, w = samples.shape[:2]
+    raw = b"".join(b"\x00" + samples[r].tobytes() for r in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def write_npy(path: str | Path, array) -> None:

@@ -6,7 +6,7 @@ in ``<results_root>/<run_id>/``:
 ``summary.json``   the record (schema 1 of :mod:`bpdip.records`, one image), written LAST
                    and atomically: its presence and validity mark the image as done.
 ``metrics.csv``    the image's curve.
-``restored.png``   the final restored image (8-bit).
+``restored.png``   the final restored image (16-bit RGB PNG; 8-bit in records before 2026-12-06).
 ``restored_<x>.png`` more images of it: ``restored_extended.png`` (boundary=valid: all of
                    x, y's frame and the border) and the baselines' (``restored_wiener.png``...).
 ``images/``        ``<stream>.<rule>.png``: each output stream's oracle image and the restored
@@ -212,7 +212,7 @@ class Store:
             write_json(d / "config.json", config)
         write_metrics_csv(d / "metrics.csv", rows)
         if image is not None:
-            write_png(d / "restored.png", image)
+            write_png(d / "restored.png", image, bits=16)
         for suffix, extra in (extras or {}).items():
             write_png(d / f"restored_{suffix}.png", extra)
         for key, img in (images or {}).items():

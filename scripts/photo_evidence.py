@@ -162,7 +162,9 @@ def read_jobs(args, obs: list[dict]) -> dict:
 
 
 def _read(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+    from bpdip.data import load_image  # at the file's full depth: the restored image is 16-bit
+
+    return load_image(path)
 
 
 def measure_all(args, obs, entries) -> list[dict]:

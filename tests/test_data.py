@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from bpdip.data import SET14, SET14_DIR, center_crop, load_image, read_image, resolve_images
+from bpdip.records import write_png
 from png16 import write_png16
 
 
@@ -74,6 +75,23 @@ def test_16_bit_rgb_and_gray_png_keep_every_level(tmp_path, rng):
     assert (g.bit_depth, g.channels) == (16, 1)
     np.testing.assert_array_equal(g.pixels * 65535, np.repeat(gray[..., None], 3, axis=2))
     np.testing.assert_array_equal(load_image(tmp_path / "rgb.png"), got.pixels)
+
+
+def test_restored_images_are_written_at_16_bits(tmp_path, rng):
+    """records.write_png(bits=16), read back by Pillow's own decoder (its high bytes) and by
+    read_image (every level): the file holds round(65535 x), so nothing of x's 8-bit rounding."""
+    x = rng.random((13, 18, 3))
+    x[0, 0] = (-0.5, 1.5, 0.5)  # clipped to [0, 1] first, as write_png always did
+    write_png(tmp_path / "x.png", x, bits=16)
+    q = np.round(np.clip(x, 0, 1) * 65535)
+    got = read_image(tmp_path / "x.png")
+    assert (got.bit_depth, got.channels) == (16, 3)
+    np.testing.assert_array_equal(got.pixels * 65535, q)
+    with Image.open(tmp_path / "x.png") as im:
+        assert im.size == (18, 13)
+        np.testing.assert_array_equal(np.asarray(im), (q // 256).astype(np.uint8))
+    write_png(tmp_path / "x8.png", x)  # the 8-bit previews are unchanged
+    assert read_image(tmp_path / "x8.png").bit_depth == 8
 
 
 @pytest.mark.parametrize("compression", [None, "zlib"])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from scipy.signal import convolve2d
 
-from bpdip.data import DATA_ROOT, center_crop
+from bpdip.data import DATA_ROOT, center_crop, load_image
 from bpdip.physics import make_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +58,7 @@ def test_photo_evidence_end_to_end_at_a_tiny_scale(tmp_path):
     assert len(frame) == 2 * (1 + 4 + 4) and frame["psnr"].notna().all()
     # every restored image is measured against its truth file, which the runs never read
     truth = np.asarray(Image.open(out / "observations" / "coffee-shake.truth.png"), dtype=np.float64) / 255
-    restored = np.asarray(Image.open(out / "jobs" / "coffee-shake" / "bp_tv-valid" / "restored" / "coffee-shake.png"),
-                          dtype=np.float64) / 255
+    restored = load_image(out / "jobs" / "coffee-shake" / "bp_tv-valid" / "restored" / "coffee-shake.png")
     row = frame[(frame.observation == "coffee-shake") & (frame.method == "bp_tv") & (frame.boundary == "valid")]
     assert float(row.psnr.iloc[0]) == pytest.approx(10 * np.log10(1 / np.mean((restored - truth) ** 2)), abs=0.05)
     summary = (out / "summary.md").read_text()

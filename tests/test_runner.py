@@ -81,11 +81,11 @@ def check_job_dir(job: Path, images: list[str], crop: int, iterations: int, log_
         assert entry["peak_psnr"] == pytest.approx(best.psnr, rel=1e-12)
         assert entry["peak_iteration"] == best.iteration
         assert entry["peak_ssim_dr2"] == pytest.approx(best.ssim_dr2, rel=1e-12)
-        # the PNG is the final image: its PSNR (scikit-image) matches the record up to 8-bit rounding
-        restored = np.asarray(Image.open(job / "restored" / f"{name}.png"), dtype=np.float64) / 255
+        # the PNG is the final image at 16 bits: its PSNR (scikit-image) is the record's
+        restored = load_image(job / "restored" / f"{name}.png")
         truth = center_crop(load_image(SET14_DIR / f"{name}.png"), crop)
         assert restored.shape == truth.shape
-        assert peak_signal_noise_ratio(truth, restored, data_range=1.0) == pytest.approx(entry["final_psnr"], abs=0.05)
+        assert peak_signal_noise_ratio(truth, restored, data_range=1.0) == pytest.approx(entry["final_psnr"], abs=2e-3)
     return summary
 
 

@@ -313,8 +313,8 @@ class JobRecords:
                 if isinstance(item, Path):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(item, target)
-                elif item is not None:
-                    write_png(target, item)
+                elif item is not None:  # the restored image at full depth, the others as previews
+                    write_png(target, item, bits=16 if target.name == f"{name}.png" else 8)
             paths = input_paths(name)
             for key, array in (observed or {}).items():
                 (write_npy if paths[key].endswith(".npy") else write_png)(self.out_dir / paths[key], array)

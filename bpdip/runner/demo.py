@@ -94,11 +94,9 @@ def result_lines(label: str, e: dict) -> list[str]:
 
 
 def _read_png(path: Path) -> np.ndarray | None:
-    from PIL import Image
+    from bpdip.data import load_image  # the restored image is 16-bit
 
-    if not path.is_file():
-        return None
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+    return load_image(path) if path.is_file() else None
 
 
 def side_by_side(panels, path: Path, title: str) -> None:
