@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -213,7 +214,7 @@ class Report:
 
         readable = [j for j in self.jobs if j.error is None]
         seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
-        counts = render.group_counts(self.every_cell)
+        counts = Counter(c.status for c in self.every_cell)
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
