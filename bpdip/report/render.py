@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS, TABLE1
-from bpdip.report.cells import FLAGS, CellResult, Issue
+from bpdip.report.cells import FLAGS, CellResult, Issue, has_value
 from bpdip.report.sources import seed_label
 from bpdip.report.stats import METHOD
 
@@ -44,10 +44,6 @@ def grid_cells(cells: list[CellResult]) -> tuple[dict, list[CellResult]]:
         else:
             other.append(c)
     return grid, other
-
-
-def has_value(c: CellResult | None, which: str = "peak") -> bool:
-    return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
 
 
 def column_best(psnr: dict) -> dict:
@@ -156,7 +152,7 @@ def seeds_table(report) -> Table:
 
 def diff_text(row) -> str:
     if pd.isna(row.ci_low):
-        return fmt(row.mean_diff, 2, True) if not pd.isna(row.mean_diff) else "–"
+        return fmt(row.mean_diff, 2, True)
     return f"{row.mean_diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
 
 
@@ -227,8 +223,10 @@ def other_value(c: CellResult, which: str) -> V:
 
 def md_other(report) -> str:
     _, other = grid_cells(report.cells)
+    if not other:
+        return ""
     rows = [[str(c.cell), other_value(c, "peak"), other_value(c, "final")] for c in other]
-    return Table(["setting", "peak", "final"], rows, title="Settings outside the paper's grid").section() if rows else ""
+    return Table(["setting", "peak", "final"], rows, title="Settings outside the paper's grid").section()
 
 
 def md_runs(report) -> str:
