@@ -70,7 +70,7 @@ def baselines_csv(report) -> pd.DataFrame | None:
 
 
 def md_baselines(report) -> str:
-    from bpdip.report.render import md_table
+    from bpdip.report.render import Table
 
     frame = baselines_table(report)
     if not len(frame):
@@ -92,8 +92,7 @@ def md_baselines(report) -> str:
             row.append("–" if r is None or r.psnr is None else f"{r.psnr:.2f} / {r.ssim_dr2:.2f} (n={r.n})")
         rows.append(row)
     paper_grid = all(k in KERNELS and v in NOISE_VARS for k, v, _ in cols)
-    return "\n".join([
-        "## Baselines", "",
+    return Table(["method", "its boundary model", *(label(*c) for c in cols)], rows, title="Baselines", caption=(
         "Classical methods on the same y as the networks (`bpdip.baselines`), each channel, clipped, measured on "
         "y's frame: **PSNR [dB] / SSIM** (data_range 2) averaged over the images, n = images. Rows \"tuned with "
         "truth\" / \"best count, truth\" choose their parameter per image with the ground truth (upper bounds); "
@@ -101,6 +100,4 @@ def md_baselines(report) -> str:
         "own boundary model is the second column (docs/references.md \"Boundaries\", \"Classical baselines\"); "
         "the border-aware ones run on `boundary=valid` records only. BM3D needs the optional `bm3d` package "
         "(non-commercial licence)."
-        + ("" if paper_grid else " Settings outside the paper's grid included."), "",
-        md_table(["method", "its boundary model", *(label(*c) for c in cols)], rows),
-    ])
+        + ("" if paper_grid else " Settings outside the paper's grid included."))).section()

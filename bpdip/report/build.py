@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -195,15 +196,10 @@ class Report:
         frames = []
         for c in self.cells:
             for r in c.seeds.values():
-                if r.mean_curve is None or not len(r.mean_curve):
-                    continue
-                f = r.mean_curve.copy()
-                f.insert(0, "n_images", len(r.used))
-                for i, (k, v) in enumerate([("loss", c.cell.loss), ("kernel", c.cell.kernel),
-                                            ("noise_var", c.cell.noise_var)]):
-                    f.insert(i, k, v)
-                f["seed"] = seed_label(r.seed)
-                frames.append(f)
+                if r.mean_curve is not None and len(r.mean_curve):
+                    setting = pd.DataFrame({"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var,
+                                            "n_images": len(r.used)}, index=r.mean_curve.index)
+                    frames.append(setting.join(r.mean_curve).assign(seed=seed_label(r.seed)))
         cols = ["loss", "kernel", "noise_var", "n_images", "iteration", "psnr", "ssim", "ssim_dr2", "seed"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
@@ -213,7 +209,7 @@ class Report:
 
         readable = [j for j in self.jobs if j.error is None]
         seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
-        counts = render.group_counts(self.every_cell)
+        counts = Counter(c.status for c in self.every_cell)
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",

@@ -124,6 +124,11 @@ class CellResult:
         return table1(self.cell.loss, self.cell.kernel, self.cell.noise_var)
 
 
+def has_value(c: CellResult | None, which: str = "peak") -> bool:
+    """A setting with a value (``peak`` or ``final``): not missing, no conflict, a complete image."""
+    return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
+
+
 def paper_grid() -> list[Cell]:
     """The 36 settings of Table I in its order (rows loss, then kernel, then noise)."""
     return [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]
@@ -295,10 +300,7 @@ def expected_images(jobs: list[Job], images: list[str] | None) -> list[str]:
     """The images every cell should have: the given list, or all images seen anywhere."""
     if images:
         return list(dict.fromkeys(images))
-    seen = []
-    for job in jobs:
-        seen.extend(job.images)
-    return sorted(set(seen))
+    return sorted({name for job in jobs for name in job.images})
 
 
 def expected_seeds(jobs: list[Job]) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from bpdip.data import SET14
@@ -74,9 +75,7 @@ def main(argv=None) -> int:
     report = build_report(jobs, images, inputs)
     report.visual_settings = visual_settings
     paths = write_report(report, args.out, figure=not args.no_figure)
-    counts = {}
-    for c in report.every_cell:
-        counts[c.status] = counts.get(c.status, 0) + 1
+    counts = Counter(c.status for c in report.every_cell)
     print(f"read {len(jobs)} job records; settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     flagged = [c for c in report.every_cell if c.flags and c.status != "missing"]
     for c in flagged:

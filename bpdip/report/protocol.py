@@ -28,6 +28,13 @@ def _differs(a, b) -> bool:
     return a != b
 
 
+def departure(config: dict, key: str, want, text: str) -> list[str]:
+    """``text`` formatted with the config's value at ``key`` and ``want`` where both are set
+    and differ (one departures line), else nothing."""
+    value = _get(config, key)
+    return [text.format(value, want)] if value is not None and want is not None and _differs(value, want) else []
+
+
 def network_deviation(config: dict, reference: str) -> str | None:
     """The network line of a departures list when the run's skip net is not the paper's
     (PROTOCOL "Network", bpdip.paper.NETWORK); ``reference`` says what the paper's is."""
@@ -50,22 +57,13 @@ def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     crop = _get(config, "data.crop")
     if crop is not None:
         out.append(f"centre crop {crop} px (paper: full-size images)")
-    its = _get(config, "loss.iterations")
-    if cell.loss in paper.ITERATIONS and its is not None and _differs(its, paper.ITERATIONS[cell.loss]):
-        out.append(f"{its} iterations (paper: {paper.ITERATIONS[cell.loss]})")
-    tv = _get(config, "loss.tv_weight")
-    want_tv = paper.TV_WEIGHTS.get((cell.loss, cell.kernel), 0.0 if cell.loss in ("ls", "bp") else None)
-    if tv is not None and want_tv is not None and _differs(tv, want_tv):
-        out.append(f"TV weight {tv:g} (paper: {want_tv:g})")
+    tv_weight = paper.TV_WEIGHTS.get((cell.loss, cell.kernel), 0.0 if cell.loss in ("ls", "bp") else None)
+    out += departure(config, "loss.iterations", paper.ITERATIONS.get(cell.loss), "{} iterations (paper: {})")
+    out += departure(config, "loss.tv_weight", tv_weight, "TV weight {:g} (paper: {:g})")
     net = network_deviation(config, "paper: 5 scales of 128 down/up, 4 skip channels")
-    if net:
-        out.append(net)
-    lr = _get(config, "optim.lr")
-    if lr is not None and _differs(lr, paper.LEARNING_RATE):
-        out.append(f"learning rate {lr:g} (paper: {paper.LEARNING_RATE:g})")
-    rn = _get(config, "optim.reg_noise_std")
-    if rn is not None and _differs(rn, paper.REG_NOISE_STD):
-        out.append(f"input noise {rn:g} (paper: {paper.REG_NOISE_STD:g})")
+    out += [net] if net else []
+    out += departure(config, "optim.lr", paper.LEARNING_RATE, "learning rate {:g} (paper: {:g})")
+    out += departure(config, "optim.reg_noise_std", paper.REG_NOISE_STD, "input noise {:g} (paper: {:g})")
     folder = _get(config, "data.folder")
     if folder:
         out.append(f"images from {folder} (paper: Set14)")

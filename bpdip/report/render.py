@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS, TABLE1
-from bpdip.report.cells import FLAGS, CellResult, Issue
+from bpdip.report.cells import FLAGS, CellResult, Issue, has_value
 from bpdip.report.sources import seed_label
 from bpdip.report.stats import METHOD
 
@@ -30,12 +29,8 @@ def fmt(x, digits: int, sign: bool = False) -> str:
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def noise_label(var: float) -> str:
-    return f"√{var:g}"
-
-
 def column_label(kernel: str, var: float) -> str:
-    return f"{KERNEL_LABELS[kernel]} σ={noise_label(var)}"
+    return f"{KERNEL_LABELS[kernel]} σ=√{var:g}"
 
 
 def grid_cells(cells: list[CellResult]) -> tuple[dict, list[CellResult]]:
@@ -49,10 +44,6 @@ def grid_cells(cells: list[CellResult]) -> tuple[dict, list[CellResult]]:
         else:
             other.append(c)
     return grid, other
-
-
-def has_value(c: CellResult | None, which: str = "peak") -> bool:
-    return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
 
 
 def column_best(psnr: dict) -> dict:
@@ -109,10 +100,6 @@ def md_markers(markers: str) -> str:
     return markers.replace("*", "\\*")
 
 
-def md_with_markers(text: str, c: CellResult | None) -> str:
-    return f"{text} {md_markers(c.markers)}" if c is not None and c.markers else text
-
-
 def md_intro(report) -> str:
     parts = ["Values: **PSNR [dB] / SSIM** averaged over the images (SSIM with data_range 2, as the paper's old "
              "scikit-image; SSIM₁: data_range 1). With several seeds: the mean over the seeds ± the standard "
@@ -165,7 +152,7 @@ def seeds_table(report) -> Table:
 
 def diff_text(row) -> str:
     if pd.isna(row.ci_low):
-        return fmt(row.mean_diff, 2, True) if not pd.isna(row.mean_diff) else "–"
+        return fmt(row.mean_diff, 2, True)
     return f"{row.mean_diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
 
 
@@ -212,39 +199,34 @@ def md_orderings(report) -> str:
         row = [f"{label(first)} vs {label(second)}"]
         for kernel, var in COLUMNS:
             r = cells.get((first, second, kernel, var)) or cells.get((second, first, kernel, var))
-            if r is None:
-                row.append("–")
-                continue
-            ours = fmt(r.ours_diff, 2, True) if not pd.isna(r.ours_diff) else "–"
-            row.append(f"{label(r.a)} +{r.paper_diff:.2f} / {ours} {ORDERING_MARK[r.outcome]}")
+            row.append("–" if r is None else
+                       f"{label(r.a)} +{r.paper_diff:.2f} / {fmt(r.ours_diff, 2, True)} {ORDERING_MARK[r.outcome]}")
         rows.append(row)
     counts = frame["outcome"].value_counts()
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("holds", "tied", "reversed", "not enough data")
                         if counts.get(k, 0))
-    return "\n".join(["## The paper's orderings", "",
-                      "Every ordering of two losses in the paper's Table I, tested on our records as the column "
-                      "winners are (same paired t-interval): each cell names the loss the paper puts above, the "
-                      "paper's margin, our mean difference in the same direction, and ✓ holds (our interval "
-                      "above 0), ≈ tied (it contains 0), ✗ reversed (below 0), ? not enough data. "
-                      f"Over the grid: {summary}.", "",
-                      md_table(["pair", *[column_label(k, v) for k, v in COLUMNS]], rows)])
+    return Table(["pair", *[column_label(k, v) for k, v in COLUMNS]], rows, title="The paper's orderings", caption=(
+        "Every ordering of two losses in the paper's Table I, tested on our records as the column winners are (same "
+        "paired t-interval): each cell names the loss the paper puts above, the paper's margin, our mean difference "
+        "in the same direction, and ✓ holds (our interval above 0), ≈ tied (it contains 0), ✗ reversed (below 0), ? "
+        f"not enough data. Over the grid: {summary}.")).section()
 
 
-def md_cell_lines(c: CellResult, which: str) -> str:
+def other_value(c: CellResult, which: str) -> V:
     """One setting outside the grid, on one line."""
     if not has_value(c, which):
-        return md_with_markers(empty_text(c), c)
+        return empty_value(c)
     extra = f" @{iteration_text(c)}" if which == "peak" else ""
-    return md_with_markers(f"{value_text(c, which)}{extra} · SSIM₁ {fmt(getattr(c, which)['ssim'], 3)} · "
-                           f"n={images_text(c)}", c)
+    return V((f"{value_text(c, which)}{extra} · SSIM₁ {fmt(getattr(c, which)['ssim'], 3)} · n={images_text(c)}",),
+             c.markers)
 
 
 def md_other(report) -> str:
     _, other = grid_cells(report.cells)
     if not other:
         return ""
-    rows = [[str(c.cell), md_cell_lines(c, "peak"), md_cell_lines(c, "final")] for c in other]
-    return "## Settings outside the paper's grid\n\n" + md_table(["setting", "peak", "final"], rows)
+    rows = [[str(c.cell), other_value(c, "peak"), other_value(c, "final")] for c in other]
+    return Table(["setting", "peak", "final"], rows, title="Settings outside the paper's grid").section()
 
 
 def md_runs(report) -> str:
@@ -259,9 +241,8 @@ def md_runs(report) -> str:
         chash = c.config_hash or ("conflict" if c.conflict else
                                   ", ".join(f"{seed_label(r.seed)}: {r.config_hash}" for r in c.seeds.values()) or "–")
         rows.append([str(c.cell), chash, str(len(c.sources)), commit, device, "; ".join(c.deviations) or "none"])
-    body = md_table(["setting", "config hash", "records", "git commit", "device, engine",
-                     "departures from the paper's protocol"], rows, "llllll") if rows else "No records."
-    return "## Runs\n\n" + body
+    return Table(["setting", "config hash", "records", "git commit", "device, engine",
+                  "departures from the paper's protocol"], rows, "llllll", title="Runs", empty="No records.").section()
 
 
 def per_image_table(report) -> Table:
@@ -315,17 +296,16 @@ def md_issues(report) -> str:
 
 # ----------------------------------------------------------------------------- LaTeX
 
+TEX_CHARS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "−": "$-$",
+             "≈": r"$\approx$", "σ": r"$\sigma$", "√": r"$\surd$", "°": r"$^{\circ}$", "·": r"$\cdot$", "–": "--",
+             "₁": r"$_1$", "²": r"$^2$", "∅": r"$\emptyset$", "‖": r"$\|$", "†": r"$\dagger$", "‡": r"$\ddagger$",
+             "§": r"\S{}", "¶": r"\P{}", "×": r"$\times$", "←": r"$\leftarrow$"}
+
+
 def tex_escape(s) -> str:
-    s = str(s)
-    out = []
-    for ch in s:
-        out.append({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                    "±": r"$\pm$", "−": "$-$", "≈": r"$\approx$", "σ": r"$\sigma$", "√": r"$\surd$",
-                    "°": r"$^{\circ}$", "·": r"$\cdot$", "–": "--", "₁": r"$_1$", "²": r"$^2$", "∅": r"$\emptyset$",
-                    "‖": r"$\|$", "†": r"$\dagger$", "‡": r"$\ddagger$", "§": r"\S{}", "¶": r"\P{}",
-                    "×": r"$\times$", "←": r"$\leftarrow$"}.get(ch, ch))
-    return "".join(out).replace("x\u0304", r"$\bar{x}$")  # x̄ (a combining macron)
+    text = "".join(TEX_CHARS.get(ch, ch) for ch in str(s))
+    return text.replace("x\u0304", r"$\bar{x}$")  # x̄ (a combining macron)
 
 
 def tex_markers(markers: str) -> str:
@@ -335,10 +315,6 @@ def tex_markers(markers: str) -> str:
 def tex_num(x, digits, sign=False) -> str:
     text = fmt(x, digits, sign)
     return "--" if text == "–" else f"${text}$"
-
-
-def tex_with_markers(text: str, c: CellResult | None) -> str:
-    return text + (tex_markers(c.markers) if c is not None else "")
 
 
 def tex_notes(report) -> list[str]:
@@ -402,14 +378,14 @@ class V:
         text = "".join(f"**{p}**" if isinstance(p, B) else p.md if isinstance(p, A) else
                        fmt(p.x, p.digits, p.sign) if isinstance(p, N) else " " if p == BREAK else p
                        for p in self.parts)
-        return md_with_markers(text, self)
+        return f"{text} {md_markers(self.markers)}" if self.markers else text
 
     def latex(self) -> str:
         text = "".join(f"\\textbf{{{tex_escape(p)}}}" if isinstance(p, B) else p.tex if isinstance(p, A)
                        else (tex_num if p.sign else fmt)(p.x, p.digits, p.sign) if isinstance(p, N)
                        else "\\\\" if p == BREAK else tex_escape(p) for p in self.parts)
         text = f"\\shortstack{{{text}}}" if BREAK in self.parts else text
-        return tex_with_markers(text, self)
+        return text + tex_markers(self.markers)
 
 
 def empty_value(c: CellResult | None) -> V:
@@ -417,10 +393,9 @@ def empty_value(c: CellResult | None) -> V:
     return V((empty_text(c),), c.markers if c is not None else "")
 
 
-def value_parts(c: CellResult, which: str = "peak", bold: bool = False) -> tuple:
-    """:func:`value_text`, bold where it is the column's best."""
-    text = value_text(c, which)
-    return (B(text) if bold else text,)
+def bold_if(text: str, bold: bool) -> str:
+    """``text`` as :class:`B` (bold) where ``bold``: a column's best."""
+    return B(text) if bold else text
 
 
 @dataclass(frozen=True)
@@ -480,7 +455,7 @@ class Table:
 
     header: list
     rows: list
-    align: str
+    align: str | None = None  # default: the first column left, the others centred
     caption: str = ""
     label: str = ""
     spec: str | None = None  # LaTeX's columns (default: ``align``)
@@ -501,7 +476,7 @@ class Table:
     def section(self) -> str:
         """The Markdown section: heading, caption, the table (or ``empty`` without rows)."""
         body = self.markdown() if self.rows or not self.empty else self.empty
-        return "\n".join([f"## {self.title}", "", self.caption, "", body])
+        return "\n".join([f"## {self.title}", "", *([self.caption, ""] if self.caption else []), body])
 
     def latex(self) -> str:
         def tex(x):
@@ -546,7 +521,7 @@ def _paper_cells(report):
     def text(loss, kernel, var):
         p = TABLE1[(loss, kernel, var)]
         value = f"{p[0]:.2f} / {p[1]:.2f}"
-        return V((B(value) if p[0] == best[(kernel, var)] else value,))
+        return V((bold_if(value, p[0] == best[(kernel, var)]),))
     return text
 
 
@@ -569,7 +544,7 @@ TABLE1_GRID = Grid(
     "Ours, as the paper prints it: the peak of the PSNR curve averaged over the images at equal iterations "
     "(PROTOCOL: the best common iteration, chosen with ground truth), SSIM at that iteration; **bold**: the "
     "highest PSNR of the column. Iterations, SSIM₁ and the number of images are in their own table below.",
-    cell_values(lambda c, bold: value_parts(c, "peak", bold)), "tab:table1", notes=True)
+    cell_values(lambda c, bold: (bold_if(value_text(c), bold),)), "tab:table1", notes=True)
 PAPER_GRID = Grid(
     "The paper's Table I",
     "Zukerman, Tirer, Giryes (2020), Table I: PSNR [dB] / SSIM over Set14; **bold**: the best of the column.",
@@ -592,13 +567,6 @@ FINAL_GRID = Grid(
     "Mean over the images of the final image (unperturbed input, after the last step): PSNR [dB] / SSIM (± over "
     "seeds), in brackets the PSNR difference from the paper's Table I; **bold**: the highest final PSNR of the "
     "column.",
-    cell_values(lambda c, bold: (*value_parts(c, "final", bold),
+    cell_values(lambda c, bold: (bold_if(value_text(c, "final"), bold),
                                  *((" (", N(c.final["psnr"] - c.paper[0], 2, True), ")") if c.paper else ())),
                 "final"), "tab:table1-final", notes=True)
-
-
-def group_counts(cells: list[CellResult]) -> dict[str, int]:
-    counts = defaultdict(int)
-    for c in cells:
-        counts[c.status] += 1
-    return dict(counts)

@@ -10,17 +10,13 @@ t-interval over (image, seed) pairs**:
 
 Only pairs where image i is in the seed-s mean of both A and B enter. With n pairs, mean
 d̄ and sample standard deviation s_d, the 95 % interval is d̄ ± t_{0.975, n-1} s_d / √n
-(scipy.stats.t). When every seed has every image, d̄ is the mean over the seeds of the
-per-seed Table I difference A - B. The winner is significant when the interval excludes
-0 and "tied" otherwise; fewer than 2 pairs give "not enough data". A pair shares its
-degraded image and its network initialisation (the runner derives the noise, network and
-input seeds from the run seed and the image name, not from the loss), so the pairing
-removes that variation. Assumption: the n differences are independent draws from one
-normal distribution. Pairs of one image under different seeds share the image, so when the
-difference depends on the image they are positively correlated and the interval is too
-narrow: read a significant verdict from few images with care. Nor does the interval
-account for the peak iterations being chosen with ground truth on the same data (the
-paper's protocol).
+(scipy.stats.t); :data:`METHOD` is the report's wording of the test, its verdicts and its
+assumption. A pair shares its degraded image and its network initialisation (the runner
+derives the noise, network and input seeds from the run seed and the image name, not from
+the loss), so the pairing removes that variation. Correlated pairs (one image under
+several seeds) make the interval too narrow: read a significant verdict from few images
+with care. Nor does the interval account for the peak iterations being chosen with
+ground truth on the same data (the paper's protocol).
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from bpdip.paper import LOSS_LABELS, LOSSES, TABLE1
-from bpdip.report.cells import CellResult
+from bpdip.report.cells import CellResult, has_value
 from bpdip.report.sources import seed_key
 
 LEVEL = 0.95
@@ -120,9 +116,7 @@ def column_comparisons(grid: dict, columns: list[tuple[str, float]]) -> pd.DataF
     comparison, our winner (or a tie) and the paper's. ``grid``: (loss, kernel, var) -> cell."""
     rows = []
     for kernel, var in columns:
-        valued = [grid[(loss, kernel, var)] for loss in LOSSES
-                  if (loss, kernel, var) in grid and grid[(loss, kernel, var)].peak is not None
-                  and grid[(loss, kernel, var)].status not in ("missing", "conflict")]
+        valued = [c for c in (grid.get((loss, kernel, var)) for loss in LOSSES) if has_value(c)]
         ranked = sorted(valued, key=lambda c: (-c.peak["psnr"], LOSSES.index(c.cell.loss)))
         pw, margin = paper_winner(kernel, var)
         row = {"kernel": kernel, "noise_var": var, "paper_winner": pw, "paper_margin": margin}
@@ -172,8 +166,7 @@ def paper_orderings(grid: dict, columns: list[tuple[str, float]]) -> pd.DataFram
                 ca, cb = grid.get((a, kernel, var)), grid.get((b, kernel, var))
                 row = {"kernel": kernel, "noise_var": var, "a": a, "b": b,
                        "paper_diff": abs(pa[0] - pb[0]), "verdict": "not enough data", "n_pairs": 0}
-                if all(c is not None and c.peak is not None and c.status not in ("missing", "conflict")
-                       for c in (ca, cb)):
+                if has_value(ca) and has_value(cb):
                     result = compare_cells(ca, cb)
                     row.update(ours_diff=result["mean_diff"], **{k: result[k] for k in
                                                                  ("n_pairs", "ci_low", "ci_high", "p_value",

@@ -13,7 +13,7 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
-from bpdip.report.render import A, Table, md_table
+from bpdip.report.render import A, Table, fmt, md_table
 from bpdip.report.streams import setting_label
 
 COLUMNS = ["loss", "kernel", "noise_var", "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration",
@@ -67,13 +67,9 @@ def targets(frame: pd.DataFrame) -> dict:
     return out
 
 
-def _fmt(x, spec) -> str:
-    return "–" if x is None or not isinstance(x, (int, float)) or not math.isfinite(x) else format(x, spec)
-
-
 def _rule_cell(s) -> str:
     if not math.isfinite(s.mean_psnr):  # no ground truth: only the iteration
-        return f"@{_fmt(s.iteration, '.0f')}{' stopped ' + _fmt(100 * s.stopped, '.0f') + '%' if s.stopped else ''}"
+        return f"@{fmt(s.iteration, 0)}{' stopped ' + fmt(100 * s.stopped, 0) + '%' if s.stopped else ''}"
     gap = f"{s.gap_db:+.2f}" if s.rule != "oracle" else "0"
     return f"{s.mean_psnr:.2f} ({gap}, {100 * s.within_05:.0f}%) @{s.iteration:.0f}"
 
@@ -106,23 +102,22 @@ def stopping_table_text(report) -> Table | None:
         f"rule chose (gap to each image's oracle peak, share of images within {TOLERANCE_DB} dB of it) "
         "@ mean chosen iteration; n = images × seeds. `oracle` is the best logged iteration (ground "
         "truth), `fixed` the last iterate; a rule that never stopped chose the last iterate (discrepancy) "
-        "or its best candidate so far (wmv, emv). Without ground truth only the iterations are known."))
+        "or its best candidate so far (wmv, emv). Without ground truth only the iterations are known."),
+        title="Stopping rules: when a run would have stopped on its own")
 
 
 def md_stopping(report) -> str:
     table = stopping_table_text(report)
     if table is None:
         return ""
-    frame = report.stopping
-    parts = ["## Stopping rules: when a run would have stopped on its own", "", table.caption, "", table.markdown(),
-             ""]
-    t = targets(frame)
+    parts = [table.section(), ""]
+    t = targets(report.stopping)
     if t["rules"]:
         lines = [["rule", "mean gap to oracle [dB]", f"images within {TOLERANCE_DB} dB",
                   "gain over fixed, BP σ²=2,4 [dB]", "iterations cut by stop.early"]]
         for rule, v in t["rules"].items():
-            lines.append([rule, _fmt(v["mean_gap_db"], "+.2f"), _fmt(100 * v["within_05"], ".0f") + "%",
-                          _fmt(v["bp_high_noise_gain_db"], "+.2f"), _fmt(100 * v["iterations_cut"], ".0f") + "%"
+            lines.append([rule, fmt(v["mean_gap_db"], 2, True), fmt(100 * v["within_05"], 0) + "%",
+                          fmt(v["bp_high_noise_gain_db"], 2, True), fmt(100 * v["iterations_cut"], 0) + "%"
                           if math.isfinite(v["iterations_cut"]) else "–"])
         parts += [f"Over the paper's grid ({t['settings']} settings with records): issue 10's targets are a mean "
                   "gap within 0.5 dB of the oracle, a gain of at least 2 dB over `fixed` at the BP settings of "

@@ -19,8 +19,8 @@ import math
 import pandas as pd
 
 from bpdip.paper import LOSS_LABELS
-from bpdip.report.render import A, Table, md_table, tex_escape
-from bpdip.report.stopping import _fmt, _grid, cell_entries, rule_rows, stopping_rows
+from bpdip.report.render import A, Table, fmt, md_table, tex_escape
+from bpdip.report.stopping import _grid, cell_entries, rule_rows, stopping_rows
 from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, grid_values, setting_label, settings
 from bpdip.stopping import ONLINE
 from bpdip.curves import TOLERANCE_DB
@@ -111,10 +111,6 @@ def per_setting_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _verdict(met: bool) -> str:
-    return "**met**" if met else "**missed**"
-
-
 def streams_table_text(report, frame: pd.DataFrame) -> Table:
     rules, rows = stopping_rows(frame, [*KEY, "stream"])
     return Table([A("setting", "Setting"), A("stream", "Stream"), A("n", "$n$"), *rules], rows,
@@ -123,16 +119,15 @@ def streams_table_text(report, frame: pd.DataFrame) -> Table:
                      "of the stream's image at the rule's chosen iteration (gap to that stream's own oracle, share of "
                      f"images within {TOLERANCE_DB} dB of it) @ mean chosen iteration; n = images × seeds. Streams: "
                      "perturbed (the paper's f(z + 0.03·n)), clean f(z), average (the exponential average). All "
-                     "rows: `stopping_streams.csv`."), "tab:stopping-streams")
+                     "rows: `stopping_streams.csv`."), "tab:stopping-streams",
+                 title="Stopping rules on each output stream")
 
 
 def md_stopping_streams(report) -> str:
     frame = stream_stopping_table(report)
     if frame is None:
         return ""
-    table = streams_table_text(report, frame)
-    return "\n".join(["## Stopping rules on each output stream", "", table.caption, "", table.markdown(), "",
-                       *md_targets(report, frame)])
+    return "\n".join([streams_table_text(report, frame).section(), "", *md_targets(report, frame)])
 
 
 def md_targets(report, frame: pd.DataFrame) -> list[str]:
@@ -145,10 +140,10 @@ def md_targets(report, frame: pd.DataFrame) -> list[str]:
                      for rule, v in t["rules"].items()) or "no rule's choice on the averaged stream is on record"
     lines = [f"**Issue 20's targets** (over the paper's grid; {GAIN_TARGET_DB} dB and {GAP_TARGET_DB} dB):", "",
              f"- (a) the averaged output beats the perturbed output by at least +{GAIN_TARGET_DB} dB at the oracle, "
-             f"on the mean over the settings: {_verdict(t['gain_met'])}, gain at Table I's oracle (the best common "
-             f"iteration) {gain}{oracle}.",
+             f"on the mean over the settings: **{'met' if t['gain_met'] else 'missed'}**, gain at Table I's oracle "
+             f"(the best common iteration) {gain}{oracle}.",
              f"- (b) ES-WMV or ES-EMV on the averaged stream within {GAP_TARGET_DB} dB of that stream's oracle (mean "
-             f"gap over the settings): {_verdict(t['gap_met'])}, {gaps}.", ""]
+             f"gap over the settings): **{'met' if t['gap_met'] else 'missed'}**, {gaps}.", ""]
     if not t["gain_met"] and g["n"]:
         lines += [f"Why (a) is missed: the per-setting gains are in \"Table I with the averaged output\" (lowest "
                   f"{g['min'][1]:+.2f} dB at {setting_label(g['min'][0])}, {g['reached']} of {g['n']} settings reach "
@@ -156,11 +151,11 @@ def md_targets(report, frame: pd.DataFrame) -> list[str]:
                   + ", ".join(f"{LOSS_LABELS.get(k, k)} {v:+.2f}" for k, v in g["by_loss"].items()) + ".", ""]
     if not t["gap_met"] and t["rules"]:
         per = per_setting_gaps(frame)
-        rows = [[setting_label((r.loss, r.kernel, r.noise_var)), str(r.n), _fmt(r.oracle_psnr, ".2f"),
-                 _fmt(r.oracle_iteration, ".0f"),
-                 *[x for rule in TARGET_RULES for x in (_fmt(getattr(r, f"{rule}_gap_db"), "+.2f"),
-                                                         _fmt(getattr(r, f"{rule}_minus_oracle_iterations"), "+.0f"),
-                                                         _fmt(getattr(r, f"{rule}_perturbed_gap_db"), "+.2f"))]]
+        rows = [[setting_label((r.loss, r.kernel, r.noise_var)), str(r.n), fmt(r.oracle_psnr, 2),
+                 fmt(r.oracle_iteration, 0),
+                 *[x for rule in TARGET_RULES for x in (fmt(getattr(r, f"{rule}_gap_db"), 2, True),
+                                                         fmt(getattr(r, f"{rule}_minus_oracle_iterations"), 0, True),
+                                                         fmt(getattr(r, f"{rule}_perturbed_gap_db"), 2, True))]]
                 for r in per.itertuples()]
         header = ["setting", "n", "average oracle [dB]", "@ oracle"]
         for rule in TARGET_RULES:

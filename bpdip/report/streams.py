@@ -14,31 +14,22 @@ import numpy as np
 import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
-from bpdip.curves import mean_curve, over_seeds, peak_of
+from bpdip.curves import PREFIX, mean_curve, over_seeds, peak_of
 from bpdip.report.cells import CellResult, SeedResult
-from bpdip.report.render import BREAK, B, Grid, N, V, column_best, empty_text, grid_cells, has_value
+from bpdip.report.render import BREAK, N, V, Grid, bold_if, column_best, empty_text, grid_cells, has_value
 from bpdip.report.sources import seed_label
-from bpdip.report.tables import _joined
+from bpdip.report.tables import _joined, _num, setting_columns
 
-STREAMS = ("perturbed", "clean", "average")
 OTHER_STREAMS = ("average", "clean")  # in the order the report shows them
 TITLES = {"perturbed": "perturbed output (the paper's)", "clean": "clean output", "average": "averaged output"}
 METRICS = ("psnr", "ssim", "ssim_dr2")
 GAIN_TARGET_DB = 0.5  # issue 20: the average beats the perturbed output by >= 0.5 dB on the mean over the cells
 
 
-def stream_columns(stream: str) -> list[str]:
-    """The curve columns of a stream's PSNR, SSIM₁ and SSIM (data_range 2)."""
-    if stream not in STREAMS:
-        raise ValueError(f"unknown output stream {stream!r}; the streams are {', '.join(STREAMS)}")
-    prefix = "" if stream == "perturbed" else f"{stream}_"
-    return [prefix + m for m in METRICS]
-
-
 def seed_curve(r: SeedResult, stream: str) -> pd.DataFrame:
     """The seed's mean curve of ``stream`` over its images (columns iteration, psnr, ssim,
     ssim_dr2); NaN throughout where an image's record lacks the stream."""
-    cols = stream_columns(stream)
+    cols = [PREFIX[stream] + m for m in METRICS]
     curves = [r.images[n].curve.reindex(columns=["iteration", *cols]) for n in r.used]
     curve, _ = mean_curve(curves, cols)
     return curve.set_axis(["iteration", *METRICS], axis=1)
@@ -67,7 +58,7 @@ class StreamValue:
 def stream_value(c: CellResult, stream: str) -> StreamValue:
     """Table I's value of setting ``c`` on ``stream`` (module docstring)."""
     out = StreamValue(stream)
-    if c.status in ("missing", "conflict"):
+    if not has_value(c):
         return out
     curves = []
     for r in c.valued_seeds:
@@ -106,19 +97,14 @@ def streams_table(report) -> pd.DataFrame | None:
         for stream in ("perturbed", *others):
             v = stream_value(c, stream)
             rows.append({
-                "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss), "kernel": c.cell.kernel,
-                "noise_var": c.cell.noise_var, "stream": stream, "status": c.status, "flags": ";".join(c.flags),
+                **setting_columns(c), "stream": stream, "status": c.status, "flags": ";".join(c.flags),
                 "markers": c.markers, "n_images": len(c.used), "n_seeds": v.n_seeds,
                 "seeds": ";".join(seed_label(s) for s, _ in v.seeds),
-                "peak_psnr": (v.peak or {}).get("psnr", math.nan),
-                "peak_psnr_std": v.psnr_std if v.psnr_std is not None else math.nan,
-                "peak_psnr_seeds": _joined(p["psnr"] for _, p in v.seeds),
+                **{f"peak_{k}": (v.peak or {}).get(k, math.nan) for k in ("psnr", "ssim_dr2", "ssim")},
+                "peak_psnr_std": _num(v.psnr_std), "peak_psnr_seeds": _joined(p["psnr"] for _, p in v.seeds),
                 "peak_iterations": _joined(p["iteration"] for _, p in v.seeds),
-                "peak_ssim_dr2": (v.peak or {}).get("ssim_dr2", math.nan),
-                "peak_ssim": (v.peak or {}).get("ssim", math.nan),
-                "perturbed_psnr": (c.peak or {}).get("psnr", math.nan) if c.status not in ("missing", "conflict")
-                else math.nan,
-                "gain_psnr": v.gain if v.gain is not None else math.nan, "gain_psnr_seeds": _joined(v.gains),
+                "perturbed_psnr": c.peak["psnr"] if has_value(c) else math.nan,
+                "gain_psnr": _num(v.gain), "gain_psnr_seeds": _joined(v.gains),
                 "paper_psnr": c.paper[0] if c.paper else math.nan})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -161,8 +147,8 @@ def stream_cells(stream: str):
             spread = f" ± {v.psnr_std:.2f}" if v.psnr_std is not None else ""
             value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
             seeds = f" [{v.n_seeds} of {c.n_seeds} seeds]" if v.n_seeds < c.n_seeds else ""
-            bold = v.peak["psnr"] == best.get((kernel, var))
-            return V((B(value) if bold else value, BREAK, "(", N(v.gain, 2, True), f"){seeds}"), c.markers)
+            value = bold_if(value, v.peak["psnr"] == best.get((kernel, var)))
+            return V((value, BREAK, "(", N(v.gain, 2, True), f"){seeds}"), c.markers)
         return text
     return cells
 
@@ -180,11 +166,11 @@ def settings(n: int) -> str:
 def _summary_line(stream: str, s: dict) -> str:
     if not s["n"]:
         return ""
-    setting = setting_label
     by_loss = ", ".join(f"{LOSS_LABELS.get(loss, loss)} {g:+.2f}" for loss, g in s["by_loss"].items())
     return (f"Gain of the {TITLES[stream]} over Table I, mean over {settings(s['n'])}: **{s['mean']:+.2f} dB** "
             f"({s['reached']} of {s['n']} at least {GAIN_TARGET_DB:+.1f} dB; lowest {s['min'][1]:+.2f} at "
-            f"{setting(s['min'][0])}, highest {s['max'][1]:+.2f} at {setting(s['max'][0])}); by loss: {by_loss}.")
+            f"{setting_label(s['min'][0])}, highest {s['max'][1]:+.2f} at {setting_label(s['max'][0])}); by loss: "
+            f"{by_loss}.")
 
 
 WHAT = {"average": lambda report: "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every "

@@ -18,26 +18,34 @@ from bpdip.report.sources import seed_label
 NAN = math.nan
 
 
+def setting_columns(c: CellResult) -> dict:
+    """The columns that name a setting: loss, its label, kernel, noise variance."""
+    return {"loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss), "kernel": c.cell.kernel,
+            "noise_var": c.cell.noise_var}
+
+
 def _cell_columns(c: CellResult) -> dict:
-    return {
-        "loss": c.cell.loss,
-        "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss),
-        "kernel": c.cell.kernel,
-        "noise_var": c.cell.noise_var,
-        "status": c.status,
-        "flags": ";".join(c.flags),
-        "markers": c.markers,
-        "n_images": len(c.used),
-        "n_expected": len(c.expected),
-        "missing_images": ";".join(n for n in c.expected if n not in c.used),
-        "n_seeds": c.n_seeds,
-        "n_expected_seeds": len(c.expected_seeds),
-        "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
-    }
+    return {**setting_columns(c), "status": c.status, "flags": ";".join(c.flags), "markers": c.markers,
+            "n_images": len(c.used), "n_expected": len(c.expected),
+            "missing_images": ";".join(n for n in c.expected if n not in c.used), "n_seeds": c.n_seeds,
+            "n_expected_seeds": len(c.expected_seeds), "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds)}
 
 
 def _joined(values) -> str:
     return ";".join(repr(float(v)) if isinstance(v, float) else str(v) for v in values)
+
+
+def _num(x):
+    """A number for a CSV cell: None as NaN."""
+    return NAN if x is None else x
+
+
+def _ints(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Integer columns that may have gaps, as pandas' Int64 (written without '.0')."""
+    for col in columns:
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    return frame
 
 
 def _run_columns(c: CellResult) -> dict:
@@ -61,35 +69,23 @@ def _diff(ours, paper):
 def _metric_table(cells: list[CellResult], which: str) -> pd.DataFrame:
     """One row per setting: ``which`` ("peak" or "final") PSNR and SSIMs of the cell
     (means over its seeds), the paper's value beside them and the difference."""
-    rows = []
+    peak, rows = which == "peak", []
     for c in cells:
-        values = getattr(c, which) or {}
-        paper = c.paper or (None, None)
-        row = {**_cell_columns(c), f"{which}_psnr": values.get("psnr", NAN)}
-        if which == "peak":
-            row["peak_iteration"] = values.get("iteration")
-        std = c.psnr_std if which == "peak" else c.final_psnr_std
+        values, (paper_psnr, paper_ssim) = getattr(c, which) or {}, c.paper or (None, None)
         per_seed = [getattr(s, which) for s in c.valued_seeds]
-        extra = {f"{which}_psnr_std": std if std is not None else NAN,
-                 f"{which}_psnr_seeds": _joined(v["psnr"] for v in per_seed)}
-        if which == "peak":
-            extra["peak_iterations"] = _joined(v["iteration"] for v in per_seed)
         rows.append({
-            **row,
-            f"{which}_ssim_dr2": values.get("ssim_dr2", NAN),
-            f"{which}_ssim": values.get("ssim", NAN),
-            "paper_psnr": paper[0] if paper[0] is not None else NAN,
-            "paper_ssim": paper[1] if paper[1] is not None else NAN,
-            "diff_psnr": _diff(values.get("psnr"), paper[0]),
-            "diff_ssim_dr2": _diff(values.get("ssim_dr2"), paper[1]),
+            **_cell_columns(c), f"{which}_psnr": values.get("psnr", NAN),
+            **({"peak_iteration": values.get("iteration")} if peak else {}),
+            f"{which}_ssim_dr2": values.get("ssim_dr2", NAN), f"{which}_ssim": values.get("ssim", NAN),
+            "paper_psnr": _num(paper_psnr), "paper_ssim": _num(paper_ssim),
+            "diff_psnr": _diff(values.get("psnr"), paper_psnr),
+            "diff_ssim_dr2": _diff(values.get("ssim_dr2"), paper_ssim),
             **_run_columns(c),
-            **extra,
+            f"{which}_psnr_std": _num(c.psnr_std if peak else c.final_psnr_std),
+            f"{which}_psnr_seeds": _joined(v["psnr"] for v in per_seed),
+            **({"peak_iterations": _joined(v["iteration"] for v in per_seed)} if peak else {}),
         })
-    frame = pd.DataFrame(rows)
-    for col in ("peak_iteration", "iterations"):
-        if col in frame:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows), "peak_iteration", "iterations")
 
 
 def peak_table(cells: list[CellResult]) -> pd.DataFrame:
@@ -119,23 +115,18 @@ def per_image_table(cells: list[CellResult]) -> pd.DataFrame:
                 img = r.images.get(name)
                 s = img.summary if img is not None else {}
                 rows.append({
-                    "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss),
-                    "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, "image": name,
-                    "status": img.status if img is not None else "absent",
+                    **setting_columns(c), "image": name, "status": img.status if img is not None else "absent",
                     "in_mean": name in r.used,
-                    **{k: (s.get(k) if s.get(k) is not None else NAN) for k in
-                       ("peak_psnr", "peak_iteration", "peak_ssim_dr2", "peak_ssim", "final_psnr",
-                        "final_ssim_dr2", "final_ssim", "iterations")},
+                    **{k: _num(s.get(k)) for k in ("peak_psnr", "peak_iteration", "peak_ssim_dr2", "peak_ssim",
+                                                   "final_psnr", "final_ssim_dr2", "final_ssim", "iterations",
+                                                   "runtime_s")},
                     "last_logged_iteration": img.last_iteration if img is not None else None,
-                    "runtime_s": s.get("runtime_s") if s.get("runtime_s") is not None else NAN,
                     "note": (img.reason or "") if img is not None else "no record",
                     "source": img.source if img is not None else "",
                     "seed": seed_label(r.seed),
                 })
-    frame = pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS)
-    for col in ("peak_iteration", "iterations", "last_logged_iteration"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS), "peak_iteration", "iterations",
+                 "last_logged_iteration")
 
 
 IMAGE_SPREAD_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "n_seeds", "n_seeds_in_mean", "statuses",
@@ -153,7 +144,6 @@ def image_spread_table(per_image: pd.DataFrame) -> pd.DataFrame:
     for key, g in per_image.groupby(keys, sort=False, dropna=False):
         done = g[g["in_mean"].astype(bool)]
         statuses = g["status"].value_counts()
-        row = dict(zip(keys, key))
 
         def agg(col, how):
             values = pd.to_numeric(done[col], errors="coerce").dropna().to_numpy(float)
@@ -162,20 +152,18 @@ def image_spread_table(per_image: pd.DataFrame) -> pd.DataFrame:
             return float(getattr(np, how)(values)) if len(values) else NAN
 
         its = pd.to_numeric(g["iterations"], errors="coerce").dropna().unique()
-        row.update({
-            "n_seeds": len(g), "n_seeds_in_mean": len(done),
+        rows.append({
+            **dict(zip(keys, key)), "n_seeds": len(g), "n_seeds_in_mean": len(done),
             "statuses": ";".join(f"{s}" if n == len(g) else f"{s}:{n}" for s, n in statuses.items()),
-            "peak_psnr_mean": agg("peak_psnr", "mean"), "peak_psnr_std": agg("peak_psnr", "std"),
+            **{f"{col}_{how}": agg(col, how) for col in ("peak_psnr", "final_psnr") for how in ("mean", "std")},
             "peak_psnr_min": agg("peak_psnr", "min"), "peak_psnr_max": agg("peak_psnr", "max"),
+            **{f"{col}_mean": agg(col, "mean")
+               for col in ("peak_ssim_dr2", "peak_ssim", "final_ssim_dr2", "final_ssim")},
             "peak_iterations": ";".join(str(v) for v in done["peak_iteration"] if not pd.isna(v)),
-            "peak_ssim_dr2_mean": agg("peak_ssim_dr2", "mean"), "peak_ssim_mean": agg("peak_ssim", "mean"),
-            "final_psnr_mean": agg("final_psnr", "mean"), "final_psnr_std": agg("final_psnr", "std"),
-            "final_ssim_dr2_mean": agg("final_ssim_dr2", "mean"), "final_ssim_mean": agg("final_ssim", "mean"),
             "iterations": ";".join(str(int(v)) for v in sorted(its)),
             "notes": "; ".join(dict.fromkeys(
                 (f"seed {r.seed}: " if len(g) > 1 else "") + r.note for r in g.itertuples() if r.note)),
         })
-        rows.append(row)
     return pd.DataFrame(rows, columns=IMAGE_SPREAD_COLUMNS)
 
 
@@ -193,20 +181,15 @@ def seed_table(cells: list[CellResult]) -> pd.DataFrame:
         for r in c.seeds.values():
             peak, final = r.peak or {}, r.final or {}
             rows.append({
-                "loss": c.cell.loss, "method": LOSS_LABELS.get(c.cell.loss, c.cell.loss),
-                "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, "seed": seed_label(r.seed),
-                "n_images": len(r.used), "n_expected": len(c.expected),
-                "missing_images": ";".join(n for n in c.expected if n not in r.used),
-                "peak_psnr": peak.get("psnr", NAN), "peak_iteration": peak.get("iteration"),
-                "peak_at_end": r.peak_at_end,
-                "peak_ssim_dr2": peak.get("ssim_dr2", NAN), "peak_ssim": peak.get("ssim", NAN),
+                **setting_columns(c), "seed": seed_label(r.seed), "n_images": len(r.used),
+                "n_expected": len(c.expected), "missing_images": ";".join(n for n in c.expected if n not in r.used),
+                "peak_iteration": peak.get("iteration"), "peak_at_end": r.peak_at_end,
+                **{f"peak_{k}": peak.get(k, NAN) for k in ("psnr", "ssim_dr2", "ssim")},
                 **{f"final_{k}": final.get(k, NAN) for k in ("psnr", "ssim_dr2", "ssim")},
                 "flags": ";".join(f for f in c.flags if f in r.flags), "config_hash": r.config_hash,
                 "sources": ";".join(r.sources),
             })
-    frame = pd.DataFrame(rows, columns=SEED_COLUMNS)
-    frame["peak_iteration"] = pd.to_numeric(frame["peak_iteration"], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows, columns=SEED_COLUMNS), "peak_iteration")
 
 
 def issues_table(issues: list[Issue]) -> pd.DataFrame:
