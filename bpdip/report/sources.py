@@ -182,10 +182,14 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
     return ImageRun(name, status, curve, summary, source, entry.get("error"))
 
 
+ORPHAN_ROWS = "metrics.csv has rows for this image but summary.json has no entry"
+
+
 def job_from_records(source: str, summary: dict, rows: list[dict] | None, metrics_error: str | None = None,
-                     mtime: float = 0.0) -> Job:
+                     mtime: float = 0.0, orphan: str = ORPHAN_ROWS) -> Job:
     """A Job from a parsed summary.json and metrics.csv rows (None with ``metrics_error``:
-    every image is then corrupt, its curve unknown)."""
+    every image is then corrupt, its curve unknown); ``orphan``: why an image with rows but
+    no summary entry is corrupt (W&B words it for its own records)."""
     if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
         got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
         return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",
@@ -211,8 +215,7 @@ def job_from_records(source: str, summary: dict, rows: list[dict] | None, metric
         else:
             job.images[name] = validate_image(name, entry, curve, source)
     for name in by_image:  # curve rows of an image the summary does not know
-        job.images[name] = ImageRun(name, "corrupt", _curve_frame(by_image[name]), {}, source,
-                                    "metrics.csv has rows for this image but summary.json has no entry")
+        job.images[name] = ImageRun(name, "corrupt", _curve_frame(by_image[name]), {}, source, orphan)
     return job
 
 
@@ -288,8 +291,7 @@ def find_summaries(paths: list[str]) -> list[Path]:
                 found.append(p.with_name("summary.json"))
             else:
                 raise ValueError(f"{p} is neither a directory nor a summary.json/metrics.csv record file")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def load_local(paths: list[str]) -> list[Job]:
