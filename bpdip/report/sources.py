@@ -30,7 +30,9 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
                   # issue 32: every rule's choice on each stream it watched, and what the restored image is
                   "choices", "restored",
                   # deblurring's baselines (bpdip.baselines) and BP's conjugate gradients (boundary=valid)
-                  "baselines", "cg")
+                  "baselines", "cg",
+                  # the saved images of each stream's choices and the observation kept beside them (report.visual)
+                  "images", "input")
 
 
 @dataclass(frozen=True, order=True)
