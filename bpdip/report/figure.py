@@ -5,10 +5,14 @@ The curves and peaks are the cells' own, so the figure and Table I cannot disagr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS  # noqa: E402
 from bpdip.report.cells import FLAGS, CellResult  # noqa: E402
@@ -19,55 +23,69 @@ COLORS = {"ls": "tab:blue", "ls_tv": "tab:cyan", "bp": "tab:red", "bp_tv": "tab:
 PANEL_LETTERS = "abcdefghi"
 
 
+def panel_grid():
+    """Fig. 1's layout: a figure of 3 x 3 panels, rows the kernels and columns the noise
+    levels; returns (figure, [(axes, kernel, noise variance), ...] in reading order)."""
+    fig, axes = plt.subplots(len(KERNELS), len(NOISE_VARS), figsize=(13, 10.5), squeeze=False)
+    return fig, [(axes[r][c], k, v) for r, k in enumerate(KERNELS) for c, v in enumerate(NOISE_VARS)]
+
+
+def style_curve_axes(ax, ylabel: str = "PSNR [dB]", labelsize: float | None = 8) -> None:
+    """Axis labels and grid of a curve panel (PSNR or Y-PSNR against the iteration)."""
+    ax.set_xlabel("iteration", fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    if labelsize is not None:
+        ax.tick_params(labelsize=labelsize)
+    ax.grid(alpha=0.3)
+
+
+def flag_note(fig, used_flags) -> bool:
+    """The footnote that explains the markers used (cells.FLAGS); False when none is."""
+    notes = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used_flags)
+    if notes:
+        fig.text(0.5, 0.005, notes, ha="center", va="bottom", fontsize=7, wrap=True, color="darkred")
+    return bool(notes)
+
+
 def figure1(cells: list[CellResult], title: str | None = None):
     """The matplotlib Figure of Fig. 1 (9 axes)."""
     grid, _ = grid_cells(cells)
-    fig, axes = plt.subplots(len(KERNELS), len(NOISE_VARS), figsize=(13, 10.5), squeeze=False)
+    fig, panels = panel_grid()
     used_flags = set()
-    for r, kernel in enumerate(KERNELS):
-        for col, var in enumerate(NOISE_VARS):
-            ax = axes[r][col]
-            letter = PANEL_LETTERS[r * len(NOISE_VARS) + col]
-            ax.set_title(f"({letter}) {KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
-            drawn, dashed = 0, False
-            for loss in LOSSES:
-                c = grid.get((loss, kernel, var))
-                if c is None:
-                    continue
-                used_flags.update(c.flags)
-                label = f"{LOSS_LABELS[loss]}{c.markers}"
-                curve = c.mean_curve
-                if c.peak is None or curve is None or curve.empty:
-                    # keep the method in the legend so that its absence is visible
-                    ax.plot([], [], color=COLORS[loss], label=f"{LOSS_LABELS[loss]}: {c.status} {c.markers}")
-                    continue
-                paper = f", paper {c.paper[0]:.2f}" if c.paper else ""
-                ax.plot(curve["iteration"], curve["psnr"], color=COLORS[loss], lw=1.3, label=f"{label}: "
-                        f"{legend_value(c)} (n={len(c.used)}){paper}")
-                for seed in c.valued_seeds:
-                    ax.plot([seed.peak["iteration"]], [seed.peak["psnr"]], "o", color=COLORS[loss], ms=4)
-                average = stream_value(c, "average")
-                if average.peak is not None:
-                    ax.plot(average.curve["iteration"], average.curve["psnr"], color=COLORS[loss], lw=1.0, ls="--")
-                    dashed = True
-                drawn += 1
-            if not drawn:
-                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
-                ax.set_xticks([])
-                ax.set_yticks([])
-            ax.set_xlabel("iteration", fontsize=9)
-            ax.set_ylabel("PSNR [dB]", fontsize=9)
-            ax.tick_params(labelsize=8)
-            ax.grid(alpha=0.3)
-            if dashed:  # one legend line for the dashed curves, not one per loss
-                ax.plot([], [], color="0.35", lw=1.0, ls="--", label="dashed: averaged output")
-            ax.legend(fontsize=6.5, loc="best")
-    notes = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used_flags)
+    for letter, (ax, kernel, var) in zip(PANEL_LETTERS, panels):
+        ax.set_title(f"({letter}) {KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
+        drawn = dashed = False
+        for loss in LOSSES:
+            c = grid.get((loss, kernel, var))
+            if c is None:
+                continue
+            used_flags.update(c.flags)
+            curve = c.mean_curve
+            if c.peak is None or curve is None or curve.empty:
+                # keep the method in the legend so that its absence is visible
+                ax.plot([], [], color=COLORS[loss], label=f"{LOSS_LABELS[loss]}: {c.status} {c.markers}")
+                continue
+            paper = f", paper {c.paper[0]:.2f}" if c.paper else ""
+            ax.plot(curve["iteration"], curve["psnr"], color=COLORS[loss], lw=1.3,
+                    label=f"{LOSS_LABELS[loss]}{c.markers}: {legend_value(c)} (n={len(c.used)}){paper}")
+            for seed in c.valued_seeds:
+                ax.plot([seed.peak["iteration"]], [seed.peak["psnr"]], "o", color=COLORS[loss], ms=4)
+            average = stream_value(c, "average")
+            if average.peak is not None:
+                ax.plot(average.curve["iteration"], average.curve["psnr"], color=COLORS[loss], lw=1.0, ls="--")
+                dashed = True
+            drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        style_curve_axes(ax)
+        if dashed:  # one legend line for the dashed curves, not one per loss
+            ax.plot([], [], color="0.35", lw=1.0, ls="--", label="dashed: averaged output")
+        ax.legend(fontsize=6.5, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
-    if notes:
-        fig.text(0.5, 0.005, notes, ha="center", va="bottom", fontsize=7, wrap=True, color="darkred")
-    fig.tight_layout(rect=(0, 0.03 if notes else 0, 1, 0.97 if title else 1))
+    fig.tight_layout(rect=(0, 0.03 if flag_note(fig, used_flags) else 0, 1, 0.97 if title else 1))
     return fig
 
 
@@ -81,9 +99,6 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     """Ours - paper PSNR of Table I as a 4 x 9 heat map (rows loss, columns kernel and
     noise), a diverging colour map centred at 0, each cell annotated with the difference
     (± the s.d. over seeds where there are several) and its markers; no value: grey."""
-    import numpy as np
-    from matplotlib.colors import TwoSlopeNorm
-
     grid, _ = grid_cells(cells)
     columns = [(k, v) for k in KERNELS for v in NOISE_VARS]
     diff = np.full((len(LOSSES), len(columns)), np.nan)
@@ -116,19 +131,14 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     for j in (3, 6):
         ax.axvline(j - 0.5, color="white", lw=2)
     fig.colorbar(image, ax=ax, label="ours − paper PSNR [dB]")
-    notes_text = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used_flags)
     if title:
         ax.set_title(title, fontsize=10)
-    if notes_text:
-        fig.text(0.5, 0.005, notes_text, ha="center", va="bottom", fontsize=7, wrap=True, color="darkred")
-    fig.tight_layout(rect=(0, 0.05 if notes_text else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.05 if flag_note(fig, used_flags) else 0, 1, 1))
     return fig
 
 
 def save_figure(fig, stem) -> list:
     """Write ``fig`` as ``stem``.png and ``stem``.pdf, close it; returns the paths."""
-    from pathlib import Path
-
     stem = Path(stem)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     try:

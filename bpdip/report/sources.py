@@ -30,7 +30,9 @@ SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "
                   # issue 32: every rule's choice on each stream it watched, and what the restored image is
                   "choices", "restored",
                   # deblurring's baselines (bpdip.baselines) and BP's conjugate gradients (boundary=valid)
-                  "baselines", "cg")
+                  "baselines", "cg",
+                  # the saved images of each stream's choices and the observation kept beside them (report.visual)
+                  "images", "input")
 
 
 @dataclass(frozen=True, order=True)
@@ -182,10 +184,14 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
     return ImageRun(name, status, curve, summary, source, entry.get("error"))
 
 
+ORPHAN_ROWS = "metrics.csv has rows for this image but summary.json has no entry"
+
+
 def job_from_records(source: str, summary: dict, rows: list[dict] | None, metrics_error: str | None = None,
-                     mtime: float = 0.0) -> Job:
+                     mtime: float = 0.0, orphan: str = ORPHAN_ROWS) -> Job:
     """A Job from a parsed summary.json and metrics.csv rows (None with ``metrics_error``:
-    every image is then corrupt, its curve unknown)."""
+    every image is then corrupt, its curve unknown); ``orphan``: why an image with rows but
+    no summary entry is corrupt (W&B words it for its own records)."""
     if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
         got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
         return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",
@@ -211,8 +217,7 @@ def job_from_records(source: str, summary: dict, rows: list[dict] | None, metric
         else:
             job.images[name] = validate_image(name, entry, curve, source)
     for name in by_image:  # curve rows of an image the summary does not know
-        job.images[name] = ImageRun(name, "corrupt", _curve_frame(by_image[name]), {}, source,
-                                    "metrics.csv has rows for this image but summary.json has no entry")
+        job.images[name] = ImageRun(name, "corrupt", _curve_frame(by_image[name]), {}, source, orphan)
     return job
 
 
@@ -288,8 +293,7 @@ def find_summaries(paths: list[str]) -> list[Path]:
                 found.append(p.with_name("summary.json"))
             else:
                 raise ValueError(f"{p} is neither a directory nor a summary.json/metrics.csv record file")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def load_local(paths: list[str]) -> list[Job]:

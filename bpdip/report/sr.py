@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 
 from bpdip import paper
-from bpdip.paper import LOSS_LABELS
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
 from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
                                 merge_jobs)
 from bpdip.report.protocol import _differs, _get, network_deviation
-from bpdip.report.render import A, Table, V, fmt, md_table, tex_escape
+from bpdip.report.render import A, Table, V, fmt, label, md_table, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
 
 TASK_RE = re.compile(r"^sr-x(\d+)(-pil)?$")
@@ -143,8 +142,7 @@ def baseline_value(cells: list[CellResult]) -> dict | None:
                 base = r.images[name].summary.get("baseline")
                 if isinstance(base, dict) and (r.seed, name) not in seen:
                     seen[(r.seed, name)] = base
-    keys = [k for k in ("psnr_y", "psnr", "ssim", "ssim_dr2")
-            if seen and all(isinstance(b.get(k), (int, float)) for b in seen.values())]
+    keys = [k for k in Y_COLUMNS if seen and all(isinstance(b.get(k), (int, float)) for b in seen.values())]
     if "psnr_y" not in keys:
         return None
     out = {k: float(np.mean([b[k] for b in seen.values()])) for k in keys}
@@ -160,10 +158,6 @@ def columns(report) -> dict[Column, list[CellResult]]:
     return dict(sorted(out.items()))
 
 
-def _label(loss: str) -> str:
-    return LOSS_LABELS.get(loss, loss)
-
-
 def sr_table(report) -> pd.DataFrame:
     """sr.csv: one row per (column, method) and the bicubic row of each column."""
     rows = []
@@ -172,7 +166,7 @@ def sr_table(report) -> pd.DataFrame:
                     lr_source=col.source, kernel=col.kernel, noise_var=col.noise_var)
         for c in cells:
             v = y_value(c)
-            rows.append({**base, "method": _label(c.cell.loss), "loss": c.cell.loss, "status": c.status,
+            rows.append({**base, "method": label(c.cell.loss), "loss": c.cell.loss, "status": c.status,
                          "flags": ";".join(c.flags), "n_images": len(c.used), "n_expected": len(c.expected),
                          "n_seeds": v.n, "seeds": ";".join(seed_label(s.seed) for s in c.valued_seeds),
                          "peak_psnr_y": (v.peak or {}).get("psnr_y"), "peak_psnr_y_std": v.std,
@@ -207,7 +201,7 @@ def sr_per_image(report) -> pd.DataFrame:
                 s, base = img.summary, img.summary.get("baseline") or {}
                 peak, b = s.get("peak_psnr_y"), base.get("psnr_y")
                 rows.append({"factor": col.factor, "lr_source": col.source, "kernel": col.kernel,
-                             "noise_var": col.noise_var, "method": _label(c.cell.loss), "seed": seed_label(r.seed),
+                             "noise_var": col.noise_var, "method": label(c.cell.loss), "seed": seed_label(r.seed),
                              "image": name, "status": img.status, "in_mean": name in r.used,
                              "peak_psnr_y": peak, "peak_psnr_y_iteration": s.get("peak_psnr_y_iteration"),
                              "final_psnr_y": s.get("final_psnr_y"), "peak_psnr": s.get("peak_psnr"),
@@ -254,7 +248,7 @@ def sr_text_table(report) -> Table:
                      + ([bicubic[col]["psnr_y"]] if bicubic[col] else []), default=None) for col, cells in cols.items()}
     rows = []
     for loss in sorted(losses, key=lambda x: (order.get(x, len(order)), x)):
-        row = [_label(loss)]
+        row = [label(loss)]
         for col, cells in cols.items():
             dip = paper.sr_paper(loss, col.factor)
             row += [_cell_text(next((c for c in cells if c.cell.loss == loss), None), best[col]),
@@ -313,41 +307,33 @@ def tex_sr(report) -> str:
 
 # ------------------------------------------------------------------------ figure
 
-COLORS = {"ls": "tab:blue", "ls_tv": "tab:cyan", "bp": "tab:red", "bp_tv": "tab:orange"}
-
-
 def sr_figure(report):
     """One panel per column: each method's mean Y-PSNR curve with its peak marked, the
     bicubic baseline (dashed) and the DIP paper's DIP and bicubic values (dotted)."""
-    from bpdip.report.figure import plt
+    from bpdip.report.figure import COLORS, plt, style_curve_axes
 
     cols = columns(report)
     fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 4.2), squeeze=False)
     for ax, (col, cells) in zip(axes[0], cols.items()):
         for c in cells:
-            v = y_value(c)
-            color = COLORS.get(c.cell.loss)
+            v, color, name = y_value(c), COLORS.get(c.cell.loss), label(c.cell.loss)
             if v.peak is None:
-                ax.plot([], [], color=color, label=f"{_label(c.cell.loss)}: {c.status}")
+                ax.plot([], [], color=color, label=f"{name}: {c.status}")
                 continue
-            ax.plot(v.curve["iteration"], v.curve["psnr_y"], color=color, lw=1.3,
-                    label=f"{_label(c.cell.loss)}{c.markers}: {v.peak['psnr_y']:.2f} dB "
-                          f"@{','.join(map(str, v.iterations))}"
-                          f" (n={len(c.used)})")
-            peak = peak_of(v.curve, "psnr_y", ())
+            ax.plot(v.curve["iteration"], v.curve["psnr_y"], color=color, lw=1.3, label=f"{name}{c.markers}: "
+                    f"{v.peak['psnr_y']:.2f} dB @{','.join(map(str, v.iterations))} (n={len(c.used)})")
+            peak = peak_of(v.curve, "psnr_y", ())  # of the seeds' mean curve
             ax.plot([peak["iteration"]], [peak["psnr_y"]], "o", color=color, ms=4)
         b = baseline_value(cells)
         if b:
             ax.axhline(b["psnr_y"], color="0.3", ls="--", lw=1, label=f"bicubic: {b['psnr_y']:.2f} dB")
-        for key, style in (("dip", ":"), ("bicubic", ":")):
+        for key, color in (("dip", "tab:green"), ("bicubic", "0.6")):
             dip = paper.SR_SET14[key].get(col.factor)
             if dip is not None:
-                ax.axhline(dip, color="tab:green" if key == "dip" else "0.6", ls=style, lw=1,
+                ax.axhline(dip, color=color, ls=":", lw=1,
                            label=f"DIP paper {paper.SR_LABELS[key]} (Set14): {dip:.2f}")
         ax.set_title(col.label(), fontsize=9)
-        ax.set_xlabel("iteration", fontsize=9)
-        ax.set_ylabel("Y-PSNR [dB]", fontsize=9)
-        ax.grid(alpha=0.3)
+        style_curve_axes(ax, "Y-PSNR [dB]", labelsize=None)
         ax.legend(fontsize=6.5, loc="lower right")
     fig.suptitle("Super-resolution: average Y-PSNR vs iteration", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
@@ -356,8 +342,6 @@ def sr_figure(report):
 
 def save_sr_figure(report, stem) -> list:
     """``stem``.png and ``stem``.pdf of :func:`sr_figure`; nothing for a report without SR."""
-    if not report.sr_cells:
-        return []
     from bpdip.report.figure import save_figure
 
-    return save_figure(sr_figure(report), stem)
+    return save_figure(sr_figure(report), stem) if report.sr_cells else []

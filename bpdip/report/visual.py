@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES, canonical_noise
 from bpdip.report.render import fmt, tex_escape
+from bpdip.report.sources import seed_key
 
 # the paper's visual figures: (kernel, noise variance) -> figure number
 PAPER_FIGURES = {("uniform", 0.3): 2, ("radial", 2.0): 3, ("gaussian", 2.0): 4, ("gaussian", 4.0): 5}
@@ -48,30 +49,12 @@ class VisualSettings:
         """From the CLI's ``--visual``, ``--visual-images``, ``--visual-region`` (ValueError: one line)."""
         out = cls()
         if settings is not None:
-            tokens = [t.strip() for t in settings.split(",") if t.strip()]
-            if not tokens:
-                raise ValueError("--visual is empty; give 'paper', 'all', 'none' or KERNEL-VAR,... "
-                                 "(e.g. uniform-0.3,gaussian-4)")
-            parsed = []
-            for token in tokens:
-                if token in ("paper", "all", "none"):
-                    parsed.append(token)
-                    continue
-                kernel, _, var = token.rpartition("-")
-                try:
-                    value = canonical_noise(var)
-                except ValueError:
-                    value = None
-                if not kernel or value is None or not math.isfinite(value):
-                    raise ValueError(f"--visual {token!r} is not a setting; give KERNEL-VAR such as uniform-0.3 or "
-                                     f"gaussian-4 (noise variance on the 0..255 scale), 'paper', 'all' or 'none'")
-                parsed.append((kernel, value))
-            out = cls(tuple(t for t in parsed if t != "none"), out.images, out.region, out.rows)
+            tokens = _names(settings, "--visual is empty; give 'paper', 'all', 'none' or KERNEL-VAR,... "
+                                      "(e.g. uniform-0.3,gaussian-4)")
+            out = replace(out, settings=tuple(_setting(t) for t in tokens if t != "none"))
         if images is not None:
-            names = tuple(n.strip() for n in images.split(",") if n.strip())
-            if not names:
-                raise ValueError("--visual-images is empty; give 'first', 'all' or image names such as face,zebra")
-            out = cls(out.settings, names, out.region, out.rows)
+            out = replace(out, images=_names(images, "--visual-images is empty; give 'first', 'all' or image "
+                                                     "names such as face,zebra"))
         if region is not None:
             try:
                 top, left, size = (int(v) for v in region.split(","))
@@ -80,7 +63,7 @@ class VisualSettings:
             if min(top, left) < 0 or size < 2:
                 raise ValueError(f"--visual-region {region!r}: give TOP,LEFT,SIZE in pixels (top, left >= 0, "
                                  f"size >= 2), e.g. 10,20,24")
-            out = cls(out.settings, out.images, (top, left, size), out.rows)
+            out = replace(out, region=(top, left, size))
         return out
 
     def wanted(self, cells) -> list[tuple[str, float]]:
@@ -90,6 +73,29 @@ class VisualSettings:
         for item in self.settings:
             out += list(PAPER_FIGURES) if item == "paper" else found if item == "all" else [item]
         return list(dict.fromkeys(out))
+
+
+def _names(text: str, empty: str) -> tuple[str, ...]:
+    """The comma-separated words of an option (ValueError ``empty`` when there is none)."""
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not names:
+        raise ValueError(empty)
+    return names
+
+
+def _setting(token: str):
+    """A ``--visual`` word: ``paper`` or ``all`` as is, KERNEL-VAR as (kernel, variance)."""
+    if token in ("paper", "all"):
+        return token
+    kernel, _, var = token.rpartition("-")
+    try:
+        value = canonical_noise(var)
+    except ValueError:
+        value = None
+    if not kernel or value is None or not math.isfinite(value):
+        raise ValueError(f"--visual {token!r} is not a setting; give KERNEL-VAR such as uniform-0.3 or "
+                         f"gaussian-4 (noise variance on the 0..255 scale), 'paper', 'all' or 'none'")
+    return kernel, value
 
 
 @dataclass
@@ -174,22 +180,7 @@ def detail_region(images: list[np.ndarray], truth: np.ndarray | None, size: int)
     return int(top), int(left), size
 
 
-def window_size(shape) -> int:
-    return max(MIN_WINDOW, round(WINDOW_FRACTION * min(shape[:2])))
-
-
 # ----------------------------------------------------------------------------- from records
-
-def raw_entry(job_dir: Path, image: str) -> dict | None:
-    """The image's summary.json entry as written (the report's ImageRun keeps only some keys)."""
-    from bpdip.records import CorruptRecord, read_json
-
-    try:
-        entry = read_json(job_dir / "summary.json").get("images", {}).get(image)
-    except (CorruptRecord, OSError, AttributeError):
-        return None
-    return entry if isinstance(entry, dict) else None
-
 
 def choice_values(entry: dict, stream: str, rule: str) -> dict:
     """PSNR, SSIM (data_range 2) and iteration of a stream's choice in a summary.json entry:
@@ -213,12 +204,6 @@ def read_png(path: Path) -> np.ndarray | None:
         return load_image(path)
     except (FileNotFoundError, ValueError, OSError):
         return None
-
-
-def restored_png(job_dir: Path, image: str) -> Path:
-    """A job directory keeps ``restored/IMAGE.png``, a results-store entry ``restored.png``."""
-    path = job_dir / "restored" / f"{image}.png"
-    return path if path.is_file() else job_dir / "restored.png"
 
 
 def recorded_input(job_dir: Path, entry: dict, image: str) -> tuple:
@@ -268,13 +253,6 @@ def measured(image: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(q["psnr"][0]), float(q["ssim_dr2"][0])
 
 
-def _cell(report, loss, kernel, var):
-    try:
-        return report.cell(loss, kernel, var)
-    except KeyError:
-        return None
-
-
 def image_names(settings: VisualSettings, cells) -> list[str]:
     """The images to draw for a setting: the first / every image of its means, or the named."""
     used = list(dict.fromkeys(n for c in cells for n in c.used))
@@ -287,88 +265,79 @@ def image_names(settings: VisualSettings, cells) -> list[str]:
 
 def choose_seed(cells, image: str):
     """The lowest seed with a complete record of ``image`` in any of the losses."""
-    from bpdip.report.sources import seed_key
-
     seeds = {r.seed for c in cells for r in c.seeds.values()
              if image in r.images and r.images[image].status == "complete"}
     return min(seeds, key=seed_key) if seeds else None
 
 
-def row_label(key: str, entries: list[dict]) -> tuple[str, str]:
+def loss_panel(loss: str, key: str, record, image: str, kept: bool) -> Panel:
+    """One loss's panel of row ``key`` ("<stream>.<rule>") from its (job dir, summary entry);
+    ``kept``: the records hold no images map, so the perturbed.oracle row shows the restored
+    image each record kept (``restored/IMAGE.png``) with its final numbers."""
+    title = LOSS_LABELS[loss]
+    job, entry = record
     stream, rule = key.split(".")
-    if stream == "restored":
-        streams = sorted({e.get("restored_stream") or "perturbed" for e in entries})
-        stream = "/".join(streams)
-        text = f"the restored stream ({stream}) at {RULE_TEXT.get(rule, rule)}"
+    s = (entry.get("restored_stream") or "perturbed") if stream == "restored" else stream
+    rel = (entry.get("images") or {}).get(f"{s}.{rule}")
+    if rel is not None:
+        values, path, note = choice_values(entry, s, rule), job / rel, ""
+    elif key == ROWS[0] and kept:
+        path = job / "restored" / f"{image}.png"  # a job directory's; a results-store entry's: restored.png
+        path = path if path.is_file() else job / "restored.png"
+        values = {"psnr": entry.get("final_psnr"), "ssim": entry.get("final_ssim_dr2"),
+                  "iteration": (entry.get("restored_from") or {}).get("iteration", entry.get("iterations"))}
+        note = "final"
     else:
-        text = f"the {stream} output at {RULE_TEXT.get(rule, rule)}"
-    return text, f"{stream} output at {RULE_SHORT.get(rule, rule)}"
+        return Panel(title, None, note=f"no {s}.{rule} image")
+    pixels = read_png(path)
+    if pixels is None:
+        return Panel(title, None, note=f"image missing ({path.name})")
+    it = values.get("iteration")
+    its = f"@{it}" + (f" ({note})" if note else "") if it is not None else note
+    return Panel(title, pixels, values.get("psnr"), values.get("ssim"), its)
 
 
-def build_visual(report, kernel: str, var: float, image: str, settings: VisualSettings) -> Visual | None:
-    """One figure's panels from the records (None: no loss has an image of it)."""
-    cells = {loss: _cell(report, loss, kernel, var) for loss in LOSSES}
-    present = [c for c in cells.values() if c is not None]
-    seed = choose_seed(present, image)
+def make_row(key: str, panels: list[Panel], entries: list[dict], image: str, kept: bool) -> Row:
+    """The row's key and its words for the caption and over the row."""
+    stream, rule = key.split(".")
+    if key == ROWS[0] and kept:
+        rules = sorted({e["restored_from"]["rule"] for e in entries if isinstance(e.get("restored_from"), dict)})
+        which = f"the stop.early rule's choice ({', '.join(rules)})" if rules else "the last iterate"
+        return Row("restored", f"the restored image each record kept (restored/{image}.png: {which}) with the "
+                   "record's final PSNR / SSIM: these records keep no image of the peak, so this is not Table I's "
+                   "iteration", f"the restored image each record kept ({which}), with its final PSNR / SSIM", panels)
+    if stream == "restored":
+        stream = "/".join(sorted({e.get("restored_stream") or "perturbed" for e in entries}))
+        label = f"the restored stream ({stream}) at {RULE_TEXT.get(rule, rule)}"
+    elif key == "perturbed.oracle":
+        label = ("the perturbed output (Table I's stream) at each image's own best logged iteration (oracle, chosen "
+                 "with ground truth; Table I itself takes the best common iteration of the image-averaged curve)")
+    else:
+        label = f"the {stream} output at {RULE_TEXT.get(rule, rule)}"
+    return Row(key, label, f"{stream} output at {RULE_SHORT.get(rule, rule)}", panels)
+
+
+def build_visual(here: list, kernel: str, var: float, image: str, settings: VisualSettings) -> Visual | None:
+    """One figure's panels from the records of the setting's cells ``here`` (None: no loss
+    has an image of it)."""
+    cells = {c.cell.loss: c for c in here if c.cell.loss in LOSSES}
+    seed = choose_seed(list(cells.values()), image)
     if seed is None:
         return None
-    records = {}  # loss -> (job dir, raw entry)
+    records = {}  # loss -> (job dir, summary.json entry) of its complete record of the image
     for loss, c in cells.items():
-        run = c.seeds.get(seed) if c is not None else None
-        img = run.images.get(image) if run is not None else None
+        img = c.seeds[seed].images.get(image) if seed in c.seeds else None
         if img is not None and img.status == "complete":
-            entry = raw_entry(Path(img.source), image)
-            if entry is not None:
-                records[loss] = (Path(img.source), entry)
+            records[loss] = (Path(img.source), img.summary)
+    entries = [e for _, e in records.values()]
+    kept = not any("perturbed.oracle" in (e.get("images") or {}) for e in entries)
     rows = []
-    oracle = any("perturbed.oracle" in (e.get("images") or {}) for _, e in records.values())
     for key in settings.rows:
-        stream, rule = key.split(".")
-        panels, found = [], False
-        for loss in LOSSES:
-            title = LOSS_LABELS[loss]
-            if loss not in records:
-                panels.append(Panel(title, None, note="no record" if cells[loss] is None or not cells[loss].sources
-                                    else f"no complete record (seed {seed})"))
-                continue
-            job, entry = records[loss]
-            s = (entry.get("restored_stream") or "perturbed") if stream == "restored" else stream
-            rel = (entry.get("images") or {}).get(f"{s}.{rule}")
-            if rel is not None:
-                values, path, note = choice_values(entry, s, rule), job / rel, ""
-            elif key == ROWS[0] and not oracle:  # records without the images map: the restored image
-                path = restored_png(job, image)
-                values = {"psnr": entry.get("final_psnr"), "ssim": entry.get("final_ssim_dr2"),
-                          "iteration": (entry.get("restored_from") or {}).get("iteration", entry.get("iterations"))}
-                note = "final"
-            else:
-                panels.append(Panel(title, None, note=f"no {s}.{rule} image"))
-                continue
-            pixels = read_png(path)
-            if pixels is None:
-                panels.append(Panel(title, None, note=f"image missing ({path.name})"))
-                continue
-            found = True
-            it = values.get("iteration")
-            its = f"@{it}" + (f" ({note})" if note else "") if it is not None else note
-            panels.append(Panel(title, pixels, values.get("psnr"), values.get("ssim"), its))
-        if not found:
-            continue
-        entries = [e for _, e in records.values()]
-        if key == ROWS[0] and not oracle:
-            rules = sorted({e["restored_from"]["rule"] for e in entries if isinstance(e.get("restored_from"), dict)})
-            which = f"the stop.early rule's choice ({', '.join(rules)})" if rules else "the last iterate"
-            rows.append(Row("restored", f"the restored image each record kept (restored/{image}.png: {which}) with "
-                            "the record's final PSNR / SSIM: these records keep no image of the peak, so this is not "
-                            "Table I's iteration",
-                            f"the restored image each record kept ({which}), with its final PSNR / SSIM", panels))
-        else:
-            label, short = row_label(key, entries)
-            if key == "perturbed.oracle":
-                label = ("the perturbed output (Table I's stream) at each image's own best logged iteration (oracle, "
-                         "chosen with ground truth; Table I itself takes the best common iteration of the "
-                         "image-averaged curve)")
-            rows.append(Row(key, label, short, panels))
+        panels = [loss_panel(loss, key, records[loss], image, kept) if loss in records else
+                  Panel(LOSS_LABELS[loss], None, note="no record" if loss not in cells or not cells[loss].sources
+                        else f"no complete record (seed {seed})") for loss in LOSSES]
+        if any(p.image is not None for p in panels):
+            rows.append(make_row(key, panels, entries, image, kept))
     if not rows:
         return None
     shape = next(p.image.shape for p in rows[0].panels if p.image is not None)
@@ -383,11 +352,10 @@ def build_visual(report, kernel: str, var: float, image: str, settings: VisualSe
         notes.append("no truth panel: these records have no ground truth (data=observed: the file is y itself)")
     elif x is None:
         notes.append(f"truth and blurred input not shown: {why or 'their size does not fit the restored images'}")
-    truth = blurred = None
+    truth = Panel("Truth x", x, note="reference") if x is not None else None
+    blurred = None
     if y is not None:
         blurred = Panel("Blurred input y", np.clip(y, 0.0, 1.0), *(numbers if x is not None else (None, None)))
-    if x is not None:
-        truth = Panel("Truth x", x, note="reference")
     visual = Visual(kernel, var, image, seed, truth, blurred, rows, notes=notes)
     visual.region, visual.region_note = pick_region(visual, settings.region, shape)
     return visual
@@ -403,7 +371,7 @@ def pick_region(v: Visual, configured, shape) -> tuple[tuple[int, int, int], str
     else:
         note = ""
     images = [p.image for p in v.rows[0].panels if p.image is not None]
-    region = detail_region(images, v.truth.image if v.truth else None, window_size(shape))
+    region = detail_region(images, v.truth.image if v.truth else None, max(MIN_WINDOW, round(WINDOW_FRACTION * min(h, w))))
     how = "where the methods' local errors differ most" if v.truth else "where the methods differ most"
     return region, note + f"chosen automatically: {how}"
 
@@ -420,7 +388,7 @@ def build_visuals(report) -> tuple[list[Visual], list[str]]:
             notes.append(f"{kernel} / var {var:g}: no records")
             continue
         for name in names:
-            v = build_visual(report, kernel, var, name, settings)
+            v = build_visual(here, kernel, var, name, settings)
             if v is None:
                 notes.append(f"{kernel} / var {var:g} / image {name}: no complete record with a saved image")
             else:
@@ -439,11 +407,9 @@ def figure(v: Visual):
     """The matplotlib Figure: one row of six panels (truth, blurred input, the four losses)
     per row of ``v``, each image over its close-up with the numbers under it. Axes are
     placed in inches so that the panels line up whatever the image's aspect."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
+    from bpdip.report.figure import plt
 
     h, w = next(p.image.shape[:2] for p in v.rows[0].panels if p.image is not None)
     cols = 2 + len(LOSSES)
@@ -496,10 +462,7 @@ def save_visuals(report, stem) -> list:
     from bpdip.report.figure import save_figure
 
     stem = Path(stem)
-    paths = []
-    for v in report.visuals[0]:
-        paths += save_figure(figure(v), stem.with_name(v.file_stem(stem.name)))
-    return paths
+    return [p for v in report.visuals[0] for p in save_figure(figure(v), stem.with_name(v.file_stem(stem.name)))]
 
 
 # ----------------------------------------------------------------------------- report text

@@ -12,8 +12,8 @@ import math
 
 from pathlib import Path
 
-from bpdip.records import WANDB_ARTIFACT_TYPE, CorruptRecord
-from bpdip.report.sources import SUMMARY_FIELDS, Cell, ImageRun, Job, _curve_frame, load_job_dir, validate_image
+from bpdip.records import SCHEMA, WANDB_ARTIFACT_TYPE, CorruptRecord
+from bpdip.report.sources import SUMMARY_FIELDS, Cell, ImageRun, Job, _curve_frame, job_from_records, load_job_dir
 
 CURVE_PREFIX = "curve/"
 IMAGE_PREFIX = "image/"
@@ -90,11 +90,11 @@ def _created(run) -> float:
 
 def job_from_wandb(run, rows) -> Job:
     """One W&B run (anything with ``config``, ``summary``, ``state``, ``path``) and its
-    history rows as a :class:`Job`, validated like a local record."""
+    history rows as a :class:`Job`: an ended run (its summary written) as the summary.json
+    and metrics.csv rows it stands for, through :func:`~bpdip.report.sources.job_from_records`."""
     path = getattr(run, "path", None)
     source = "wandb:" + ("/".join(map(str, path)) if isinstance(path, (list, tuple)) else str(path or run.id))
-    config = dict(run.config or {})
-    summary = dict(run.summary or {})
+    config, summary = dict(run.config or {}), dict(run.summary or {})
     state = str(getattr(run, "state", "unknown")).lower()
     mtime = _created(run)
     try:
@@ -114,21 +114,19 @@ def job_from_wandb(run, rows) -> Job:
     }
     if ended and summary.get("protocol_hash") is not None:  # runners that log it (see cells.py)
         meta["protocol_hash"] = summary["protocol_hash"]
-    job = Job(source, cell, meta["config_hash"], meta, mtime=mtime, config=config)
     curves = curves_from_history(rows)
     if ended:
-        for name in sorted(set(entries) | set(curves)):
-            curve = _curve_frame(curves.get(name, []))
-            if name not in entries:
-                job.images[name] = ImageRun(name, "corrupt", curve, {}, source,
-                                            "W&B history has a curve for this image but the summary has no entry")
-            else:
-                job.images[name] = validate_image(name, entries[name], curve, source)
+        job = job_from_records(source, {"schema": SCHEMA, "run": meta, "images": entries},
+                               [r for curve in curves.values() for r in curve], mtime=mtime,
+                               orphan="W&B history has a curve for this image but the summary has no entry")
+        job.images = dict(sorted(job.images.items()))
     else:
+        job = Job(source, cell, None, meta, mtime=mtime)
         status = "running" if state == "running" else "failed"
         reason = None if status == "running" else f"W&B run {state} before its job summary was written"
         for name, curve in curves.items():
             job.images[name] = ImageRun(name, status, _curve_frame(curve), {"status": status}, source, reason)
+    job.config = config
     return job
 
 
