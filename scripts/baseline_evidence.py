@@ -59,7 +59,7 @@ def grid(folder: Path, out: Path) -> dict:
     from bpdip.runner.cell import degraded
     from bpdip.runner.plan import plan_cell
 
-    rows, worst = [], 0.0
+    rows, worst = [], {"exact": 0.0, "bm3d": 0.0}
     for (kernel, var, seed), (cfg, summary) in _records(folder / "records").items():
         plan = plan_cell(cfg)
         for task in plan.tasks:
@@ -71,12 +71,15 @@ def grid(folder: Path, out: Path) -> dict:
             for r in records:
                 if r["method"] in stored:  # the runner's y: the same numbers
                     for m in METRICS:
-                        worst = max(worst, abs(r[m] - stored[r["method"]][m]))
+                        kind = "bm3d" if r["method"].startswith("bm3d") else "exact"
+                        worst[kind] = max(worst[kind], abs(r[m] - stored[r["method"]][m]))
                 rows.append({"kernel": kernel, "noise_var": var, "seed": seed, "image": task.name,
                              "method": r["method"], **{m: r[m] for m in METRICS}, "params": json.dumps(r["params"]),
                              "image_cpu_s": cpu})
-    if worst > 1e-9:
-        raise SystemExit(f"the regenerated y is not the runner's: a stored baseline differs by {worst:g}")
+    # BM3D's library is not bit-reproducible from one call to the next (about 1e-6 dB, its
+    # float32 arithmetic); every other baseline is deterministic given y
+    if worst["exact"] > 1e-9 or worst["bm3d"] > 1e-4:
+        raise SystemExit(f"the regenerated y is not the runner's: a stored baseline differs by {worst}")
     per = pd.DataFrame(rows)
     per.to_csv(out / "baselines_classical_per_image.csv", index=False)
     means = (per.groupby(["kernel", "noise_var", "method"], sort=False)
@@ -95,7 +98,7 @@ def _cell(psnr, ssim, bold=False):
     return f"**{s}**" if bold else s
 
 
-def grid_markdown(means: pd.DataFrame, table1: pd.DataFrame, worst: float, per: pd.DataFrame) -> str:
+def grid_markdown(means: pd.DataFrame, table1: pd.DataFrame, worst: dict, per: pd.DataFrame) -> str:
     from bpdip.paper import KERNEL_LABELS, KERNELS, NOISE_VARS
 
     settings = [(k, v) for k in KERNELS for v in NOISE_VARS]
@@ -136,8 +139,9 @@ def grid_markdown(means: pd.DataFrame, table1: pd.DataFrame, worst: float, per: 
         *lines, "",
         "## Where the best BP-DIP loss stands against the best classical method", "",
         "| setting | best network row | best classical row | difference [dB] |", "|---|---|---|---|", *loses, "",
-        f"The regenerated y is the runner's: the four baselines the records already hold came out within "
-        f"{worst:.1e} of their stored numbers. All baselines of one 96 px image together: median "
+        f"The regenerated y is the runner's: the deterministic baselines the records already hold came out "
+        f"within {worst['exact']:.1e} of their stored numbers, BM3D (not bit-reproducible from call to call) "
+        f"within {worst['bm3d']:.1e}. All baselines of one 96 px image together: median "
         f"{cpu.median():.1f} s of CPU, max {cpu.max():.1f} s (one thread; BM3D's own cost is "
         "`results/bench/cpu-baselines.json`).", ""])
 

@@ -30,7 +30,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("results/cpu_grid", "results/demo", "results/sr_cpu", "results/photo")
-NOT_REPORT = ("PROVENANCE.md",)  # written by hand beside the report
+# beside a report, not written by bpdip.report: by hand, by scripts/baseline_evidence.py grid
+# and by scripts/stopping_targets.py (each says so in PROVENANCE.md)
+NOT_REPORT = ("PROVENANCE.md", "baselines_classical.csv", "baselines_classical.md",
+              "baselines_classical_per_image.csv", "stopping_targets.md")
 VOLATILE = ("- built ",)  # header lines that name the build time and commit
 
 
