@@ -176,17 +176,19 @@ def photo(folder: Path, out: Path) -> dict:
     per = pd.DataFrame(rows)
     per.to_csv(out / "baselines.csv", index=False)
     nets = pd.read_csv(out / "per_image.csv")
-    text, summary = photo_markdown(per, nets)
+    stop = json.loads((out / "provenance.json").read_text())["settings"].get("stop") or ""
+    text, summary = photo_markdown(per, nets, f"`{stop}`" if stop else "data=observed's default stop")
     (out / "baselines.md").write_text(text)
     print(text)
     return summary
 
 
-def photo_markdown(per: pd.DataFrame, nets: pd.DataFrame) -> tuple[str, dict]:
+def photo_markdown(per: pd.DataFrame, nets: pd.DataFrame, stop: str) -> tuple[str, dict]:
+    """``stop``: how the runs of ``per_image.csv`` chose their image (photo_evidence.py's --stop)."""
     kernels = list(dict.fromkeys(per["kernel"]))
     frame = per.assign(label=per["method"].map(LABELS), model=per["boundary_model"])
     runs = nets[nets["boundary"].fillna("") != ""]
-    runs = runs.assign(label=runs["method"].map(NET_LABELS) + " (BP-DIP, WMV's stop, `boundary=" + runs["boundary"]
+    runs = runs.assign(label=runs["method"].map(NET_LABELS) + f" (BP-DIP, {stop}, `boundary=" + runs["boundary"]
                        + "`)", model=runs["boundary"])
     inp = nets[nets["method"] == "input"].assign(label="blurred input", model="")
     both = pd.concat([inp, runs[runs["method"].isin(NETS)], frame], ignore_index=True)
@@ -220,14 +222,14 @@ def photo_markdown(per: pd.DataFrame, nets: pd.DataFrame) -> tuple[str, dict]:
     text = "\n".join([
         "# Classical baselines on the camera-made observations (issue 30)", "",
         "8 observations (`observations/`: 96 px, noise var 2, 8-bit), mean PSNR [dB] against the truth on y's "
-        "frame; SSIM with data range 2. BP-DIP rows: the runs of `per_image.csv` (WMV chose the image, no truth); "
+        f"frame; SSIM with data range 2. BP-DIP rows: the runs of `per_image.csv` ({stop} chose the image, no truth); "
         "the baselines: `baselines.csv` (`scripts/baseline_evidence.py photo`). \"tuned with truth\" rows choose "
         "their parameter per observation with the ground truth (upper bounds).", "",
         *lines, "",
         f"Best border-aware baseline: {LABELS[best]}, {m[best]:.2f} dB, {m[best] - m['wiener_oracle']:+.2f} dB over "
         f"the circular tuned Wiener ({m['wiener_oracle']:.2f}); target +2 dB: "
         f"{'met' if summary['target_2db'] else 'NOT met'}. Best parameter-free one: {LABELS[best_free]}, "
-        f"{m[best_free]:.2f} dB. BP-TV `valid` (no truth, WMV's stop): {bp_tv:.2f} dB.", "",
+        f"{m[best_free]:.2f} dB. BP-TV `valid` (no truth, {stop}): {bp_tv:.2f} dB.", "",
         "## BP-TV `valid` against the best border-aware baseline, per observation", "",
         "| observation | BP-TV valid | best border-aware baseline | difference [dB] |", "|---|---|---|---|", *wins, ""])
     return text, summary
