@@ -38,8 +38,7 @@ import math
 
 import torch
 
-from bpdip.stopping.base import OnlineRule
-from bpdip.stopping.discrepancy import check_tau
+from bpdip.stopping.discrepancy import FirstCrossing
 
 HUTCHINSON_PROBES = 16
 HUTCHINSON_SEED = 0
@@ -153,17 +152,11 @@ class FidelityWatch:
             getattr(self, k).copy_(state[k])
 
 
-class BPDiscrepancy(OnlineRule):
+class BPDiscrepancy(FirstCrossing):
     """Stop at the first F(x_t) <= tau * E[F] (module docstring)."""
 
     name = "bp_discrepancy"
     statistic_name = "fidelity"
-    PARAMS = {"tau": 1.0}
-    STATE = (*OnlineRule.STATE,)
-
-    @classmethod
-    def check_params(cls, p: dict) -> None:
-        check_tau("stop.bp_discrepancy.tau", p["tau"])
 
     def __init__(self, b: int, shape: tuple, device, tau: float, first: int = 0, level=None, **_):
         super().__init__(b, shape, device, first=first)
@@ -173,11 +166,3 @@ class BPDiscrepancy(OnlineRule):
     def statistic(self, it, out, view):
         value = view.fidelity()
         return value, torch.isfinite(value)
-
-    def track_minimum(self, it, out, value, valid) -> None:
-        newly = ~self.stopped & valid & (value <= self.threshold) & (it >= self.first)
-        self.best.copy_(torch.where(newly, value, self.best))
-        self.best_it.copy_(torch.where(newly, it, self.best_it))
-        self.stop_it.copy_(torch.where(newly, it, self.stop_it))
-        self.candidate.copy_(torch.where(newly[:, None, None, None], out, self.candidate))
-        self.stopped.copy_(self.stopped | newly)

@@ -28,15 +28,31 @@ def check_tau(key: str, tau) -> None:
         raise ValueError(f"{key} must be a number > 0 (the threshold in noise levels, 1.0), got {tau!r}")
 
 
-class Discrepancy(OnlineRule):
-    name = "discrepancy"
-    statistic_name = "residual"
+class FirstCrossing(OnlineRule):
+    """A rule that stops at the first iteration (from ``first`` on) whose valid statistic is
+    at or below ``self.threshold``, and keeps that iterate: the discrepancy principle's form,
+    shared by ``discrepancy`` and ``bp_discrepancy``. Subclasses set ``name``,
+    ``statistic_name``, ``threshold`` and ``statistic``."""
+
     PARAMS = {"tau": 1.0}
     STATE = (*OnlineRule.STATE,)
 
     @classmethod
     def check_params(cls, p: dict) -> None:
-        check_tau("stop.discrepancy.tau", p["tau"])
+        check_tau(f"stop.{cls.name}.tau", p["tau"])
+
+    def track_minimum(self, it, out, value, valid) -> None:
+        newly = ~self.stopped & valid & (value <= self.threshold) & (it >= self.first)
+        self.best.copy_(torch.where(newly, value, self.best))
+        self.best_it.copy_(torch.where(newly, it, self.best_it))
+        self.stop_it.copy_(torch.where(newly, it, self.stop_it))
+        self.candidate.copy_(torch.where(newly[:, None, None, None], out, self.candidate))
+        self.stopped.copy_(self.stopped | newly)
+
+
+class Discrepancy(FirstCrossing):
+    name = "discrepancy"
+    statistic_name = "residual"
 
     def __init__(self, b: int, shape: tuple, device, tau: float, sigma, first: int = 0, **_):
         if not (tau > 0 and math.isfinite(tau)):
@@ -47,11 +63,3 @@ class Discrepancy(OnlineRule):
 
     def statistic(self, it, out, view):
         return view.residual_mean_square(), torch.ones_like(self.stopped)
-
-    def track_minimum(self, it, out, value, valid) -> None:
-        newly = ~self.stopped & (value <= self.threshold) & (it >= self.first)
-        self.best.copy_(torch.where(newly, value, self.best))
-        self.best_it.copy_(torch.where(newly, it, self.best_it))
-        self.stop_it.copy_(torch.where(newly, it, self.stop_it))
-        self.candidate.copy_(torch.where(newly[:, None, None, None], out, self.candidate))
-        self.stopped.copy_(self.stopped | newly)
