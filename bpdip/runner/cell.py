@@ -306,15 +306,17 @@ class JobRecords:
         self.summary["images"][name] = entry
         self.rows = [r for r in self.rows if r["image"] != name] + rows
         if self.save_images:
-            for target, item in [(self.out_dir / "restored" / f"{name}.png", image if image is not None else png),
-                                 *((self.out_dir / "restored" / f"{name}.{k}.png", v) for k, v in (extras or {}).items()),
-                                 *((self.out_dir / image_path(name, k), v) for k, v in (images or {}).items()),
-                                 *((self.out_dir / image_path(name, k), v) for k, v in (pngs or {}).items())]:
+            # the restored image at full depth (16 bits), the others as 8-bit previews
+            for target, item, bits in [
+                    (self.out_dir / "restored" / f"{name}.png", image if image is not None else png, 16),
+                    *((self.out_dir / "restored" / f"{name}.{k}.png", v, 8) for k, v in (extras or {}).items()),
+                    *((self.out_dir / image_path(name, k), v, 8) for k, v in (images or {}).items()),
+                    *((self.out_dir / image_path(name, k), v, 8) for k, v in (pngs or {}).items())]:
                 if isinstance(item, Path):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(item, target)
-                elif item is not None:  # the restored image at full depth, the others as previews
-                    write_png(target, item, bits=16 if target.name == f"{name}.png" else 8)
+                elif item is not None:
+                    write_png(target, item, bits=bits)
             paths = input_paths(name)
             for key, array in (observed or {}).items():
                 (write_npy if paths[key].endswith(".npy") else write_png)(self.out_dir / paths[key], array)
