@@ -128,3 +128,45 @@ def test_editing_an_extension_changes_its_run_ids(ext, tmp_path, monkeypatch):
     after, _ = ids("myext_edit.motion")
     assert after != before
     assert ids("uniform")[1] is None  # the paper's options carry no fingerprint
+
+
+def test_the_docs_stopping_rule_is_one_module_and_one_config(tmp_path):
+    """docs/stopping.md "Adding a rule": its module, dropped into a copy of bpdip/stopping/, and
+    its config, into a copy of conf/stop/, and nothing else: run.py follows the new rule with
+    stop.early (its statistic in metrics.csv, its choice in summary.json, its parameter set with
+    '+'), and the report's stopping table has its column."""
+    import shutil
+
+    page = (ROOT / "docs" / "stopping.md").read_text()
+
+    def block(lang, first):
+        (b,) = [b.split("```", 1)[0] for b in page.split(f"```{lang}\n")[1:] if b.startswith(first)]
+        return b
+
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "bpdip", copy / "bpdip", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "conf", copy / "conf")
+    shutil.copy(ROOT / "run.py", copy / "run.py")
+    (copy / "data").symlink_to(ROOT / "data")
+    (copy / "bpdip" / "stopping" / "residual_min.py").write_text(block("python", "# residual_min.py, in bpdip/"))
+    (copy / "conf" / "stop" / "residual_min.yaml").write_text(block("yaml", "# residual_min.yaml, in conf/"))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    run = tmp_path / "run"
+    # a large step makes the residual wander, so that a patience of 2 ends the run
+    cmd = [sys.executable, "run.py", "experiment=smoke", "data.images=[face]", "loss.iterations=40", "optim.lr=0.2",
+           "stop=residual_min", "stop.early=true", "+stop.residual_min.patience=2", "stop.warmup.floor=0",
+           "stop.reference_iterations=40", f"hydra.run.dir={run}", "results_root=null"]
+    out = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    entry = summary["images"]["face"]
+    choice = entry["choices"]["perturbed"]["residual_min"]
+    assert entry["restored"]["rule"] == "residual_min" and entry["restored"]["iteration"] == choice["iteration"]
+    # patience 2 (not PARAMS' 1000): the stop two iterations after the minimum ends training
+    assert choice["stopped"] and choice["stop_iteration"] == choice["iteration"] + 2
+    assert entry["iterations"] == choice["stop_iteration"] + 1 < 40
+    assert "residual_min" in (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    report = subprocess.run([sys.executable, "-m", "bpdip.report", str(run), "--out", str(tmp_path / "report"),
+                             "--no-figure"], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "residual_min" in (tmp_path / "report" / "stopping.csv").read_text()

@@ -392,8 +392,8 @@ def test_stop_early_on_the_average_stream_returns_its_own_candidate(problem):
 
 
 def test_the_stop_block_derives_from_the_rule_classes():
-    """conf/stop/rules.yaml gives each rule exactly its class's PARAMS, and StopSettings knows
-    every rule's block: adding a rule is its module, ONLINE and its config."""
+    """conf/stop/rules.yaml gives each built-in rule exactly its class's PARAMS, and StopSettings
+    knows every rule's block (adding a rule: tests/test_extend.py)."""
     from pathlib import Path
 
     import yaml
@@ -406,6 +406,20 @@ def test_the_stop_block_derives_from_the_rule_classes():
         assert (Path(__file__).resolve().parents[1] / f"conf/stop/{name}.yaml").is_file()
     assert StopSettings.from_config(conf | {"name": "bp_discrepancy"}) == StopSettings(name="bp_discrepancy")
     assert len(set(statistic_columns())) == 2 * len(ONLINE)
+
+
+def test_rule_classes_register_themselves_and_names_are_unique():
+    """A subclass that sets ``name`` registers itself in base.REGISTRY (a shared base such as
+    FirstCrossing does not); a second class of the same name is one clear error."""
+    from bpdip.stopping import ONLINE
+    from bpdip.stopping.base import REGISTRY, OnlineRule
+    from bpdip.stopping.discrepancy import FirstCrossing
+
+    assert list(ONLINE) == ["wmv", "emv", "discrepancy", "bp_discrepancy"]
+    assert FirstCrossing not in REGISTRY.values() and set(REGISTRY) == set(ONLINE)
+    with pytest.raises(TypeError, match="two stopping rules are named 'wmv'"):
+        type("MyWMV", (OnlineRule,), {"name": "wmv"})
+    assert REGISTRY["wmv"] is ONLINE["wmv"]
 
 
 @pytest.mark.parametrize("cfg, message", [

@@ -44,6 +44,14 @@ def test_bookkeeping_keeps_the_ids(ids, overrides):
     assert ids(*overrides) == ids()
 
 
+def test_a_rule_without_a_block_in_rules_yaml_keeps_the_ids(ids):
+    """Every rule's parameters enter the id as StopSettings has them (its PARAMS where the
+    config has no block): a new rule needs no block in conf/stop/rules.yaml, and these ids
+    are those of the configs that have one."""
+    assert ids("~stop.emv", "~stop.bp_discrepancy") == ids()
+    assert ids("stop.emv.alpha=0.2") != ids()
+
+
 @pytest.mark.parametrize("overrides", [
     ("seed=1",), ("loss.iterations=8",), ("noise.var=2",), ("kernel=radial",), ("loss=bp_tv",),
     ("loss.eps2=0.01",), ("model.channels_up=[8,8,4]",), ("data.crop=48",), ("log_every=3",),

@@ -340,6 +340,10 @@ def _plan(cfg) -> CellPlan:
         # LS never solves (A A^T + eps I) u = r: the CG settings change nothing it computes
         for key in ("cg_tol", "cg_max_iter"):
             rcfg["boundary"].pop(key, None)
+    if isinstance(rcfg.get("stop"), dict):
+        # every rule's parameters, also a rule with no block in conf/stop/rules.yaml (its PARAMS):
+        # the same values for the built-in rules, whose blocks the config already holds
+        rcfg["stop"].update({rule: dict(params) for rule, params in stop.params.items()})
     if not stop.early and isinstance(rcfg.get("stop"), dict):
         # every run evaluates every rule: without stop.early the named rule (and its stream) changes nothing
         rcfg["stop"].pop("name", None)

@@ -33,7 +33,9 @@ candidate iteration, for the extended restored image.
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,14 +44,17 @@ import torch
 from bpdip.curves import PREFIX
 from bpdip.physics.valid import crop
 from bpdip.stopping import fixed, oracle
-from bpdip.stopping.base import OnlineRule, check_integer, number, scaled, warmup_start
-from bpdip.stopping.bp_discrepancy import BPDiscrepancy, FidelityWatch
-from bpdip.stopping.discrepancy import Discrepancy
-from bpdip.stopping.emv import EMV
-from bpdip.stopping.wmv import WMV
+from bpdip.stopping.base import REGISTRY, OnlineRule, check_integer, number, scaled, warmup_start
+from bpdip.stopping.bp_discrepancy import FidelityWatch
 
-# the online rules: adding one is its module, an entry here and conf/stop/<name>.yaml
-ONLINE = {"wmv": WMV, "emv": EMV, "discrepancy": Discrepancy, "bp_discrepancy": BPDiscrepancy}
+# The online rules: every module of this package is imported and each rule class registers
+# itself (base.REGISTRY), so a new rule is its module and conf/stop/<name>.yaml. Records and
+# reports keep this order: the first four rules, then any other by name.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+FIRST = ("wmv", "emv", "discrepancy", "bp_discrepancy")
+ONLINE = {name: REGISTRY[name] for name in sorted(REGISTRY, key=lambda n: (FIRST.index(n) if n in FIRST else
+                                                                          len(FIRST), n))}
 POST = {"oracle": oracle, "fixed": fixed}
 RULES = (*POST, *ONLINE)  # the order of records and reports
 NEEDS_TRUTH = ("oracle",)

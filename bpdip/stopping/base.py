@@ -26,7 +26,9 @@ A rule declares itself: ``name``, ``statistic_name`` (its metrics.csv column), `
 (its ``stop.<name>.*`` parameters and defaults), ``SCALED`` (those given for
 ``stop.reference_iterations`` and scaled for shorter runs) and ``check_params`` (one
 ValueError line per bad value); ``bpdip.stopping.StopSettings`` and the records derive from
-these, so adding a rule is one module, one entry in ``bpdip.stopping.ONLINE`` and one config.
+these. A class that sets its own ``name`` registers itself (:data:`REGISTRY`), and
+``bpdip.stopping`` imports every module of its package, so adding a rule is one module and
+``conf/stop/<name>.yaml`` (docs/stopping.md "Adding a rule").
 
 Everything is a tensor operation on fixed shapes, the iteration counter included, so an
 update can be captured in the same CUDA graph as the training step.
@@ -68,8 +70,23 @@ def check_integer(key: str, value, low: int, what: str) -> None:
         raise ValueError(f"{key} must be an integer >= {low} ({what}), got {value!r}")
 
 
+# name -> online rule class, every subclass that sets its own ``name`` (a shared base such as
+# discrepancy.FirstCrossing does not); bpdip.stopping.ONLINE orders them
+REGISTRY: dict[str, type] = {}
+
+
 class OnlineRule:
     """Base of the rules evaluated on the device at every iteration (module docstring)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return
+        known = REGISTRY.get(cls.name)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"two stopping rules are named {cls.name!r}: {known.__module__}.{known.__qualname__} "
+                            f"and {cls.__module__}.{cls.__qualname__}; rename one")
+        REGISTRY[cls.name] = cls
 
     name = "rule"
     statistic_name = "statistic"  # the metrics.csv column of the watched statistic
