@@ -267,22 +267,24 @@ def per_image_table(report) -> Table:
                  "tab:per-image", title="Per image", empty="No image records.")
 
 
-def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`", other: str = "·") -> list[str]:
+def issue_lines(issues: list[Issue], marker=md_markers, code=lambda s: f"`{s}`", other: str = "·",
+                text=str) -> list[str]:
     """Issues grouped for reading: missing settings on one line, the rest one per line.
-    ``marker`` and ``code`` format a marker and an image name for the output language."""
+    ``marker``, ``code`` and ``text`` format a marker, an image name and the words for the
+    output language."""
     lines = []
     missing = [i for i in issues if i.kind == "missing"]
     if missing:
-        lines.append(f"{marker(FLAGS['missing'][0])} missing settings ({len(missing)}): "
-                     + ", ".join(str(i.cell) for i in missing))
+        lines.append(f"{marker(FLAGS['missing'][0])} "
+                     + text(f"missing settings ({len(missing)}): " + ", ".join(str(i.cell) for i in missing)))
     for i in issues:
         if i.kind == "missing":
             continue
         mark = marker(FLAGS[i.kind][0]) if i.kind in FLAGS else other
         where = (str(i.cell) if i.cell else "record") + (f" seed {seed_label(i.seed)}" if i.seed is not None else "")
-        image = f" image {code(i.image)}" if i.image else ""
+        image = text(" image ") + code(i.image) if i.image else ""
         src = f" ({i.source})" if i.source else ""
-        lines.append(f"{mark} {i.kind}: {where}{image}: {i.detail}{src}")
+        lines.append(f"{mark} {text(f'{i.kind}: {where}')}{image}{text(f': {i.detail}{src}')}")
     return lines
 
 
@@ -327,16 +329,13 @@ def tex_notes(report) -> list[str]:
     departures = sorted({d for c in report.cells for d in c.deviations})
     if departures:
         notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
-    lines = issue_lines([i for i in report.issues if i.kind != "missing"], marker=lambda m: "\x00" + m + "\x01",
-                        code=str, other="-")
+    lines = issue_lines([i for i in report.issues if i.kind != "missing"], marker=tex_markers, code=tex_escape,
+                        other="-", text=tex_escape)
     n_missing = sum(i.kind == "missing" for i in report.issues)
     if n_missing:
         lines.insert(0, f"{n_missing} settings have no record")
     if lines:
-        # markers were fenced with \x00..\x01 so that escaping does not touch them
-        parts = re.split("\x00(.)\x01", "; ".join(lines))
-        text = "".join(tex_markers(part) if i % 2 else tex_escape(part) for i, part in enumerate(parts))
-        notes.append("Incomplete data: " + text + ".")
+        notes.append("Incomplete data: " + "; ".join(lines) + ".")
     notes.append("}")
     return notes
 
