@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bpdip.data import center_crop, load_image
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES, canonical_noise
+from bpdip.records import input_paths
 from bpdip.report.render import fmt, tex_escape
 from bpdip.report.sources import seed_key
 
@@ -116,10 +118,10 @@ class Panel:
 
 @dataclass
 class Row:
-    key: str  # "<stream>.<rule>" of ROWS, or "restored" (the records' restored images)
+    key: str  # "<stream>.<rule>" of VisualSettings.rows
     label: str  # what the row shows, for the caption
     short: str  # the same in a few words, over the row
-    panels: list[Panel] = field(default_factory=list)  # one per loss, in LOSSES order
+    panels: list[Panel]  # one per loss, in LOSSES order
 
 
 @dataclass
@@ -133,11 +135,7 @@ class Visual:
     rows: list[Row]
     region: tuple[int, int, int]  # the close-up window (top, left, size) and how it was chosen
     region_note: str
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def figure_number(self) -> int | None:
-        return PAPER_FIGURES.get((self.kernel, self.noise_var))
+    notes: list[str]  # for the caption: what is not shown and why
 
     def file_stem(self, prefix: str = "visual") -> str:
         """``visual-uniform-0p3-face``: letters, digits and '-' only (safe in LaTeX and URLs)."""
@@ -146,7 +144,8 @@ class Visual:
 
     @property
     def title(self) -> str:
-        fig = f"Fig. {self.figure_number} (cf. the paper): " if self.figure_number else ""
+        number = PAPER_FIGURES.get((self.kernel, self.noise_var))
+        fig = f"Fig. {number} (cf. the paper): " if number else ""
         return (f"{fig}{KERNEL_LABELS.get(self.kernel, self.kernel)} kernel, σ = √{self.noise_var:g}; "
                 f"image {self.image}, seed {self.seed}")
 
@@ -190,8 +189,6 @@ def choice_values(entry: dict, stream: str, rule: str) -> dict:
 
 
 def read_png(path: Path) -> np.ndarray | None:
-    from bpdip.data import load_image
-
     try:
         return load_image(path)
     except (FileNotFoundError, ValueError, OSError):
@@ -202,8 +199,6 @@ def recorded_input(job_dir: Path, entry: dict, image: str) -> tuple:
     """(x, y, (PSNR, SSIM) of y, why not) of one image from its record: y, the truth and y's
     numbers that the runner keeps beside the restored images (summary.json's ``input``,
     :func:`bpdip.records.input_paths`), never re-made here. Older records keep none."""
-    from bpdip.records import input_paths
-
     recorded = entry.get("input") if isinstance(entry.get("input"), dict) else {}
     paths = {**input_paths(image), **recorded}
     if not (job_dir / paths["y"]).is_file():
@@ -217,14 +212,12 @@ def recorded_input(job_dir: Path, entry: dict, image: str) -> tuple:
 
 
 def central_crop(a: np.ndarray | None, shape) -> np.ndarray | None:
-    """``a`` cut to ``shape`` (H, W) around its centre (y's frame of a valid-boundary run)."""
-    if a is None or a.shape[:2] == tuple(shape[:2]):
-        return a
-    h, w = shape[:2]
-    if a.shape[0] < h or a.shape[1] < w:
+    """``a`` cut to ``shape`` (H, W) around its centre (y's frame of a valid-boundary run);
+    None when it is smaller."""
+    try:
+        return None if a is None else center_crop(a, tuple(shape[:2]))
+    except ValueError:
         return None
-    top, left = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
-    return a[top:top + h, left:left + w]
 
 
 def image_names(settings: VisualSettings, cells) -> list[str]:
@@ -284,11 +277,9 @@ def build_visual(here: list, kernel: str, var: float, image: str, settings: Visu
     seed = choose_seed(list(cells.values()), image)
     if seed is None:
         return None
-    records = {}  # loss -> (job dir, summary.json entry) of its complete record of the image
-    for loss, c in cells.items():
-        img = c.seeds[seed].images.get(image) if seed in c.seeds else None
-        if img is not None and img.status == "complete":
-            records[loss] = (Path(img.source), img.summary)
+    found = {loss: c.seeds[seed].images.get(image) for loss, c in cells.items() if seed in c.seeds}
+    # loss -> (job dir, summary.json entry) of its complete record of the image
+    records = {loss: (Path(i.source), i.summary) for loss, i in found.items() if i and i.status == "complete"}
     rows = []
     for key in settings.rows:
         panels = [loss_panel(loss, key, records[loss]) if loss in records else
@@ -388,8 +379,7 @@ def figure(v: Visual):
         y0 = SUPTITLE_H + r * row_h
         fig.text(MARGIN / fig_w, 1 - (y0 + HEAD_H * 0.6) / fig_h, f"Row {r + 1}: {row.short}", fontsize=8.5,
                  ha="left", va="center", style="italic")
-        panels = [v.truth, v.blurred] if r == 0 else [None, None]
-        panels += row.panels
+        panels = ([v.truth, v.blurred] if r == 0 else [None, None]) + row.panels
         numbered = [p.psnr for p in row.panels if p.image is not None and p.psnr is not None]
         best = max(numbered) if numbered else None
         for c, panel in enumerate(panels):
@@ -424,9 +414,6 @@ def save_visuals(report, stem) -> list:
 
 # ----------------------------------------------------------------------------- report text
 
-SECTION_TITLE = "Restored images (Figs. 2-5)"
-
-
 def caption(v: Visual) -> str:
     rows = "; ".join(f"row {i + 1}: {row.label}" for i, row in enumerate(v.rows)) if len(v.rows) > 1 else \
         v.rows[0].label
@@ -444,7 +431,7 @@ def md_visual(report) -> str:
     visuals, notes = report.visuals
     if not visuals:
         return ""
-    parts = [f"## {SECTION_TITLE}", "",
+    parts = ["## Restored images (Figs. 2-5)", "",
              "The paper's Figs. 2-5 from these records: for each setting, the truth, the blurred input and the "
              "images of LS, LS-TV, BP and BP-TV, each over a close-up of the same window. Numbers are the records' "
              "own (never recomputed from the 8-bit PNGs). Settings and images: `--visual`, `--visual-images`, "
