@@ -9,7 +9,7 @@ so that the report draws Figs. 2-5 from records alone. For an older job director
 script re-makes both with the runner's own front end (the job's config.yaml,
 ``bpdip.runner.cell.observation``: the same kernel, noise seed and crop as the run) and
 writes them there. It only adds files: summary.json and metrics.csv stay as they were
-(the report measures y against the truth itself when the record has no ``input``).
+(the report then draws y without its PSNR / SSIM, which only a record's ``input`` holds).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from bpdip.report import build_report, load_local, write_report
 from bpdip.report.visual import VisualSettings, detail_region, figure
 
 SIZE = 24  # data.crop: a tiny centre crop of Set14's face
+INPUT = {"psnr": 17.125, "ssim_dr2": 0.4321}  # y's numbers as a record holds them (the report never measures)
 LABELS = ["Truth x", "Blurred input y", "LS", "LS-TV", "BP", "BP-TV"]
 
 
@@ -40,22 +41,26 @@ def observed(var=0.3) -> np.ndarray:
     return degrade(truth(), make_kernel("uniform", size=9), var, derive_seed(0, "face", "noise"))
 
 
-def write_record(job, config, loss, k, new=False, restored_stream="perturbed", save=True, kernel="uniform", var=0.3,
-                 keep_input=True):
+def write_record(job, config, loss, k, new=True, restored_stream="perturbed", save=True, kernel="uniform", var=0.3,
+                 keep_input=True, input_metrics=True):
     """One job directory of one image, ``face``: record values that differ per loss (``k``)
-    and per stream, PNGs that are the truth plus a loss's amount of noise. ``new``: the
-    SPEC's schema with ``streams`` and the ``images`` map; else today's records.
-    ``keep_input``: y (float32 .npy) and the truth beside them, as the runner keeps them
-    since issue 28 (without the input's metrics: the report measures them)."""
+    and per stream, PNGs that are the truth plus a loss's amount of noise. ``new``: today's
+    schema with ``streams`` and the ``images`` map; else the records before the output
+    streams (schema 3), with only ``restored/face.png``. ``keep_input``: y (float32 .npy)
+    and the truth beside them, as the runner keeps them since issue 28, and
+    (``input_metrics``) y's numbers :data:`INPUT` in the entry's ``input``."""
     job.mkdir(parents=True)
+    entry = {}
     if keep_input and save:
         write_npy(job / "images" / "face" / "y.npy", observed(var).astype(np.float32))
         write_png(job / "images" / "face" / "truth.png", truth())
+        entry["input"] = {"y": "images/face/y.npy", "truth": "images/face/truth.png",
+                          **(INPUT if input_metrics else {})}
     (job / "config.yaml").write_text(yaml.safe_dump(config))
     curve = [{"iteration": it, "psnr": 20.0 + k + it / 1000, "ssim": 0.5 + k / 100, "ssim_dr2": 0.6 + k / 100,
               "loss": 1.0, "seconds": 0.1} for it in (0, 10, 20)]
     write_metrics_csv(job / "metrics.csv", curve_rows("face", curve))
-    entry = {"status": "complete", "peak_psnr": curve[-1]["psnr"], "peak_iteration": 20, "peak_ssim": curve[-1]["ssim"],
+    entry |= {"status": "complete", "peak_psnr": curve[-1]["psnr"], "peak_iteration": 20, "peak_ssim": curve[-1]["ssim"],
              "peak_ssim_dr2": curve[-1]["ssim_dr2"], "final_psnr": 21.111 + k, "final_ssim": 0.4,
              "final_ssim_dr2": 0.7123 + k / 100, "runtime_s": 1.0, "iterations": 25, "error": None}
     rng = np.random.default_rng(int(10 * k))
@@ -89,8 +94,6 @@ def numbers(psnr, ssim) -> str:
 
 
 def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     entries = {loss: write_record(tmp_path / "rec" / loss, configs(loss), loss, k) for k, loss in enumerate(LOSSES)}
     write_record(tmp_path / "rec" / "other", configs("ls", "gaussian", 1.0), "ls", 0, kernel="gaussian", var=1.0)
     report = build_report(load_local([str(tmp_path / "rec")]))
@@ -101,21 +104,17 @@ def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
     assert len(notes) == 3 and all("no records" in n for n in notes)  # the paper's other three settings
     v = visuals[0]
     fig = figure(v)
-    assert len(fig.axes) == 12  # six images, six close-ups
+    assert len(fig.axes) == 12 + 8 + 8  # six images, six close-ups; rows 2 and 3 have no truth / input
     titles, labels = texts(fig)
-    assert titles == LABELS
-    # the input's numbers: y rebuilt independently (the kernel, eq. 1 with the image's noise
-    # seed), measured by scikit-image
-    x = truth()
-    y = np.clip(observed(), 0, 1)
-    psnr_y = peak_signal_noise_ratio(x, y, data_range=1.0)
-    ssim_y = structural_similarity(x, y, data_range=2.0, channel_axis=2)
-    expected = ["reference", numbers(psnr_y, ssim_y)]
-    expected += [numbers(entries[loss]["final_psnr"], entries[loss]["final_ssim_dr2"]) + "\n@25 (final)"
-                 for loss in LOSSES]
-    assert labels == expected
+    assert titles[:6] == LABELS
+    # the input's numbers are the record's own; the first row: each loss's perturbed peak
+    expected = ["reference", numbers(INPUT["psnr"], INPUT["ssim_dr2"])]
+    expected += [numbers(entries[loss]["streams"]["perturbed"]["peak_psnr"],
+                         entries[loss]["streams"]["perturbed"]["peak_ssim_dr2"]) + "\n@10" for loss in LOSSES]
+    assert labels[:6] == expected
     bold = [ax.xaxis.label.get_fontweight() for ax in fig.axes if ax.get_xlabel()]
-    assert bold == ["normal"] * 5 + ["bold"]  # BP-TV has the highest final PSNR of this row
+    assert bold[:6] == ["normal"] * 5 + ["bold"]  # BP-TV has the highest PSNR of this row
+    x, y = truth(), np.clip(observed(), 0, 1)
     images = [ax.get_images()[0].get_array() for ax in fig.axes]
     np.testing.assert_allclose(images[0], x)  # the truth
     np.testing.assert_allclose(images[2], y, atol=1e-6)  # kept as float32
@@ -127,7 +126,7 @@ def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
 
     plt.close(fig)
     other = figure(visuals[1])  # a setting on request: only LS has records
-    assert texts(other)[0] == LABELS and "no record" in [t.get_text() for ax in other.axes for t in ax.texts]
+    assert texts(other)[0][:6] == LABELS and "no record" in [t.get_text() for ax in other.axes for t in ax.texts]
     plt.close(other)
 
     out = tmp_path / "out"
@@ -138,7 +137,7 @@ def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
     md = (out / "report.md").read_text()
     section = md.split("## Restored images (Figs. 2-5)")[1].split("\n## ")[0]
     assert "![Fig. 2 (cf. the paper): Uniform kernel" in section and "(visual-uniform-0p3-face.png)" in section
-    assert "restored/face.png" in section and "not Table I's iteration" in section
+    assert "row 1: the perturbed output (Table I's stream) at each image's own best logged iteration" in section
     tex = (out / "visual.tex").read_text()
     assert tex.isascii() and "\\includegraphics[" in tex and "{visual-uniform-0p3-face.pdf}" in tex
     assert "\\input{visual}" in (out / "report.tex").read_text()
@@ -151,7 +150,7 @@ def test_figure_has_the_six_panels_with_the_records_numbers(tmp_path, configs):
 
 
 def test_records_with_streams_get_the_oracle_average_and_wmv_rows(tmp_path, configs):
-    entries = {loss: write_record(tmp_path / "rec" / loss, configs(loss), loss, k, new=True, restored_stream="average")
+    entries = {loss: write_record(tmp_path / "rec" / loss, configs(loss), loss, k, restored_stream="average")
                for k, loss in enumerate(LOSSES)}
     report = build_report(load_local([str(tmp_path / "rec")]))
     report.visual_settings = VisualSettings.parse(region="3,4,10")
@@ -176,9 +175,12 @@ def test_records_with_streams_get_the_oracle_average_and_wmv_rows(tmp_path, conf
     assert md[0][0].region_note.startswith("chosen automatically")
 
 
-def test_records_without_images_give_no_section(tmp_path, configs):
+@pytest.mark.parametrize("save", [False, True])
+def test_records_without_images_give_no_section(tmp_path, configs, save):
+    """No saved image, or records older than the output streams (schema 3: no ``images``
+    map, only ``restored/face.png``): nothing is drawn and a note says so."""
     for k, loss in enumerate(LOSSES):
-        write_record(tmp_path / "rec" / loss, configs(loss), loss, k, save=False)
+        write_record(tmp_path / "rec" / loss, configs(loss), loss, k, new=False, save=save)
     report = build_report(load_local([str(tmp_path / "rec")]))
     visuals, notes = report.visuals
     assert visuals == [] and "uniform / var 0.3 / image face: no complete record with a saved image" in notes
@@ -237,8 +239,18 @@ def test_older_records_without_y_draw_the_methods_alone(tmp_path, configs):
     import matplotlib.pyplot as plt
 
     fig = figure(v)
-    assert texts(fig)[0] == LABELS[2:]
+    assert texts(fig)[0] == LABELS[2:] * 3
     plt.close(fig)
+
+
+def test_records_without_the_inputs_numbers_say_so(tmp_path, configs):
+    """y and the truth kept without y's PSNR / SSIM (backfilled records): the input is drawn
+    with a note instead of numbers, which are never measured here."""
+    for k, loss in enumerate(LOSSES):
+        write_record(tmp_path / "rec" / loss, configs(loss), loss, k, input_metrics=False)
+    (v,) = build_report(load_local([str(tmp_path / "rec")])).visuals[0]
+    assert v.truth is not None and v.blurred.psnr is None
+    assert v.blurred.text() == "its PSNR is not in the record"
 
 
 def test_a_run_keeps_y_and_the_inputs_metrics(compose_config, tmp_path):

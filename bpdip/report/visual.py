@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bpdip.data import center_crop, load_image
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES, canonical_noise
+from bpdip.records import input_paths
 from bpdip.report.render import fmt, tex_escape
 from bpdip.report.sources import seed_key
 
@@ -22,13 +24,12 @@ from bpdip.report.sources import seed_key
 PAPER_FIGURES = {("uniform", 0.3): 2, ("radial", 2.0): 3, ("gaussian", 2.0): 4, ("gaussian", 4.0): 5}
 # rows "<stream>.<rule>" (SPEC "output streams"); "restored" names the record's restored stream
 ROWS = ("perturbed.oracle", "average.oracle", "restored.wmv")
-RULE_TEXT = {"oracle": "its own best logged iteration (oracle, chosen with ground truth)",
-             "fixed": "the last iterate", "wmv": "WMV's choice (online, no ground truth)",
-             "emv": "EMV's choice (online, no ground truth)",
-             "discrepancy": "the discrepancy principle's choice (online, no ground truth)"}
-WINDOW_FRACTION, MIN_WINDOW = 0.25, 8  # close-up side: a quarter of the shorter side, >= 8 px
+# a row's rule in words: over the row (short) and in the caption
 RULE_SHORT = {"oracle": "each image's own best iteration (oracle)", "fixed": "the last iterate",
               "wmv": "WMV's choice", "emv": "EMV's choice", "discrepancy": "the discrepancy principle's choice"}
+RULE_TEXT = {**RULE_SHORT, "oracle": "its own best logged iteration (oracle, chosen with ground truth)",
+             **{r: f"{RULE_SHORT[r]} (online, no ground truth)" for r in ("wmv", "emv", "discrepancy")}}
+WINDOW_FRACTION, MIN_WINDOW = 0.25, 8  # close-up side: a quarter of the shorter side, >= 8 px
 REGION_COLOR = "yellow"
 
 
@@ -47,14 +48,14 @@ class VisualSettings:
     @classmethod
     def parse(cls, settings: str | None = None, images: str | None = None, region: str | None = None):
         """From the CLI's ``--visual``, ``--visual-images``, ``--visual-region`` (ValueError: one line)."""
-        out = cls()
+        given = {}
         if settings is not None:
             tokens = _names(settings, "--visual is empty; give 'paper', 'all', 'none' or KERNEL-VAR,... "
                                       "(e.g. uniform-0.3,gaussian-4)")
-            out = replace(out, settings=tuple(_setting(t) for t in tokens if t != "none"))
+            given["settings"] = tuple(_setting(t) for t in tokens if t != "none")
         if images is not None:
-            out = replace(out, images=_names(images, "--visual-images is empty; give 'first', 'all' or image "
-                                                     "names such as face,zebra"))
+            given["images"] = _names(images, "--visual-images is empty; give 'first', 'all' or image names "
+                                             "such as face,zebra")
         if region is not None:
             try:
                 top, left, size = (int(v) for v in region.split(","))
@@ -63,8 +64,8 @@ class VisualSettings:
             if min(top, left) < 0 or size < 2:
                 raise ValueError(f"--visual-region {region!r}: give TOP,LEFT,SIZE in pixels (top, left >= 0, "
                                  f"size >= 2), e.g. 10,20,24")
-            out = replace(out, region=(top, left, size))
-        return out
+            given["region"] = (top, left, size)
+        return cls(**given)
 
     def wanted(self, cells) -> list[tuple[str, float]]:
         """The (kernel, variance) pairs to draw, in order, over the report's deblurring cells."""
@@ -91,8 +92,8 @@ def _setting(token: str):
     try:
         value = canonical_noise(var)
     except ValueError:
-        value = None
-    if not kernel or value is None or not math.isfinite(value):
+        value = math.nan
+    if not kernel or not math.isfinite(value):
         raise ValueError(f"--visual {token!r} is not a setting; give KERNEL-VAR such as uniform-0.3 or "
                          f"gaussian-4 (noise variance on the 0..255 scale), 'paper', 'all' or 'none'")
     return kernel, value
@@ -117,10 +118,10 @@ class Panel:
 
 @dataclass
 class Row:
-    key: str  # "<stream>.<rule>" of ROWS, or "restored" (the records' restored images)
+    key: str  # "<stream>.<rule>" of VisualSettings.rows
     label: str  # what the row shows, for the caption
     short: str  # the same in a few words, over the row
-    panels: list[Panel] = field(default_factory=list)  # one per loss, in LOSSES order
+    panels: list[Panel]  # one per loss, in LOSSES order
 
 
 @dataclass
@@ -132,13 +133,9 @@ class Visual:
     truth: Panel | None
     blurred: Panel | None
     rows: list[Row]
-    region: tuple[int, int, int] | None = None
-    region_note: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def figure_number(self) -> int | None:
-        return PAPER_FIGURES.get((self.kernel, self.noise_var))
+    region: tuple[int, int, int]  # the close-up window (top, left, size) and how it was chosen
+    region_note: str
+    notes: list[str]  # for the caption: what is not shown and why
 
     def file_stem(self, prefix: str = "visual") -> str:
         """``visual-uniform-0p3-face``: letters, digits and '-' only (safe in LaTeX and URLs)."""
@@ -147,7 +144,8 @@ class Visual:
 
     @property
     def title(self) -> str:
-        fig = f"Fig. {self.figure_number} (cf. the paper): " if self.figure_number else ""
+        number = PAPER_FIGURES.get((self.kernel, self.noise_var))
+        fig = f"Fig. {number} (cf. the paper): " if number else ""
         return (f"{fig}{KERNEL_LABELS.get(self.kernel, self.kernel)} kernel, σ = √{self.noise_var:g}; "
                 f"image {self.image}, seed {self.seed}")
 
@@ -184,22 +182,13 @@ def detail_region(images: list[np.ndarray], truth: np.ndarray | None, size: int)
 
 def choice_values(entry: dict, stream: str, rule: str) -> dict:
     """PSNR, SSIM (data_range 2) and iteration of a stream's choice in a summary.json entry:
-    ``oracle`` is the stream's peak, another rule its ``stopping`` entry; older records
-    (no ``streams``) hold the perturbed stream at the top level."""
-    s = (entry.get("streams") or {}).get(stream)
-    if s is None and stream == "perturbed":
-        s = entry
-    if not isinstance(s, dict):
-        return {}
-    if rule == "oracle":
-        return {"psnr": s.get("peak_psnr"), "ssim": s.get("peak_ssim_dr2"), "iteration": s.get("peak_iteration")}
-    c = (s.get("stopping") or {}).get(rule) or {}
-    return {"psnr": c.get("psnr"), "ssim": c.get("ssim_dr2"), "iteration": c.get("iteration")}
+    ``oracle`` is the stream's peak, another rule its ``stopping`` entry."""
+    s = (entry.get("streams") or {}).get(stream) or {}
+    c, pre = (s, "peak_") if rule == "oracle" else ((s.get("stopping") or {}).get(rule) or {}, "")
+    return {"psnr": c.get(f"{pre}psnr"), "ssim": c.get(f"{pre}ssim_dr2"), "iteration": c.get(f"{pre}iteration")}
 
 
 def read_png(path: Path) -> np.ndarray | None:
-    from bpdip.data import load_image
-
     try:
         return load_image(path)
     except (FileNotFoundError, ValueError, OSError):
@@ -207,50 +196,28 @@ def read_png(path: Path) -> np.ndarray | None:
 
 
 def recorded_input(job_dir: Path, entry: dict, image: str) -> tuple:
-    """(x, y, (PSNR, SSIM) of y, why not) of one image from its record: y and the truth that
-    the runner keeps beside the restored images (summary.json's ``input``,
-    :func:`bpdip.records.input_paths`), never re-made here. Older records keep neither."""
-    from bpdip.records import input_paths
-
+    """(x, y, (PSNR, SSIM) of y, why not) of one image from its record: y, the truth and y's
+    numbers that the runner keeps beside the restored images (summary.json's ``input``,
+    :func:`bpdip.records.input_paths`), never re-made here. Older records keep none."""
     recorded = entry.get("input") if isinstance(entry.get("input"), dict) else {}
-    paths = {**input_paths(image), **{k: recorded[k] for k in ("y", "truth") if k in recorded}}
-    y_path = job_dir / paths["y"]
-    if not y_path.is_file():
+    paths = {**input_paths(image), **recorded}
+    if not (job_dir / paths["y"]).is_file():
         return None, None, None, (f"these records keep no observation ({paths['y']}, recorded by runs since "
                                   "issue 28)")
     try:
-        y = np.load(y_path, allow_pickle=False).astype(np.float64)
+        y = np.load(job_dir / paths["y"], allow_pickle=False).astype(np.float64)
     except (OSError, ValueError) as exc:
         return None, None, None, f"{paths['y']} is unreadable ({exc})"
-    x = read_png(job_dir / paths["truth"])
-    numbers = (recorded.get("psnr"), recorded.get("ssim_dr2"))
-    if numbers[0] is None and x is not None and x.shape == y.shape:  # files added to older records
-        numbers = measured(np.clip(y, 0.0, 1.0), x)
-    return x, y, numbers, ""
+    return read_png(job_dir / paths["truth"]), y, (recorded.get("psnr"), recorded.get("ssim_dr2")), ""
 
 
 def central_crop(a: np.ndarray | None, shape) -> np.ndarray | None:
-    """``a`` cut to ``shape`` (H, W) around its centre (y's frame of a valid-boundary run)."""
-    if a is None or a.shape[:2] == tuple(shape[:2]):
-        return a
-    h, w = shape[:2]
-    if a.shape[0] < h or a.shape[1] < w:
+    """``a`` cut to ``shape`` (H, W) around its centre (y's frame of a valid-boundary run);
+    None when it is smaller."""
+    try:
+        return None if a is None else center_crop(a, tuple(shape[:2]))
+    except ValueError:
         return None
-    top, left = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
-    return a[top:top + h, left:left + w]
-
-
-def measured(image: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(PSNR, SSIM data_range 2) of ``image`` against ``truth`` by bpdip.metrics.quality."""
-    import torch
-
-    from bpdip.metrics import quality
-
-    def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).permute(2, 0, 1)[None]
-
-    q = quality(tensor(image), tensor(truth))
-    return float(q["psnr"][0]), float(q["ssim_dr2"][0])
 
 
 def image_names(settings: VisualSettings, cells) -> list[str]:
@@ -270,42 +237,28 @@ def choose_seed(cells, image: str):
     return min(seeds, key=seed_key) if seeds else None
 
 
-def loss_panel(loss: str, key: str, record, image: str, kept: bool) -> Panel:
-    """One loss's panel of row ``key`` ("<stream>.<rule>") from its (job dir, summary entry);
-    ``kept``: the records hold no images map, so the perturbed.oracle row shows the restored
-    image each record kept (``restored/IMAGE.png``) with its final numbers."""
-    title = LOSS_LABELS[loss]
+def loss_panel(loss: str, key: str, record) -> Panel:
+    """One loss's panel of row ``key`` ("<stream>.<rule>") from its (job dir, summary entry):
+    the image the record saved of that choice (summary.json's ``images``) with its numbers.
+    Records older than the output streams (schema 3) save none."""
     job, entry = record
     stream, rule = key.split(".")
-    s = (entry.get("restored_stream") or "perturbed") if stream == "restored" else stream
-    rel = (entry.get("images") or {}).get(f"{s}.{rule}")
-    if rel is not None:
-        values, path, note = choice_values(entry, s, rule), job / rel, ""
-    elif key == ROWS[0] and kept:
-        path = job / "restored" / f"{image}.png"  # a job directory's; a results-store entry's: restored.png
-        path = path if path.is_file() else job / "restored.png"
-        values = {"psnr": entry.get("final_psnr"), "ssim": entry.get("final_ssim_dr2"),
-                  "iteration": (entry.get("restored_from") or {}).get("iteration", entry.get("iterations"))}
-        note = "final"
-    else:
-        return Panel(title, None, note=f"no {s}.{rule} image")
-    pixels = read_png(path)
+    if stream == "restored":
+        stream = entry.get("restored_stream") or "perturbed"
+    rel = (entry.get("images") or {}).get(f"{stream}.{rule}")
+    if rel is None:
+        return Panel(LOSS_LABELS[loss], None, note=f"no {stream}.{rule} image")
+    pixels = read_png(job / rel)
     if pixels is None:
-        return Panel(title, None, note=f"image missing ({path.name})")
-    it = values.get("iteration")
-    its = f"@{it}" + (f" ({note})" if note else "") if it is not None else note
-    return Panel(title, pixels, values.get("psnr"), values.get("ssim"), its)
+        return Panel(LOSS_LABELS[loss], None, note=f"image missing ({(job / rel).name})")
+    values = choice_values(entry, stream, rule)
+    it = values["iteration"]
+    return Panel(LOSS_LABELS[loss], pixels, values["psnr"], values["ssim"], f"@{it}" if it is not None else "")
 
 
-def make_row(key: str, panels: list[Panel], entries: list[dict], image: str, kept: bool) -> Row:
+def make_row(key: str, panels: list[Panel], entries: list[dict]) -> Row:
     """The row's key and its words for the caption and over the row."""
     stream, rule = key.split(".")
-    if key == ROWS[0] and kept:
-        rules = sorted({e["restored_from"]["rule"] for e in entries if isinstance(e.get("restored_from"), dict)})
-        which = f"the stop.early rule's choice ({', '.join(rules)})" if rules else "the last iterate"
-        return Row("restored", f"the restored image each record kept (restored/{image}.png: {which}) with the "
-                   "record's final PSNR / SSIM: these records keep no image of the peak, so this is not Table I's "
-                   "iteration", f"the restored image each record kept ({which}), with its final PSNR / SSIM", panels)
     if stream == "restored":
         stream = "/".join(sorted({e.get("restored_stream") or "perturbed" for e in entries}))
         label = f"the restored stream ({stream}) at {RULE_TEXT.get(rule, rule)}"
@@ -324,25 +277,20 @@ def build_visual(here: list, kernel: str, var: float, image: str, settings: Visu
     seed = choose_seed(list(cells.values()), image)
     if seed is None:
         return None
-    records = {}  # loss -> (job dir, summary.json entry) of its complete record of the image
-    for loss, c in cells.items():
-        img = c.seeds[seed].images.get(image) if seed in c.seeds else None
-        if img is not None and img.status == "complete":
-            records[loss] = (Path(img.source), img.summary)
-    entries = [e for _, e in records.values()]
-    kept = not any("perturbed.oracle" in (e.get("images") or {}) for e in entries)
+    found = {loss: c.seeds[seed].images.get(image) for loss, c in cells.items() if seed in c.seeds}
+    # loss -> (job dir, summary.json entry) of its complete record of the image
+    records = {loss: (Path(i.source), i.summary) for loss, i in found.items() if i and i.status == "complete"}
     rows = []
     for key in settings.rows:
-        panels = [loss_panel(loss, key, records[loss], image, kept) if loss in records else
+        panels = [loss_panel(loss, key, records[loss]) if loss in records else
                   Panel(LOSS_LABELS[loss], None, note="no record" if loss not in cells or not cells[loss].sources
                         else f"no complete record (seed {seed})") for loss in LOSSES]
         if any(p.image is not None for p in panels):
-            rows.append(make_row(key, panels, entries, image, kept))
+            rows.append(make_row(key, panels, [e for _, e in records.values()]))
     if not rows:
         return None
     shape = next(p.image.shape for p in rows[0].panels if p.image is not None)
     notes = []
-    x = y = numbers = None
     for job, entry in records.values():
         x, y, numbers, why = recorded_input(job, entry, image)
         if x is not None:
@@ -355,24 +303,25 @@ def build_visual(here: list, kernel: str, var: float, image: str, settings: Visu
     truth = Panel("Truth x", x, note="reference") if x is not None else None
     blurred = None
     if y is not None:
-        blurred = Panel("Blurred input y", np.clip(y, 0.0, 1.0), *(numbers if x is not None else (None, None)))
-    visual = Visual(kernel, var, image, seed, truth, blurred, rows, notes=notes)
-    visual.region, visual.region_note = pick_region(visual, settings.region, shape)
-    return visual
+        psnr, ssim = numbers if x is not None else (None, None)
+        blurred = Panel("Blurred input y", np.clip(y, 0.0, 1.0), psnr, ssim,
+                        "its PSNR is not in the record" if psnr is None and x is not None else "")
+    region, region_note = pick_region(rows, truth, settings.region, shape)
+    return Visual(kernel, var, image, seed, truth, blurred, rows, region, region_note, notes)
 
 
-def pick_region(v: Visual, configured, shape) -> tuple[tuple[int, int, int], str]:
+def pick_region(rows: list[Row], truth: Panel | None, configured, shape) -> tuple[tuple[int, int, int], str]:
+    """The close-up window: the configured one where it fits, else :func:`detail_region`'s."""
     h, w = shape[:2]
+    note = ""
     if configured is not None:
         top, left, size = configured
         if top + size <= h and left + size <= w:
             return configured, "the configured window"
         note = f"the configured window {top},{left},{size} does not fit the {h}x{w} image; "
-    else:
-        note = ""
-    images = [p.image for p in v.rows[0].panels if p.image is not None]
-    region = detail_region(images, v.truth.image if v.truth else None, max(MIN_WINDOW, round(WINDOW_FRACTION * min(h, w))))
-    how = "where the methods' local errors differ most" if v.truth else "where the methods differ most"
+    images = [p.image for p in rows[0].panels if p.image is not None]
+    region = detail_region(images, truth.image if truth else None, max(MIN_WINDOW, round(WINDOW_FRACTION * min(h, w))))
+    how = "where the methods' local errors differ most" if truth else "where the methods differ most"
     return region, note + f"chosen automatically: {how}"
 
 
@@ -383,11 +332,10 @@ def build_visuals(report) -> tuple[list[Visual], list[str]]:
     cells = [c for c in report.cells if not c.cell.is_sr]
     for kernel, var in settings.wanted(cells):
         here = [c for c in cells if (c.cell.kernel, c.cell.noise_var) == (kernel, var)]
-        names = image_names(settings, here)
         if not any(c.sources for c in here):
             notes.append(f"{kernel} / var {var:g}: no records")
             continue
-        for name in names:
+        for name in image_names(settings, here):
             v = build_visual(here, kernel, var, name, settings)
             if v is None:
                 notes.append(f"{kernel} / var {var:g} / image {name}: no complete record with a saved image")
@@ -431,8 +379,7 @@ def figure(v: Visual):
         y0 = SUPTITLE_H + r * row_h
         fig.text(MARGIN / fig_w, 1 - (y0 + HEAD_H * 0.6) / fig_h, f"Row {r + 1}: {row.short}", fontsize=8.5,
                  ha="left", va="center", style="italic")
-        panels = [v.truth, v.blurred] if r == 0 else [None, None]
-        panels += row.panels
+        panels = ([v.truth, v.blurred] if r == 0 else [None, None]) + row.panels
         numbered = [p.psnr for p in row.panels if p.image is not None and p.psnr is not None]
         best = max(numbered) if numbered else None
         for c, panel in enumerate(panels):
@@ -467,9 +414,6 @@ def save_visuals(report, stem) -> list:
 
 # ----------------------------------------------------------------------------- report text
 
-SECTION_TITLE = "Restored images (Figs. 2-5)"
-
-
 def caption(v: Visual) -> str:
     rows = "; ".join(f"row {i + 1}: {row.label}" for i, row in enumerate(v.rows)) if len(v.rows) > 1 else \
         v.rows[0].label
@@ -487,7 +431,7 @@ def md_visual(report) -> str:
     visuals, notes = report.visuals
     if not visuals:
         return ""
-    parts = [f"## {SECTION_TITLE}", "",
+    parts = ["## Restored images (Figs. 2-5)", "",
              "The paper's Figs. 2-5 from these records: for each setting, the truth, the blurred input and the "
              "images of LS, LS-TV, BP and BP-TV, each over a close-up of the same window. Numbers are the records' "
              "own (never recomputed from the 8-bit PNGs). Settings and images: `--visual`, `--visual-images`, "
