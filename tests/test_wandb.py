@@ -1,4 +1,4 @@
-"""W&B logging: a real offline run, read back from its own log file, and the fallbacks."""
+"""W&B logging: a real offline run, read back from its own log file and by the report, and the fallbacks."""
 
 import json
 import struct
@@ -199,9 +199,6 @@ class ApiRun:
     def logged_artifacts(self):
         return [self.artifact]
 
-    def scan_history(self):
-        raise AssertionError("a run with its records artifact is read from the artifact")
-
 
 def test_a_report_from_wandb_equals_the_local_one(cfg_of, tmp_path):
     """The job directory goes to W&B as an artifact (offline: staged, listed in the run file)
@@ -241,3 +238,31 @@ def test_a_report_from_wandb_equals_the_local_one(cfg_of, tmp_path):
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
     header = [ln for ln in (outs["local"] / "report.md").read_text().splitlines() if "record git commits" in ln]
     assert header and header[0] in (outs["wandb"] / "report.md").read_text()
+
+
+def test_a_wandb_run_without_its_records_is_listed_unreadable(tmp_path):
+    """A run without the records artifact (older bpdip, or a job that never finished) is one
+    unreadable record with a one-line reason; the report still builds and lists it."""
+    from bpdip.report import build_report, write_report
+    from bpdip.report.wandb_source import NO_RECORDS, load_wandb
+
+    class OtherArtifact:
+        type = "run_table"
+
+        def download(self, root):
+            raise AssertionError("only the records artifact is downloaded")
+
+    class Api:
+        def runs(self, project, filters=None):
+            self.asked = (project, filters)
+            return [ApiRun(OtherArtifact(), "old")]
+
+    api = Api()
+    [job] = load_wandb("me/bpdip", filters={"group": "uniform-0.3"}, api=api, root=tmp_path / "dl")
+    assert api.asked == ("me/bpdip", {"group": "uniform-0.3"})
+    assert job.error == NO_RECORDS and "\n" not in NO_RECORDS and "bpdip-records" in NO_RECORDS
+    assert job.source == "wandb:me/bpdip/old" and job.cell is None
+    write_report(build_report([job]), tmp_path / "out", figure=False)
+    assert f"record unreadable: {NO_RECORDS} (wandb:me/bpdip/old)" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(ValueError, match="ENTITY/PROJECT"):
+        load_wandb("bpdip", api=api)

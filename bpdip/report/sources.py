@@ -15,24 +15,10 @@ import pandas as pd
 
 from bpdip.curves import _finite, best
 from bpdip.paper import canonical_noise
-from bpdip.records import CURVE_COLUMNS, CURVE_COLUMNS_V2, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json, read_metrics_csv
+from bpdip.records import (CURVE_COLUMNS_V2, IMAGE_STATUSES, SCHEMAS, STREAM_CURVE_COLUMNS, CorruptRecord, read_json,
+                           read_metrics_csv)
 
-STATUSES = ("complete", "failed", "running")  # image statuses a summary may hold
 METRIC_COLUMNS = list(CURVE_COLUMNS_V2[1:])  # iteration, psnr, ssim, ssim_dr2, loss, seconds, statistics
-SUMMARY_FIELDS = ("peak_psnr", "peak_iteration", "peak_ssim", "peak_ssim_dr2", "final_psnr",
-                  "final_ssim", "final_ssim_dr2", "runtime_s", "iterations", "error",
-                  # schema 2: every stopping rule's choice (bpdip.stopping), stop.early's outcome
-                  "stopping", "stopped_early", "restored_from", "last_psnr",
-                  # super-resolution (bpdip.records.image_summary): Y-PSNR values, the bicubic baseline
-                  "peak_psnr_y", "peak_psnr_y_iteration", "final_psnr_y", "baseline",
-                  # schema 3 (issue 20): per output stream its peak, final and stopping choices
-                  "restored_stream", "streams",
-                  # issue 32: every rule's choice on each stream it watched, and what the restored image is
-                  "choices", "restored",
-                  # deblurring's baselines (bpdip.baselines) and BP's conjugate gradients (boundary=valid)
-                  "baselines", "cg",
-                  # the saved images of each stream's choices and the observation kept beside them (report.visual)
-                  "images", "input")
 
 
 @dataclass(frozen=True, order=True)
@@ -80,7 +66,7 @@ class ImageRun:
     name: str
     status: str  # complete | failed | running | corrupt
     curve: pd.DataFrame  # METRIC_COLUMNS (+ the file's STREAM_CURVE_COLUMNS), one row per logged iteration, sorted
-    summary: dict  # the summary.json entry (SUMMARY_FIELDS, None where absent)
+    summary: dict  # the summary.json entry (bpdip.records.image_summary)
     source: str
     reason: str | None = None  # why it is corrupt, or the run's error message
 
@@ -109,8 +95,12 @@ class Job:
 
     @property
     def seed(self):
-        """The run seed (``run.seed``), or None where the record does not say."""
-        return normalise_seed(self.run.get("seed"))
+        """The run seed (``run.seed``): an int where it is one (JSON may hold 1 or 1.0), else
+        text, or None where the record does not say."""
+        value = self.run.get("seed")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            return int(value)
+        return None if value is None else str(value)
 
     @property
     def protocol_hash(self) -> str | None:
@@ -118,15 +108,6 @@ class Job:
         absent from records of older runners)."""
         value = self.run.get("protocol_hash")
         return None if value is None else str(value)
-
-
-def normalise_seed(value):
-    """A seed as an int where it is one (JSON may hold 1 or 1.0), else as text, or None."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value)
-    if isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer():
-        return int(value)
-    return str(value)
 
 
 def seed_key(seed) -> tuple:
@@ -157,23 +138,23 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
     """Check one image's summary entry against its curve; anything inconsistent is corrupt."""
     if not isinstance(entry, dict):
         return ImageRun(name, "corrupt", curve, {}, source, f"summary entry is {type(entry).__name__}, not an object")
-    summary = {k: entry.get(k) for k in SUMMARY_FIELDS}
+    summary = dict(entry)
     status = entry.get("status")
 
     def bad(reason):
         return ImageRun(name, "corrupt", curve, summary, source, reason)
 
-    if status not in STATUSES:
-        return bad(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    no_truth = all(summary[k] is None for k in ("peak_psnr", "final_psnr")) and \
+    if status not in IMAGE_STATUSES:
+        return bad(f"status {status!r} is not one of {', '.join(sorted(IMAGE_STATUSES))}")
+    no_truth = all(summary.get(k) is None for k in ("peak_psnr", "final_psnr")) and \
         not curve["psnr"].map(_finite).any()  # data=observed: no ground truth, no PSNR anywhere
     if status == "complete":
         if curve.empty:
             return bad("summary says complete but metrics.csv has no rows for this image")
         for key in () if no_truth else ("peak_psnr", "final_psnr", "final_ssim", "final_ssim_dr2"):
-            if not _finite(summary[key]):
-                return bad(f"summary says complete but {key} is {summary[key]!r}")
-    if not curve.empty and _finite(summary["peak_psnr"]):
+            if not _finite(summary.get(key)):
+                return bad(f"summary says complete but {key} is {summary.get(key)!r}")
+    if not curve.empty and _finite(summary.get("peak_psnr")):
         # The summary's peak is the best logged record (bpdip.loop.Result.peak): both
         # files must tell the same story, else one of them is stale.
         top = best(curve.to_dict("records"), "psnr")
@@ -182,43 +163,6 @@ def validate_image(name: str, entry, curve: pd.DataFrame, source: str) -> ImageR
         if not math.isclose(float(top["psnr"]), summary["peak_psnr"], rel_tol=1e-9, abs_tol=1e-9):
             return bad(f"summary peak_psnr {summary['peak_psnr']} != max PSNR {float(top['psnr'])} in metrics.csv")
     return ImageRun(name, status, curve, summary, source, entry.get("error"))
-
-
-ORPHAN_ROWS = "metrics.csv has rows for this image but summary.json has no entry"
-
-
-def job_from_records(source: str, summary: dict, rows: list[dict] | None, metrics_error: str | None = None,
-                     mtime: float = 0.0, orphan: str = ORPHAN_ROWS) -> Job:
-    """A Job from a parsed summary.json and metrics.csv rows (None with ``metrics_error``:
-    every image is then corrupt, its curve unknown); ``orphan``: why an image with rows but
-    no summary entry is corrupt (W&B words it for its own records)."""
-    if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
-        got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
-        return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",
-                   mtime=mtime)
-    run = summary.get("run")
-    images = summary.get("images")
-    if not isinstance(run, dict) or not isinstance(images, dict):
-        return Job(source, None, None, {}, error="summary.json lacks the 'run' or 'images' object", mtime=mtime)
-    try:
-        cell = Cell.from_dict(run.get("cell") or {})
-    except CorruptRecord as exc:
-        return Job(source, None, run.get("config_hash"), run, error=str(exc), mtime=mtime)
-    job = Job(source, cell, run.get("config_hash"), run, mtime=mtime)
-    by_image: dict[str, list[dict]] = {}
-    for row in rows or []:
-        by_image.setdefault(row["image"], []).append(row)
-    for name, entry in images.items():
-        curve = _curve_frame(by_image.pop(name, []))
-        if rows is None:
-            status = entry.get("status") if isinstance(entry, dict) else None
-            job.images[name] = ImageRun(name, "corrupt", curve, entry if isinstance(entry, dict) else {}, source,
-                                        f"metrics.csv unreadable ({metrics_error}); summary status was {status!r}")
-        else:
-            job.images[name] = validate_image(name, entry, curve, source)
-    for name in by_image:  # curve rows of an image the summary does not know
-        job.images[name] = ImageRun(name, "corrupt", _curve_frame(by_image[name]), {}, source, orphan)
-    return job
 
 
 def read_config(job_dir: Path) -> dict | None:
@@ -247,13 +191,26 @@ def display_path(path: Path) -> str:
 
 
 def load_job_dir(summary_path: Path) -> Job:
-    """Read one job directory (its summary.json and the metrics.csv beside it)."""
+    """Read one job directory (its summary.json and the metrics.csv beside it): with an
+    unreadable metrics.csv every image is corrupt, its curve unknown."""
     source = display_path(summary_path.parent)
     mtime = summary_path.stat().st_mtime
     try:
         summary = read_json(summary_path)
     except CorruptRecord as exc:
         return Job(source, None, None, {}, error=f"summary.json unreadable: {exc}", mtime=mtime)
+    if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
+        got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
+        return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",
+                   mtime=mtime)
+    run, images = summary.get("run"), summary.get("images")
+    if not isinstance(run, dict) or not isinstance(images, dict):
+        return Job(source, None, None, {}, error="summary.json lacks the 'run' or 'images' object", mtime=mtime)
+    try:
+        cell = Cell.from_dict(run.get("cell") or {})
+    except CorruptRecord as exc:
+        return Job(source, None, run.get("config_hash"), run, error=str(exc), mtime=mtime)
+    job = Job(source, cell, run.get("config_hash"), run, mtime=mtime, config=read_config(summary_path.parent))
     metrics = summary_path.with_name("metrics.csv")
     rows, error = None, None
     if metrics.is_file():
@@ -261,13 +218,24 @@ def load_job_dir(summary_path: Path) -> Job:
             rows = read_metrics_csv(metrics)
         except CorruptRecord as exc:
             error = str(exc)
-    elif isinstance(summary, dict) and all(isinstance(e, dict) and e.get("status") == "running"
-                                           for e in (summary.get("images") or {}).values()):
+    elif all(isinstance(e, dict) and e.get("status") == "running" for e in images.values()):
         rows = []  # a job that has not logged anything yet
     else:
         error = "metrics.csv is missing"
-    job = job_from_records(source, summary, rows, error, mtime)
-    job.config = read_config(summary_path.parent)
+    by_image: dict[str, list[dict]] = {}
+    for row in rows or []:
+        by_image.setdefault(row["image"], []).append(row)
+    for name, entry in images.items():
+        curve = _curve_frame(by_image.pop(name, []))
+        if rows is None:
+            status = entry.get("status") if isinstance(entry, dict) else None
+            job.images[name] = ImageRun(name, "corrupt", curve, entry if isinstance(entry, dict) else {}, source,
+                                        f"metrics.csv unreadable ({error}); summary status was {status!r}")
+        else:
+            job.images[name] = validate_image(name, entry, curve, source)
+    for name, image_rows in by_image.items():  # curve rows of an image the summary does not know
+        job.images[name] = ImageRun(name, "corrupt", _curve_frame(image_rows), {}, source,
+                                    "metrics.csv has rows for this image but summary.json has no entry")
     return job
 
 
