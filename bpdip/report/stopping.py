@@ -1,6 +1,6 @@
 """The report's "stopping" part: per setting and rule, :func:`bpdip.curves.rule_statistics`
 over the images in the setting's means (every seed pooled), issue 10's targets over the
-paper's grid, Fig. 1 with each rule's mean choice, and ``stop.early`` against full runs.
+paper's grid, and Fig. 1 with each rule's mean choice.
 """
 
 from __future__ import annotations
@@ -175,53 +175,3 @@ def save_stopping_figure(report, stem) -> list:
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return save_figure(fig, stem)
 
-
-# ------------------------------------------------------------------ stop.early against the full runs
-
-EARLY_COLUMNS = ["kernel", "noise_var", "loss", "seed", "image", "full_choice", "early_choice", "same_choice",
-                 "full_psnr", "early_psnr", "restored_psnr", "restored_from", "full_iterations", "early_iterations"]
-
-
-def _complete_images(jobs) -> dict:
-    out = {}
-    for job in jobs:
-        if job.cell is None:
-            continue
-        for name, img in job.images.items():
-            if img.status == "complete":
-                out[(job.cell.kernel, job.cell.noise_var, job.cell.loss, job.seed, name)] = img.summary
-    return out
-
-
-def early_comparison(full_jobs, early_jobs, rule: str) -> pd.DataFrame:
-    """One row per image found complete in both sets of records: the iteration ``rule`` chose
-    in the full run and in the ``stop.early`` run, the PSNR of those images (from each run's
-    ``stopping`` record), the early run's restored image (``restored_psnr``: ``final_psnr``,
-    the choice of the rule it followed, ``restored_from``), and the iterations each trained.
-    ``stop.early`` must not change the choice (tests/test_stopping.py); this checks it on
-    real grids and measures what it saves."""
-    full, early = _complete_images(full_jobs), _complete_images(early_jobs)
-    rows = []
-    for key in sorted(set(full) & set(early), key=str):
-        f, e = full[key], early[key]
-        fc = ((f.get("stopping") or {}).get(rule) or {})
-        ec = ((e.get("stopping") or {}).get(rule) or {})
-        rows.append(dict(zip(EARLY_COLUMNS[:5], key), full_choice=fc.get("iteration"), early_choice=ec.get("iteration"),
-                         same_choice=fc.get("iteration") is not None and fc.get("iteration") == ec.get("iteration"),
-                         full_psnr=fc.get("psnr"), early_psnr=ec.get("psnr"), restored_psnr=e.get("final_psnr"),
-                         restored_from=(e.get("restored_from") or {}).get("rule"),
-                         full_iterations=f.get("iterations"), early_iterations=e.get("iterations")))
-    return pd.DataFrame(rows, columns=EARLY_COLUMNS)
-
-
-def md_early_comparison(frame: pd.DataFrame, rule: str) -> str:
-    """A short Markdown summary of :func:`early_comparison`."""
-    if frame.empty:
-        return f"no image is complete in both sets of records (rule {rule})"
-    full, early = int(frame.full_iterations.sum()), int(frame.early_iterations.sum())
-    diff = (frame.early_psnr - frame.full_psnr).abs()
-    return "\n".join([
-        f"- images in both: {len(frame)}; `{rule}` chose the same iteration in {int(frame.same_choice.sum())}",
-        f"- iterations trained: full {full:,}, `stop.early` {early:,} ({100 * (1 - early / full):.1f} % fewer)",
-        f"- largest |PSNR difference| of the chosen images: {diff.max():.4f} dB" if diff.notna().all() else
-        "- PSNR: not on record for every image (no ground truth?)"])
