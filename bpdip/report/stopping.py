@@ -135,40 +135,32 @@ def tex_stopping(report) -> str:
 def save_stopping_figure(report, stem) -> list:
     """Fig. 1's curves with each rule's mean choice marked (mean chosen iteration, mean PSNR
     of the chosen images); PNG and PDF."""
-    import matplotlib
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bpdip.report.figure import COLORS, save_figure
+    from bpdip.report.figure import COLORS, panel_grid, save_figure, style_curve_axes
     from bpdip.report.render import grid_cells
 
     frame = report.stopping
     grid, _ = grid_cells(report.cells)
     markers = {"oracle": "*", "fixed": "s", "wmv": "o", "emv": "^", "discrepancy": "D"}
-    fig, axes = plt.subplots(len(KERNELS), len(NOISE_VARS), figsize=(13, 10.5), squeeze=False)
-    for r, kernel in enumerate(KERNELS):
-        for col, var in enumerate(NOISE_VARS):
-            ax = axes[r][col]
-            ax.set_title(f"{KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
-            for loss in LOSSES:
-                c = grid.get((loss, kernel, var))
-                if c is None or c.mean_curve is None or c.mean_curve.empty:
-                    continue
-                ax.plot(c.mean_curve["iteration"], c.mean_curve["psnr"], color=COLORS[loss], lw=1.1,
-                        label=LOSS_LABELS[loss])
-                rows = frame[(frame.loss == loss) & (frame.kernel == kernel) & (frame.noise_var == var)]
-                for row in rows.itertuples():
-                    if math.isfinite(row.mean_psnr):
-                        ax.plot([row.iteration], [row.mean_psnr], markers.get(row.rule, "x"), color=COLORS[loss],
-                                ms=6, mfc="none" if row.rule != "oracle" else COLORS[loss])
-            ax.set_xlabel("iteration", fontsize=9)
-            ax.set_ylabel("PSNR [dB]", fontsize=9)
-            ax.tick_params(labelsize=8)
-            ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color="k", ls="none", marker=m, mfc="none" if k != "oracle" else "k", label=k)
+    fig, panels = panel_grid()
+    for ax, kernel, var in panels:
+        ax.set_title(f"{KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
+        for loss in LOSSES:
+            c = grid.get((loss, kernel, var))
+            if c is None or c.mean_curve is None or c.mean_curve.empty:
+                continue
+            ax.plot(c.mean_curve["iteration"], c.mean_curve["psnr"], color=COLORS[loss], lw=1.1,
+                    label=LOSS_LABELS[loss])
+            rows = frame[(frame.loss == loss) & (frame.kernel == kernel) & (frame.noise_var == var)]
+            for row in rows.itertuples():
+                if math.isfinite(row.mean_psnr):
+                    ax.plot([row.iteration], [row.mean_psnr], markers.get(row.rule, "x"), color=COLORS[loss],
+                            ms=6, mfc="none" if row.rule != "oracle" else COLORS[loss])
+        style_curve_axes(ax)
+    handles = [Line2D([], [], color="k", ls="none", marker=m, mfc="none" if k != "oracle" else "k", label=k)
                for k, m in markers.items()]
-    handles += [plt.Line2D([], [], color=COLORS[loss], label=LOSS_LABELS[loss]) for loss in LOSSES]
+    handles += [Line2D([], [], color=COLORS[loss], label=LOSS_LABELS[loss]) for loss in LOSSES]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
     fig.suptitle("Average PSNR vs iteration with each stopping rule's mean choice (iteration, PSNR of the chosen "
                  "images)", fontsize=11)
