@@ -18,10 +18,9 @@ import math
 
 import pandas as pd
 
-from bpdip.paper import LOSS_LABELS
 from bpdip.report.render import A, Table, fmt, md_table, tex_escape
 from bpdip.report.stopping import COLUMNS as RULE_COLUMNS, KEY, _grid, cell_entries, rule_rows, stopping_rows
-from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, grid_values, setting_label, settings
+from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, setting_label, settings
 from bpdip.stopping import ONLINE
 from bpdip.curves import TOLERANCE_DB
 
@@ -69,7 +68,7 @@ def stream_stopping_table(report) -> pd.DataFrame | None:
 
 def targets(report, frame: pd.DataFrame | None) -> dict:
     """Issue 20's targets (module docstring); NaN where the records do not tell."""
-    gains = gain_summary(grid_values(report, "average"))
+    gains = gain_summary(report, "average")
     out = {"gain": gains, "gain_met": gains["n"] > 0 and gains["mean"] >= GAIN_TARGET_DB,
            "oracle_gain": math.nan, "oracle_n": 0, "rules": {}, "gap_met": False}
     if frame is None:
@@ -143,8 +142,7 @@ def md_targets(report, frame: pd.DataFrame) -> list[str]:
     if not t["gain_met"] and g["n"]:
         lines += [f"Why (a) is missed: the per-setting gains are in \"Table I with the averaged output\" (lowest "
                   f"{g['min'][1]:+.2f} dB at {setting_label(g['min'][0])}, {g['reached']} of {g['n']} settings reach "
-                  f"+{GAIN_TARGET_DB} dB); by loss: "
-                  + ", ".join(f"{LOSS_LABELS.get(k, k)} {v:+.2f}" for k, v in g["by_loss"].items()) + ".", ""]
+                  f"+{GAIN_TARGET_DB} dB); by loss: {g['by_loss']}.", ""]
     if not t["gap_met"] and t["rules"]:
         per = per_setting_gaps(frame)
         by_rule = {"gap_db": ("gap [dB]", 2), "minus_oracle_iterations": ("− oracle [it]", 0),
