@@ -106,7 +106,7 @@ def per_setting_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def streams_table_text(report, frame: pd.DataFrame) -> Table:
+def streams_table_text(frame: pd.DataFrame) -> Table:
     rules, rows = stopping_rows(frame, [*KEY, "stream"])
     return Table([A("setting", "Setting"), A("stream", "Stream"), A("n", "$n$"), *rules], rows,
                  "lll" + "c" * len(rules), (
@@ -122,7 +122,7 @@ def md_stopping_streams(report) -> str:
     frame = stream_stopping_table(report)
     if frame is None:
         return ""
-    return "\n".join([streams_table_text(report, frame).section(), "", *md_targets(report, frame)])
+    return "\n".join([streams_table_text(frame).section(), "", *md_targets(report, frame)])
 
 
 def md_targets(report, frame: pd.DataFrame) -> list[str]:
@@ -164,9 +164,7 @@ def tex_stopping_streams(report) -> str:
     frame = stream_stopping_table(report)
     if frame is None:
         return ""
-    lines = [streams_table_text(report, frame).latex()]
-    text = [line.replace("**", "") for line in md_targets(report, frame) if line.startswith("- ")]
-    if text:
-        lines += ["\\noindent Issue 20's targets over the paper's grid:", "\\begin{itemize}"]
-        lines += [f"\\item {tex_escape(line[2:].replace('`', ''))}" for line in text] + ["\\end{itemize}", ""]
-    return "\n".join(lines)
+    items = [tex_escape(line[2:].replace("**", "").replace("`", "")) for line in md_targets(report, frame)
+             if line.startswith("- ")]  # (a) and (b)
+    return "\n".join([streams_table_text(frame).latex(), "\\noindent Issue 20's targets over the paper's grid:",
+                      "\\begin{itemize}", *(f"\\item {item}" for item in items), "\\end{itemize}", ""])

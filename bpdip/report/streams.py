@@ -166,8 +166,8 @@ WHAT = {"average": lambda report: "the exponential average of the perturbed outp
 
 def ema_text(report) -> str:
     """The records' EMA weights (summary ``run.output.ema``), or ''."""
-    values = sorted({str((j.run.get("output") or {}).get("ema")) for j in report.jobs
-                     if isinstance(j.run.get("output"), dict) and (j.run["output"]).get("ema") is not None})
+    values = sorted({str(j.run["output"]["ema"]) for j in report.jobs
+                     if isinstance(j.run.get("output"), dict) and j.run["output"].get("ema") is not None})
     return f" = {', '.join(values)}" if values else ""
 
 
