@@ -13,7 +13,7 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
-from bpdip.report.render import A, Table, fmt, md_table
+from bpdip.report.render import A, Table, fmt, grid_cells, md_table
 from bpdip.report.streams import setting_label
 
 KEY = ["loss", "kernel", "noise_var"]  # a setting
@@ -139,7 +139,6 @@ def save_stopping_figure(report, stem) -> list:
     from matplotlib.lines import Line2D
 
     from bpdip.report.figure import COLORS, panel_grid, save_figure, style_curve_axes
-    from bpdip.report.render import grid_cells
 
     frame = report.stopping
     grid, _ = grid_cells(report.cells)
