@@ -38,8 +38,8 @@ def seed_curve(r: SeedResult, stream: str) -> pd.DataFrame:
 @dataclass
 class StreamValue(OverSeeds):
     """One setting's value on one stream: :class:`bpdip.curves.OverSeeds` of the seeds with
-    one (``peak`` None without), with per seed its label and its peak PSNR minus its Table I
-    peak PSNR (``gains``); ``curve`` is for Fig. 1."""
+    one (``peak`` None without; ``curve`` for Fig. 1), ``seeds`` their labels and ``gains``
+    per seed its peak PSNR minus its Table I peak PSNR."""
 
     seeds: list = field(default_factory=list)
     gains: list = field(default_factory=list)
