@@ -122,13 +122,17 @@ def test_records_without_the_rules_give_no_stopping_rows(tmp_path):
 def test_stop_early_records_against_the_full_runs_by_hand(tmp_path):
     """scripts/compare_stop_early.py: images matched by (kernel, noise, loss, seed, image);
     the same choice where the iterations agree; the iterations saved summed by hand."""
+    import importlib.util
     import json
     import subprocess
     import sys
     from pathlib import Path
 
-    from bpdip.report.stopping import early_comparison, md_early_comparison
-
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_stop_early.py"
+    spec = importlib.util.spec_from_file_location("compare_stop_early", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    early_comparison, md_early_comparison = module.early_comparison, module.md_early_comparison
     write_job(tmp_path / "full" / "bp4", "bp", 4, BP4)
     early = {"face": {**BP4["face"]}, "zebra": {**BP4["zebra"], "wmv": (250, 24.3, True, 550)}}  # zebra differs
     write_job(tmp_path / "early" / "bp4", "bp", 4, early, iterations=450)
@@ -144,7 +148,6 @@ def test_stop_early_records_against_the_full_runs_by_hand(tmp_path):
     assert list(frame.restored_psnr) == [25.8, 20.0]  # zebra's final_psnr: BP4's hand-made fixed value
     text = md_early_comparison(frame, "wmv")
     assert "chose the same iteration in 1" in text and "full 2,000, `stop.early` 1,050 (47.5 % fewer)" in text
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_stop_early.py"
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "full"), str(tmp_path / "early"),
                            "--rule", "wmv"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "47.5 % fewer" in done.stdout, done.stderr

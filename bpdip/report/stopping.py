@@ -1,6 +1,6 @@
 """The report's "stopping" part: per setting and rule, :func:`bpdip.curves.rule_statistics`
 over the images in the setting's means (every seed pooled), issue 10's targets over the
-paper's grid, Fig. 1 with each rule's mean choice, and ``stop.early`` against full runs.
+paper's grid, and Fig. 1 with each rule's mean choice.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
-from bpdip.report.render import A, Table, fmt, md_table
+from bpdip.report.render import A, Table, fmt, grid_cells, md_table
 from bpdip.report.streams import setting_label
 
-COLUMNS = ["loss", "kernel", "noise_var", "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration",
-           "stopped", "ran", "full"]
+KEY = ["loss", "kernel", "noise_var"]  # a setting
+COLUMNS = [*KEY, "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration", "stopped", "ran", "full"]
 
 
 def cell_entries(c) -> list[dict]:
@@ -45,23 +45,24 @@ def stopping_table(cells) -> pd.DataFrame:
 
 
 def _grid(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["loss"].isin(LOSSES) & frame["kernel"].isin(KERNELS) & frame["noise_var"].isin(NOISE_VARS)]
+    """``frame``'s rows of the paper's grid, indexed by setting."""
+    return frame[frame["loss"].isin(LOSSES) & frame["kernel"].isin(KERNELS)
+                 & frame["noise_var"].isin(NOISE_VARS)].set_index(KEY)
 
 
 def targets(frame: pd.DataFrame) -> dict:
     """Issue 10's targets over the paper's grid (NaN where the records do not tell)."""
     grid = _grid(frame)
-    out = {"settings": int(grid[["loss", "kernel", "noise_var"]].drop_duplicates().shape[0]), "rules": {}}
-    fixed = grid[grid.rule == "fixed"].set_index(["loss", "kernel", "noise_var"])
+    out = {"settings": grid.index.nunique(), "rules": {}}
+    fixed = grid[grid.rule == "fixed"]["mean_psnr"]
     for rule in RULES:
-        rows = grid[grid.rule == rule].set_index(["loss", "kernel", "noise_var"])
+        rows = grid[grid.rule == rule]
         if rows.empty:
             continue
-        bp = rows[(rows.index.get_level_values("loss") == "bp")
-                  & rows.index.get_level_values("noise_var").isin([2.0, 4.0])]
-        gain = (bp["mean_psnr"] - fixed.reindex(bp.index)["mean_psnr"]).mean() if len(bp) else math.nan
+        bp = rows.query("loss == 'bp' and noise_var in [2.0, 4.0]")["mean_psnr"]
         cut = 1 - (rows["ran"] * rows["n"]).sum() / (rows["full"] * rows["n"]).sum()
-        out["rules"][rule] = {"mean_gap_db": float(rows["gap_db"].mean()), "bp_high_noise_gain_db": float(gain),
+        out["rules"][rule] = {"mean_gap_db": float(rows["gap_db"].mean()),
+                              "bp_high_noise_gain_db": float((bp - fixed.reindex(bp.index)).mean()),
                               "iterations_cut": float(cut) if rule in ONLINE else math.nan,
                               "within_05": float((rows["within_05"] * rows["n"]).sum() / rows["n"].sum())}
     return out
@@ -96,7 +97,7 @@ def stopping_table_text(report) -> Table | None:
     frame = report.stopping
     if frame.empty:
         return None
-    rules, rows = stopping_rows(frame, ["loss", "kernel", "noise_var"])
+    rules, rows = stopping_rows(frame, KEY)
     return Table([A("setting", "Setting"), A("n", "$n$"), *rules], rows, "ll" + "c" * len(rules), (
         "Per setting and rule (every run evaluates every rule, `bpdip/stopping/`): mean PSNR of the image the "
         f"rule chose (gap to each image's oracle peak, share of images within {TOLERANCE_DB} dB of it) "
@@ -113,17 +114,17 @@ def md_stopping(report) -> str:
     parts = [table.section(), ""]
     t = targets(report.stopping)
     if t["rules"]:
-        lines = [["rule", "mean gap to oracle [dB]", f"images within {TOLERANCE_DB} dB",
-                  "gain over fixed, BP σ²=2,4 [dB]", "iterations cut by stop.early"]]
-        for rule, v in t["rules"].items():
-            lines.append([rule, fmt(v["mean_gap_db"], 2, True), fmt(100 * v["within_05"], 0) + "%",
-                          fmt(v["bp_high_noise_gain_db"], 2, True), fmt(100 * v["iterations_cut"], 0) + "%"
-                          if math.isfinite(v["iterations_cut"]) else "–"])
+        header = ["rule", "mean gap to oracle [dB]", f"images within {TOLERANCE_DB} dB",
+                  "gain over fixed, BP σ²=2,4 [dB]", "iterations cut by stop.early"]
+        rows = [[rule, fmt(v["mean_gap_db"], 2, True), fmt(100 * v["within_05"], 0) + "%",
+                 fmt(v["bp_high_noise_gain_db"], 2, True),
+                 fmt(100 * v["iterations_cut"], 0) + "%" if math.isfinite(v["iterations_cut"]) else "–"]
+                for rule, v in t["rules"].items()]
         parts += [f"Over the paper's grid ({t['settings']} settings with records): issue 10's targets are a mean "
                   "gap within 0.5 dB of the oracle, a gain of at least 2 dB over `fixed` at the BP settings of "
                   "noise variance 2 and 4, and at least 40 % fewer iterations with `stop.early` (each rule's stop "
                   "iteration + 1, or the full run where it never stopped, against the full runs).", "",
-                  md_table(lines[0], lines[1:], "lcccc"), ""]
+                  md_table(header, rows, "lcccc"), ""]
     return "\n".join(parts)
 
 
@@ -135,93 +136,34 @@ def tex_stopping(report) -> str:
 def save_stopping_figure(report, stem) -> list:
     """Fig. 1's curves with each rule's mean choice marked (mean chosen iteration, mean PSNR
     of the chosen images); PNG and PDF."""
-    import matplotlib
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bpdip.report.figure import COLORS, save_figure
-    from bpdip.report.render import grid_cells
+    from bpdip.report.figure import COLORS, panel_grid, save_figure, style_curve_axes
 
     frame = report.stopping
     grid, _ = grid_cells(report.cells)
     markers = {"oracle": "*", "fixed": "s", "wmv": "o", "emv": "^", "discrepancy": "D"}
-    fig, axes = plt.subplots(len(KERNELS), len(NOISE_VARS), figsize=(13, 10.5), squeeze=False)
-    for r, kernel in enumerate(KERNELS):
-        for col, var in enumerate(NOISE_VARS):
-            ax = axes[r][col]
-            ax.set_title(f"{KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
-            for loss in LOSSES:
-                c = grid.get((loss, kernel, var))
-                if c is None or c.mean_curve is None or c.mean_curve.empty:
-                    continue
-                ax.plot(c.mean_curve["iteration"], c.mean_curve["psnr"], color=COLORS[loss], lw=1.1,
-                        label=LOSS_LABELS[loss])
-                rows = frame[(frame.loss == loss) & (frame.kernel == kernel) & (frame.noise_var == var)]
-                for row in rows.itertuples():
-                    if math.isfinite(row.mean_psnr):
-                        ax.plot([row.iteration], [row.mean_psnr], markers.get(row.rule, "x"), color=COLORS[loss],
-                                ms=6, mfc="none" if row.rule != "oracle" else COLORS[loss])
-            ax.set_xlabel("iteration", fontsize=9)
-            ax.set_ylabel("PSNR [dB]", fontsize=9)
-            ax.tick_params(labelsize=8)
-            ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color="k", ls="none", marker=m, mfc="none" if k != "oracle" else "k", label=k)
+    fig, panels = panel_grid()
+    for ax, kernel, var in panels:
+        ax.set_title(f"{KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
+        for loss in LOSSES:
+            c = grid.get((loss, kernel, var))
+            if c is None or c.mean_curve is None or c.mean_curve.empty:
+                continue
+            ax.plot(c.mean_curve["iteration"], c.mean_curve["psnr"], color=COLORS[loss], lw=1.1,
+                    label=LOSS_LABELS[loss])
+            rows = frame[(frame.loss == loss) & (frame.kernel == kernel) & (frame.noise_var == var)]
+            for row in rows.itertuples():
+                if math.isfinite(row.mean_psnr):
+                    ax.plot([row.iteration], [row.mean_psnr], markers.get(row.rule, "x"), color=COLORS[loss],
+                            ms=6, mfc="none" if row.rule != "oracle" else COLORS[loss])
+        style_curve_axes(ax)
+    handles = [Line2D([], [], color="k", ls="none", marker=m, mfc="none" if k != "oracle" else "k", label=k)
                for k, m in markers.items()]
-    handles += [plt.Line2D([], [], color=COLORS[loss], label=LOSS_LABELS[loss]) for loss in LOSSES]
+    handles += [Line2D([], [], color=COLORS[loss], label=LOSS_LABELS[loss]) for loss in LOSSES]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
     fig.suptitle("Average PSNR vs iteration with each stopping rule's mean choice (iteration, PSNR of the chosen "
                  "images)", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return save_figure(fig, stem)
 
-
-# ------------------------------------------------------------------ stop.early against the full runs
-
-EARLY_COLUMNS = ["kernel", "noise_var", "loss", "seed", "image", "full_choice", "early_choice", "same_choice",
-                 "full_psnr", "early_psnr", "restored_psnr", "restored_from", "full_iterations", "early_iterations"]
-
-
-def _complete_images(jobs) -> dict:
-    out = {}
-    for job in jobs:
-        if job.cell is None:
-            continue
-        for name, img in job.images.items():
-            if img.status == "complete":
-                out[(job.cell.kernel, job.cell.noise_var, job.cell.loss, job.seed, name)] = img.summary
-    return out
-
-
-def early_comparison(full_jobs, early_jobs, rule: str) -> pd.DataFrame:
-    """One row per image found complete in both sets of records: the iteration ``rule`` chose
-    in the full run and in the ``stop.early`` run, the PSNR of those images (from each run's
-    ``stopping`` record), the early run's restored image (``restored_psnr``: ``final_psnr``,
-    the choice of the rule it followed, ``restored_from``), and the iterations each trained.
-    ``stop.early`` must not change the choice (tests/test_stopping.py); this checks it on
-    real grids and measures what it saves."""
-    full, early = _complete_images(full_jobs), _complete_images(early_jobs)
-    rows = []
-    for key in sorted(set(full) & set(early), key=str):
-        f, e = full[key], early[key]
-        fc = ((f.get("stopping") or {}).get(rule) or {})
-        ec = ((e.get("stopping") or {}).get(rule) or {})
-        rows.append(dict(zip(EARLY_COLUMNS[:5], key), full_choice=fc.get("iteration"), early_choice=ec.get("iteration"),
-                         same_choice=fc.get("iteration") is not None and fc.get("iteration") == ec.get("iteration"),
-                         full_psnr=fc.get("psnr"), early_psnr=ec.get("psnr"), restored_psnr=e.get("final_psnr"),
-                         restored_from=(e.get("restored_from") or {}).get("rule"),
-                         full_iterations=f.get("iterations"), early_iterations=e.get("iterations")))
-    return pd.DataFrame(rows, columns=EARLY_COLUMNS)
-
-
-def md_early_comparison(frame: pd.DataFrame, rule: str) -> str:
-    """A short Markdown summary of :func:`early_comparison`."""
-    if frame.empty:
-        return f"no image is complete in both sets of records (rule {rule})"
-    full, early = int(frame.full_iterations.sum()), int(frame.early_iterations.sum())
-    diff = (frame.early_psnr - frame.full_psnr).abs()
-    return "\n".join([
-        f"- images in both: {len(frame)}; `{rule}` chose the same iteration in {int(frame.same_choice.sum())}",
-        f"- iterations trained: full {full:,}, `stop.early` {early:,} ({100 * (1 - early / full):.1f} % fewer)",
-        f"- largest |PSNR difference| of the chosen images: {diff.max():.4f} dB" if diff.notna().all() else
-        "- PSNR: not on record for every image (no ground truth?)"])

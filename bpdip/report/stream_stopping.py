@@ -18,18 +18,15 @@ import math
 
 import pandas as pd
 
-from bpdip.paper import LOSS_LABELS
 from bpdip.report.render import A, Table, fmt, md_table, tex_escape
-from bpdip.report.stopping import _grid, cell_entries, rule_rows, stopping_rows
-from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, grid_values, setting_label, settings
+from bpdip.report.stopping import COLUMNS as RULE_COLUMNS, KEY, _grid, cell_entries, rule_rows, stopping_rows
+from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, setting_label, settings
 from bpdip.stopping import ONLINE
 from bpdip.curves import TOLERANCE_DB
 
 GAP_TARGET_DB = 0.3  # issue 20 (b)
 TARGET_RULES = ("wmv", "emv")
-KEY = ["loss", "kernel", "noise_var"]
-COLUMNS = [*KEY, "stream", "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration", "stopped", "ran",
-           "full"]
+COLUMNS = [*KEY, "stream", *RULE_COLUMNS[len(KEY):]]
 
 
 def stream_entries(c, stream: str) -> list[dict]:
@@ -39,12 +36,10 @@ def stream_entries(c, stream: str) -> list[dict]:
     out = []
     for e in cell_entries(c):
         choices = ((e.get("streams") or {}).get(stream) or {}).get("stopping")
-        if not isinstance(choices, dict):
-            continue
-        own = e.get("stopping") if isinstance(e.get("stopping"), dict) else {}
-        merged = {rule: {**(own.get(rule) or {}), **choice} for rule, choice in choices.items()
-                  if isinstance(choice, dict)}
-        out.append({**e, "stopping": merged})
+        if isinstance(choices, dict):
+            own = e.get("stopping") if isinstance(e.get("stopping"), dict) else {}
+            out.append({**e, "stopping": {rule: {**(own.get(rule) or {}), **choice}
+                                          for rule, choice in choices.items() if isinstance(choice, dict)}})
     return out
 
 
@@ -73,21 +68,16 @@ def stream_stopping_table(report) -> pd.DataFrame | None:
 
 def targets(report, frame: pd.DataFrame | None) -> dict:
     """Issue 20's targets (module docstring); NaN where the records do not tell."""
-    gains = gain_summary(grid_values(report, "average"))
+    gains = gain_summary(report, "average")
     out = {"gain": gains, "gain_met": gains["n"] > 0 and gains["mean"] >= GAIN_TARGET_DB,
            "oracle_gain": math.nan, "oracle_n": 0, "rules": {}, "gap_met": False}
     if frame is None:
         return out
-    grid = _grid(frame).set_index(KEY)
-    oracle = grid[grid.rule == "oracle"]
-    avg, pert = (oracle[oracle.stream == s][["mean_psnr"]] for s in ("average", "perturbed"))
-    both = pd.merge(avg, pert, left_index=True, right_index=True, suffixes=("", "_perturbed")).dropna()
-    if len(both):
-        out["oracle_gain"] = float((both["mean_psnr"] - both["mean_psnr_perturbed"]).mean())
-        out["oracle_n"] = len(both)
+    avg, pert = _streams(frame)
+    both = (avg[avg.rule == "oracle"]["mean_psnr"] - pert[pert.rule == "oracle"]["mean_psnr"]).dropna()
+    out.update(oracle_gain=float(both.mean()), oracle_n=len(both))
     for rule in TARGET_RULES:
-        rows = grid[(grid.stream == "average") & (grid.rule == rule)]
-        gaps = rows["gap_db"].dropna()
+        gaps = avg[avg.rule == rule]["gap_db"].dropna()
         if len(gaps):
             out["rules"][rule] = {"mean_gap_db": float(gaps.mean()), "n": len(gaps),
                                   "met": float(gaps.mean()) >= -GAP_TARGET_DB}
@@ -95,12 +85,17 @@ def targets(report, frame: pd.DataFrame | None) -> dict:
     return out
 
 
+def _streams(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The grid's rows (:func:`_grid`) of the averaged and of the perturbed stream."""
+    grid = _grid(frame)
+    return grid[grid.stream == "average"], grid[grid.stream == "perturbed"]
+
+
 def per_setting_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     """Per setting of the grid, on the averaged stream: its oracle's mean PSNR and iteration,
     and per target rule the mean gap and the mean chosen iteration minus the oracle's, with
     the rule's gap on the perturbed stream beside it."""
-    grid = _grid(frame).set_index(KEY)
-    avg, pert = grid[grid.stream == "average"], grid[grid.stream == "perturbed"]
+    avg, pert = _streams(frame)
     oracle = avg[avg.rule == "oracle"]
     out = pd.DataFrame({"n": oracle["n"], "oracle_psnr": oracle["mean_psnr"], "oracle_iteration": oracle["iteration"]})
     for rule in TARGET_RULES:
@@ -111,7 +106,7 @@ def per_setting_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def streams_table_text(report, frame: pd.DataFrame) -> Table:
+def streams_table_text(frame: pd.DataFrame) -> Table:
     rules, rows = stopping_rows(frame, [*KEY, "stream"])
     return Table([A("setting", "Setting"), A("stream", "Stream"), A("n", "$n$"), *rules], rows,
                  "lll" + "c" * len(rules), (
@@ -127,7 +122,7 @@ def md_stopping_streams(report) -> str:
     frame = stream_stopping_table(report)
     if frame is None:
         return ""
-    return "\n".join([streams_table_text(report, frame).section(), "", *md_targets(report, frame)])
+    return "\n".join([streams_table_text(frame).section(), "", *md_targets(report, frame)])
 
 
 def md_targets(report, frame: pd.DataFrame) -> list[str]:
@@ -147,19 +142,17 @@ def md_targets(report, frame: pd.DataFrame) -> list[str]:
     if not t["gain_met"] and g["n"]:
         lines += [f"Why (a) is missed: the per-setting gains are in \"Table I with the averaged output\" (lowest "
                   f"{g['min'][1]:+.2f} dB at {setting_label(g['min'][0])}, {g['reached']} of {g['n']} settings reach "
-                  f"+{GAIN_TARGET_DB} dB); by loss: "
-                  + ", ".join(f"{LOSS_LABELS.get(k, k)} {v:+.2f}" for k, v in g["by_loss"].items()) + ".", ""]
+                  f"+{GAIN_TARGET_DB} dB); by loss: {g['by_loss']}.", ""]
     if not t["gap_met"] and t["rules"]:
         per = per_setting_gaps(frame)
+        by_rule = {"gap_db": ("gap [dB]", 2), "minus_oracle_iterations": ("− oracle [it]", 0),
+                   "perturbed_gap_db": ("gap, perturbed [dB]", 2)}
+        header = ["setting", "n", "average oracle [dB]", "@ oracle",
+                  *(f"{rule} {h}" for rule in TARGET_RULES for h, _ in by_rule.values())]
         rows = [[setting_label((r.loss, r.kernel, r.noise_var)), str(r.n), fmt(r.oracle_psnr, 2),
-                 fmt(r.oracle_iteration, 0),
-                 *[x for rule in TARGET_RULES for x in (fmt(getattr(r, f"{rule}_gap_db"), 2, True),
-                                                         fmt(getattr(r, f"{rule}_minus_oracle_iterations"), 0, True),
-                                                         fmt(getattr(r, f"{rule}_perturbed_gap_db"), 2, True))]]
+                 fmt(r.oracle_iteration, 0), *(fmt(getattr(r, f"{rule}_{col}"), digits, True)
+                                               for rule in TARGET_RULES for col, (_, digits) in by_rule.items())]
                 for r in per.itertuples()]
-        header = ["setting", "n", "average oracle [dB]", "@ oracle"]
-        for rule in TARGET_RULES:
-            header += [f"{rule} gap [dB]", f"{rule} − oracle [it]", f"{rule} gap, perturbed [dB]"]
         lines += ["Why (b) is missed, per setting on the averaged stream: the oracle's mean PSNR and iteration; "
                   "per rule the mean gap to it, how many iterations the rule's mean choice lies after (+) or "
                   "before (−) the oracle's, and the same rule's gap on the perturbed stream.", "",
@@ -171,9 +164,7 @@ def tex_stopping_streams(report) -> str:
     frame = stream_stopping_table(report)
     if frame is None:
         return ""
-    lines = [streams_table_text(report, frame).latex()]
-    text = [line.replace("**", "") for line in md_targets(report, frame) if line.startswith("- ")]
-    if text:
-        lines += ["\\noindent Issue 20's targets over the paper's grid:", "\\begin{itemize}"]
-        lines += [f"\\item {tex_escape(line[2:].replace('`', ''))}" for line in text] + ["\\end{itemize}", ""]
-    return "\n".join(lines)
+    items = [tex_escape(line[2:].replace("**", "").replace("`", "")) for line in md_targets(report, frame)
+             if line.startswith("- ")]  # (a) and (b)
+    return "\n".join([streams_table_text(frame).latex(), "\\noindent Issue 20's targets over the paper's grid:",
+                      "\\begin{itemize}", *(f"\\item {item}" for item in items), "\\end{itemize}", ""])

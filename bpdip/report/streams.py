@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
-from bpdip.curves import PREFIX, mean_curve, over_seeds, peak_of
+from bpdip.curves import PREFIX, OverSeeds, mean_curve, over_seeds, peak_of
 from bpdip.report.cells import CellResult, SeedResult
 from bpdip.report.render import BREAK, N, V, Grid, bold_if, column_best, empty_text, grid_cells, has_value
 from bpdip.report.sources import seed_label
@@ -36,44 +36,31 @@ def seed_curve(r: SeedResult, stream: str) -> pd.DataFrame:
 
 
 @dataclass
-class StreamValue:
-    """One setting's value on one stream; ``peak`` is None without one."""
+class StreamValue(OverSeeds):
+    """One setting's value on one stream: :class:`bpdip.curves.OverSeeds` of the seeds with
+    one (``peak`` None without; ``curve`` for Fig. 1), ``seeds`` their labels and ``gains``
+    per seed its peak PSNR minus its Table I peak PSNR."""
 
-    stream: str
-    peak: dict | None = None  # psnr, ssim_dr2, ssim: means over ``seeds``
-    psnr_std: float | None = None  # over the seeds' peaks (ddof 1); None with < 2
-    seeds: list = field(default_factory=list)  # (seed, its peak: psnr, iteration, ssim_dr2, ssim)
-    gains: list = field(default_factory=list)  # per seed of ``seeds``: its peak PSNR - its Table I peak PSNR
-    curve: pd.DataFrame | None = None  # for Fig. 1: the mean curve (several seeds: the mean of theirs)
+    seeds: list = field(default_factory=list)
+    gains: list = field(default_factory=list)
 
     @property
     def gain(self) -> float | None:
         return float(np.mean(self.gains)) if self.gains else None
 
-    @property
-    def n_seeds(self) -> int:
-        return len(self.seeds)
-
 
 def stream_value(c: CellResult, stream: str) -> StreamValue:
     """Table I's value of setting ``c`` on ``stream`` (module docstring)."""
-    out = StreamValue(stream)
-    if not has_value(c):
-        return out
-    curves = []
-    for r in c.valued_seeds:
+    seeds, peaks, curves = [], [], []
+    for r in c.valued_seeds if has_value(c) else []:
         curve = seed_curve(r, stream)
         peak = peak_of(curve) if r.used else None
-        if peak is None:
-            continue
-        out.seeds.append((r.seed, peak))
-        out.gains.append(peak["psnr"] - r.peak["psnr"])
-        curves.append(curve)
-    if not out.seeds:
-        return out
-    seeds = over_seeds([p for _, p in out.seeds], curves)
-    out.peak, out.psnr_std, out.curve = seeds.peak, seeds.std, seeds.curve
-    return out
+        if peak is not None:
+            seeds.append(r)
+            peaks.append(peak)
+            curves.append(curve)
+    return StreamValue(**vars(over_seeds(peaks, curves)), seeds=[r.seed for r in seeds],
+                       gains=[p["psnr"] - r.peak["psnr"] for r, p in zip(seeds, peaks)])
 
 
 def streams_in(cells: list[CellResult]) -> list[str]:
@@ -98,11 +85,11 @@ def streams_table(report) -> pd.DataFrame | None:
             v = stream_value(c, stream)
             rows.append({
                 **setting_columns(c), "stream": stream, "status": c.status, "flags": ";".join(c.flags),
-                "markers": c.markers, "n_images": len(c.used), "n_seeds": v.n_seeds,
-                "seeds": ";".join(seed_label(s) for s, _ in v.seeds),
+                "markers": c.markers, "n_images": len(c.used), "n_seeds": v.n,
+                "seeds": ";".join(seed_label(s) for s in v.seeds),
                 **{f"peak_{k}": (v.peak or {}).get(k, math.nan) for k in ("psnr", "ssim_dr2", "ssim")},
-                "peak_psnr_std": _num(v.psnr_std), "peak_psnr_seeds": _joined(p["psnr"] for _, p in v.seeds),
-                "peak_iterations": _joined(p["iteration"] for _, p in v.seeds),
+                "peak_psnr_std": _num(v.std), "peak_psnr_seeds": _joined(p["psnr"] for p in v.peaks),
+                "peak_iterations": _joined(v.iterations),
                 "perturbed_psnr": c.peak["psnr"] if has_value(c) else math.nan,
                 "gain_psnr": _num(v.gain), "gain_psnr_seeds": _joined(v.gains),
                 "paper_psnr": c.paper[0] if c.paper else math.nan})
@@ -115,15 +102,15 @@ def grid_values(report, stream: str) -> dict:
     return {key: (c, stream_value(c, stream)) for key, c in grid.items()}
 
 
-def gain_summary(values: dict) -> dict:
-    """The gains of a stream over the grid: their mean (issue 20's target (a) for the
-    average), how many cells, how many reach GAIN_TARGET_DB, the extremes, by loss."""
-    gains = {key: v.gain for key, (_, v) in values.items() if v.gain is not None}
+def gain_summary(report, stream: str) -> dict:
+    """The gains of ``stream`` over the grid: their mean (issue 20's target (a) for the
+    average), how many cells, how many reach GAIN_TARGET_DB, the extremes, by loss (text)."""
+    gains = {key: v.gain for key, (_, v) in grid_values(report, stream).items() if v.gain is not None}
     if not gains:
         return {"n": 0, "mean": math.nan}
     worst, best = min(gains, key=gains.get), max(gains, key=gains.get)
-    by_loss = {loss: float(np.mean([g for k, g in gains.items() if k[0] == loss]))
-               for loss in LOSSES if any(k[0] == loss for k in gains)}
+    by_loss = ", ".join(f"{LOSS_LABELS[loss]} {np.mean([g for k, g in gains.items() if k[0] == loss]):+.2f}"
+                        for loss in LOSSES if any(k[0] == loss for k in gains))
     return {"n": len(gains), "mean": float(np.mean(list(gains.values()))),
             "reached": sum(g >= GAIN_TARGET_DB for g in gains.values()), "min": (worst, gains[worst]),
             "max": (best, gains[best]), "by_loss": by_loss}
@@ -144,9 +131,9 @@ def stream_cells(stream: str):
                 return V(("–",))
             if v.peak is None:  # say why, as Table I does; with a Table I value: the records lack the stream
                 return V((empty_text(c) if not has_value(c) else "no record of the stream",), c.markers)
-            spread = f" ± {v.psnr_std:.2f}" if v.psnr_std is not None else ""
+            spread = f" ± {v.std:.2f}" if v.std is not None else ""
             value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
-            seeds = f" [{v.n_seeds} of {c.n_seeds} seeds]" if v.n_seeds < c.n_seeds else ""
+            seeds = f" [{v.n} of {c.n_seeds} seeds]" if v.n < c.n_seeds else ""
             value = bold_if(value, v.peak["psnr"] == best.get((kernel, var)))
             return V((value, BREAK, "(", N(v.gain, 2, True), f"){seeds}"), c.markers)
         return text
@@ -166,11 +153,10 @@ def settings(n: int) -> str:
 def _summary_line(stream: str, s: dict) -> str:
     if not s["n"]:
         return ""
-    by_loss = ", ".join(f"{LOSS_LABELS.get(loss, loss)} {g:+.2f}" for loss, g in s["by_loss"].items())
     return (f"Gain of the {TITLES[stream]} over Table I, mean over {settings(s['n'])}: **{s['mean']:+.2f} dB** "
             f"({s['reached']} of {s['n']} at least {GAIN_TARGET_DB:+.1f} dB; lowest {s['min'][1]:+.2f} at "
             f"{setting_label(s['min'][0])}, highest {s['max'][1]:+.2f} at {setting_label(s['max'][0])}); by loss: "
-            f"{by_loss}.")
+            f"{s['by_loss']}.")
 
 
 WHAT = {"average": lambda report: "the exponential average of the perturbed outputs (x̄ ← w·x̄ + (1 − w)·out every "
@@ -180,8 +166,8 @@ WHAT = {"average": lambda report: "the exponential average of the perturbed outp
 
 def ema_text(report) -> str:
     """The records' EMA weights (summary ``run.output.ema``), or ''."""
-    values = sorted({str((j.run.get("output") or {}).get("ema")) for j in report.jobs
-                     if isinstance(j.run.get("output"), dict) and (j.run["output"]).get("ema") is not None})
+    values = sorted({str(j.run["output"]["ema"]) for j in report.jobs
+                     if isinstance(j.run.get("output"), dict) and j.run["output"].get("ema") is not None})
     return f" = {', '.join(values)}" if values else ""
 
 
@@ -196,7 +182,7 @@ def stream_grid(stream: str) -> Grid:
         "`table1_streams.csv`.",
         stream_cells(stream), f"tab:table1-{stream}",
         comment=f"% Table I with the {TITLES[stream]}; needs \\usepackage{{booktabs}}; generated by bpdip.report",
-        after=lambda report: _summary_line(stream, gain_summary(grid_values(report, stream))),
+        after=lambda report: _summary_line(stream, gain_summary(report, stream)),
         when=lambda report: stream in streams_in(report.cells))
 
 
