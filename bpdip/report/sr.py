@@ -20,9 +20,10 @@ from bpdip import paper
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
 from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
                                 merge_jobs)
-from bpdip.report.protocol import _differs, _get, network_deviation
+from bpdip.report.protocol import _get, departure, network_deviation
 from bpdip.report.render import A, Table, V, fmt, label, md_table, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
+from bpdip.report.tables import _ints
 
 TASK_RE = re.compile(r"^sr-x(\d+)(-pil)?$")
 Y_COLUMNS = ["psnr_y", "psnr", "ssim", "ssim_dr2"]
@@ -84,36 +85,24 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     super-resolution"), whose Set14 numbers the table sets beside ours. The loss (BP, TV)
     is the row, not a departure."""
     col = Column.of(cell)
-    out = []
-    if col.factor not in paper.DIP_SR_ITERATIONS:
-        out.append(f"factor {col.factor} (DIP's table: x4 and x8)")
-    if n_images != paper.N_IMAGES:
-        out.append(f"{n_images} image(s) (DIP: the {paper.N_IMAGES} Set14 images)")
-    if col.source != "pil":
-        out.append("LR y = S H x from our operator (DIP: PIL's Lanczos resize)")
-    if cell.kernel != "lanczos2":
-        out.append(f"{cell.kernel} kernel in the loss (DIP: lanczos2)")
-    if cell.noise_var:
-        out.append(f"noise var {cell.noise_var:g} (DIP: none)")
+    out = [text for departs, text in (
+        (col.factor not in paper.DIP_SR_ITERATIONS, f"factor {col.factor} (DIP's table: x4 and x8)"),
+        (n_images != paper.N_IMAGES, f"{n_images} image(s) (DIP: the {paper.N_IMAGES} Set14 images)"),
+        (col.source != "pil", "LR y = S H x from our operator (DIP: PIL's Lanczos resize)"),
+        (cell.kernel != "lanczos2", f"{cell.kernel} kernel in the loss (DIP: lanczos2)"),
+        (bool(cell.noise_var), f"noise var {cell.noise_var:g} (DIP: none)")) if departs]
     if not config:
         out.append("resolved config not found beside the records: protocol not checked")
         return out
     crop = _get(config, "data.crop")
     if crop is not None:
         out.append(f"centre crop {crop} px (DIP: full-size images, cropped to a multiple of 32)")
-    its, want = _get(config, "loss.iterations"), paper.DIP_SR_ITERATIONS.get(col.factor)
-    if its is not None and want is not None and _differs(its, want):
-        out.append(f"{its} iterations (DIP: {want} at x{col.factor})")
-    rn, want = _get(config, "optim.reg_noise_std"), paper.DIP_SR_REG_NOISE.get(col.factor)
-    if rn is not None and want is not None and _differs(rn, want):
-        out.append(f"input noise {rn:g} (DIP: {want:g} at x{col.factor})")
-    net = network_deviation(config, "DIP: 5 scales of 128, 4 skip channels")
-    if net:
-        out.append(net)
-    shave = _get(config, "sr.shave")
-    if shave is not None and shave != paper.DIP_SR_SHAVE:
-        out.append(f"shave {shave} (DIP's eval script: {paper.DIP_SR_SHAVE})")
-    return out
+    out += departure(config, "loss.iterations", paper.DIP_SR_ITERATIONS.get(col.factor),
+                     f"{{}} iterations (DIP: {{}} at x{col.factor})")
+    out += departure(config, "optim.reg_noise_std", paper.DIP_SR_REG_NOISE.get(col.factor),
+                     f"input noise {{:g}} (DIP: {{:g}} at x{col.factor})")
+    out += network_deviation(config, "DIP: 5 scales of 128, 4 skip channels")
+    return out + departure(config, "sr.shave", paper.DIP_SR_SHAVE, "shave {} (DIP's eval script: {})")
 
 
 # ------------------------------------------------------------------------ values
@@ -183,11 +172,7 @@ def sr_table(report) -> pd.DataFrame:
                      "n_images": b["n"] if b else 0, "peak_psnr_y": b["psnr_y"] if b else None,
                      **{f"{k}_at_peak": b.get(k) if b else None for k in ("psnr", "ssim", "ssim_dr2")},
                      "dip_paper_psnr_y": paper.sr_paper("bicubic", col.factor)})
-    frame = pd.DataFrame(rows)
-    for name in ("n_expected", "n_seeds", "iterations"):  # integers, empty on the bicubic rows
-        if name in frame:
-            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows), "n_expected", "n_seeds", "iterations")  # empty on the bicubic rows
 
 
 def sr_per_image(report) -> pd.DataFrame:
@@ -208,10 +193,7 @@ def sr_per_image(report) -> pd.DataFrame:
                              "bicubic_psnr_y": b, "bicubic_psnr": base.get("psnr"),
                              "gain_psnr_y": peak - b if isinstance(peak, float) and isinstance(b, float) else None,
                              "source": img.source})
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame["peak_psnr_y_iteration"] = pd.to_numeric(frame["peak_psnr_y_iteration"], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows), "peak_psnr_y_iteration")
 
 
 # ------------------------------------------------------------------------ the tables
