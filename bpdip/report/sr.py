@@ -21,7 +21,7 @@ from bpdip.curves import OverSeeds, over_seed_curves, peak_of
 from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
                                 merge_jobs)
 from bpdip.report.protocol import _get, departure, network_deviation
-from bpdip.report.render import A, Table, V, fmt, label, md_table, tex_escape
+from bpdip.report.render import A, Table, V, fmt, label, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.tables import _ints
 
@@ -264,23 +264,19 @@ def md_sr(report) -> str:
         parts += [f"- {col.label()}: {'; '.join(d) or 'none'}" for col, d in departures.items()]
     if len({col.factor for col in cols}) != len(cols):
         parts += ["", "Columns: " + "; ".join(col.label() for col in cols) + "."]
-    frame = sr_per_image(report)
-    if len(frame):
-        lines = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
-                  fmt(r.peak_psnr_y, 2), "–" if pd.isna(r.peak_psnr_y_iteration) else str(int(r.peak_psnr_y_iteration)),
-                  fmt(r.final_psnr_y, 2), fmt(r.bicubic_psnr_y, 2), fmt(r.gain_psnr_y, 2, True)] for r in frame.itertuples()]
-        parts += ["", "### Super-resolution per image", "",
-                  "Each image's own best logged Y-PSNR (@ iteration), its final image's, its bicubic baseline and the "
-                  "gain of the best over bicubic (`sr_per_image.csv`).", "",
-                  md_table(["factor", "method", "seed", "image", "status", "best Y-PSNR", "@it", "final Y-PSNR",
-                            "bicubic", "gain"], lines, "llll" + "l" + "r" * 5)]
+    images = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
+               fmt(r.peak_psnr_y, 2), fmt(r.peak_psnr_y_iteration, 0), fmt(r.final_psnr_y, 2), fmt(r.bicubic_psnr_y, 2),
+               fmt(r.gain_psnr_y, 2, True)] for r in sr_per_image(report).itertuples()]
     runs = [[str(c.cell), c.config_hash or "–", str(c.run.get("git_commit") or "–")[:10]
              + ("+dirty" if c.run.get("git_dirty") else ""), str(c.run.get("device") or "–"),
              str(c.run.get("iterations") or "–")] for c in report.sr_cells if c.sources]
-    if runs:
-        parts += ["", "### Super-resolution runs", "",
-                  md_table(["setting", "config hash", "git commit", "device", "iterations"], runs, "lllll")]
-    return "\n".join(parts)
+    tables = [Table(["factor", "method", "seed", "image", "status", "best Y-PSNR", "@it", "final Y-PSNR", "bicubic",
+                     "gain"], images, "l" * 5 + "r" * 5, "Each image's own best logged Y-PSNR (@ iteration), its final "
+                    "image's, its bicubic baseline and the gain of the best over bicubic (`sr_per_image.csv`).",
+                    title="Super-resolution per image"),
+              Table(["setting", "config hash", "git commit", "device", "iterations"], runs, "lllll",
+                    title="Super-resolution runs")]
+    return "\n".join(parts + ["\n#" + t.section() for t in tables if t.rows])  # subsections: ### title
 
 
 def tex_sr(report) -> str:
