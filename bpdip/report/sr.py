@@ -11,7 +11,7 @@ images of each image's ``baseline``; DIP's Set14 number sits in the LS row
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,10 +31,10 @@ Y_COLUMNS = ["psnr_y", "psnr", "ssim", "ssim_dr2"]
 
 @dataclass(frozen=True, order=True)
 class Column:
-    """One column of the SR table: a factor with its LR source, kernel and noise."""
+    """One column of the SR table, the CSVs' first columns: a factor, its LR source, kernel and noise."""
 
     factor: int
-    source: str  # operator | pil
+    lr_source: str  # operator | pil
     kernel: str
     noise_var: float
 
@@ -47,7 +47,7 @@ class Column:
     def label(self, short: bool = False) -> str:
         if short:
             return f"×{self.factor}"
-        lr = "PIL Lanczos LR" if self.source == "pil" else "y = S H x"
+        lr = "PIL Lanczos LR" if self.lr_source == "pil" else "y = S H x"
         return f"×{self.factor} ({lr}, {self.kernel}, σ²={self.noise_var:g})"
 
 
@@ -88,7 +88,7 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     out = [text for departs, text in (
         (col.factor not in paper.DIP_SR_ITERATIONS, f"factor {col.factor} (DIP's table: x4 and x8)"),
         (n_images != paper.N_IMAGES, f"{n_images} image(s) (DIP: the {paper.N_IMAGES} Set14 images)"),
-        (col.source != "pil", "LR y = S H x from our operator (DIP: PIL's Lanczos resize)"),
+        (col.lr_source != "pil", "LR y = S H x from our operator (DIP: PIL's Lanczos resize)"),
         (cell.kernel != "lanczos2", f"{cell.kernel} kernel in the loss (DIP: lanczos2)"),
         (bool(cell.noise_var), f"noise var {cell.noise_var:g} (DIP: none)")) if departs]
     if not config:
@@ -151,8 +151,7 @@ def sr_table(report) -> pd.DataFrame:
     """sr.csv: one row per (column, method) and the bicubic row of each column."""
     rows = []
     for col, cells in columns(report).items():
-        base = dict(task=f"sr-x{col.factor}" + ("-pil" if col.source == "pil" else ""), factor=col.factor,
-                    lr_source=col.source, kernel=col.kernel, noise_var=col.noise_var)
+        base = {"task": f"sr-x{col.factor}" + ("-pil" if col.lr_source == "pil" else ""), **asdict(col)}
         for c in cells:
             v = y_value(c)
             rows.append({**base, "method": label(c.cell.loss), "loss": c.cell.loss, "status": c.status,
@@ -167,10 +166,10 @@ def sr_table(report) -> pd.DataFrame:
                          "iterations": c.run.get("iterations"), "config_hash": c.config_hash,
                          "git_commit": c.run.get("git_commit"), "device": c.run.get("device"),
                          "deviations": "; ".join(c.deviations)})
-        b = baseline_value(cells)
+        b = baseline_value(cells) or {}
         rows.append({**base, "method": "bicubic", "loss": "bicubic", "status": "complete" if b else "missing",
-                     "n_images": b["n"] if b else 0, "peak_psnr_y": b["psnr_y"] if b else None,
-                     **{f"{k}_at_peak": b.get(k) if b else None for k in ("psnr", "ssim", "ssim_dr2")},
+                     "n_images": b.get("n", 0), "peak_psnr_y": b.get("psnr_y"),
+                     **{f"{k}_at_peak": b.get(k) for k in ("psnr", "ssim", "ssim_dr2")},
                      "dip_paper_psnr_y": paper.sr_paper("bicubic", col.factor)})
     return _ints(pd.DataFrame(rows), "n_expected", "n_seeds", "iterations")  # empty on the bicubic rows
 
@@ -185,8 +184,7 @@ def sr_per_image(report) -> pd.DataFrame:
             for name, img in r.images.items():
                 s, base = img.summary, img.summary.get("baseline") or {}
                 peak, b = s.get("peak_psnr_y"), base.get("psnr_y")
-                rows.append({"factor": col.factor, "lr_source": col.source, "kernel": col.kernel,
-                             "noise_var": col.noise_var, "method": label(c.cell.loss), "seed": seed_label(r.seed),
+                rows.append({**asdict(col), "method": label(c.cell.loss), "seed": seed_label(r.seed),
                              "image": name, "status": img.status, "in_mean": name in r.used,
                              "peak_psnr_y": peak, "peak_psnr_y_iteration": s.get("peak_psnr_y_iteration"),
                              "final_psnr_y": s.get("final_psnr_y"), "peak_psnr": s.get("peak_psnr"),
@@ -220,9 +218,7 @@ def sr_text_table(report) -> Table:
     cols = columns(report)
     shaves = sorted({str(_get(c.config or {}, "sr.shave", "?")) for c in report.sr_cells})
     short = len({col.factor for col in cols}) == len(cols)
-    header = ["method"]
-    for col in cols:
-        header += [f"{col.label(short)} ours", f"{col.label(True)} DIP paper"]
+    header = ["method", *(h for col in cols for h in (f"{col.label(short)} ours", f"{col.label(True)} DIP paper"))]
     losses = list(dict.fromkeys(c.cell.loss for cs in cols.values() for c in cs))
     order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
     bicubic = {col: baseline_value(cells) for col, cells in cols.items()}
@@ -247,10 +243,9 @@ def sr_text_table(report) -> Table:
         f"{' or '.join(shaves)} pixels shaved on each side: `sr.shave`, DIP's eval script shaves 4), the peak of "
         "the Y-PSNR curve averaged over the images at equal iterations (as Table I; the oracle, chosen with ground "
         "truth), @ its iteration (one per seed; '(last logged)': the curve may still be rising), n = images averaged / "
-        "expected; ± the s.d. over seeds. Bicubic: y "
-        "upsampled by PIL's bicubic, measured the same way. DIP paper: Set14 with DIP's protocol (LR by PIL's "
-        "Lanczos, lanczos2 in the loss, least squares: read it beside LS; docs/references.md), recomputed from the DIP "
-        "authors' published outputs."), "tab:sr", title="Super-resolution")
+        "expected; ± the s.d. over seeds. Bicubic: y upsampled by PIL's bicubic, measured the same way. DIP paper: "
+        "Set14 with DIP's protocol (LR by PIL's Lanczos, lanczos2 in the loss, least squares: read it beside LS; "
+        "docs/references.md), recomputed from the DIP authors' published outputs."), "tab:sr", title="Super-resolution")
 
 
 def md_sr(report) -> str:
