@@ -52,8 +52,7 @@ def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     if n_images != paper.N_IMAGES:
         out.append(f"{n_images} image(s) (paper: the {paper.N_IMAGES} Set14 images)")
     if not config:
-        out.append("resolved config not found beside the records: protocol not checked")
-        return out
+        return out + ["resolved config not found beside the records: protocol not checked"]
     crop = _get(config, "data.crop")
     if crop is not None:
         out.append(f"centre crop {crop} px (paper: full-size images)")

@@ -92,8 +92,7 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
         (cell.kernel != "lanczos2", f"{cell.kernel} kernel in the loss (DIP: lanczos2)"),
         (bool(cell.noise_var), f"noise var {cell.noise_var:g} (DIP: none)")) if departs]
     if not config:
-        out.append("resolved config not found beside the records: protocol not checked")
-        return out
+        return out + ["resolved config not found beside the records: protocol not checked"]
     crop = _get(config, "data.crop")
     if crop is not None:
         out.append(f"centre crop {crop} px (DIP: full-size images, cropped to a multiple of 32)")
@@ -123,7 +122,7 @@ def final_psnr_y(c: CellResult) -> float | None:
 def baseline_value(cells: list[CellResult]) -> dict | None:
     """The bicubic row of a column: each (seed, image) that some method of the column
     averaged counted once (y, hence its upsampling, is the same for every loss), the mean
-    of its ``baseline`` metrics; None without baselines."""
+    of its ``baseline`` metrics and their number ``n``; None without baselines."""
     seen: dict = {}
     for c in cells:
         for r in c.valued_seeds:
@@ -134,10 +133,7 @@ def baseline_value(cells: list[CellResult]) -> dict | None:
     keys = [k for k in Y_COLUMNS if seen and all(isinstance(b.get(k), (int, float)) for b in seen.values())]
     if "psnr_y" not in keys:
         return None
-    out = {k: float(np.mean([b[k] for b in seen.values()])) for k in keys}
-    out["n"] = len(seen)
-    out["images"] = sorted({name for _, name in seen})
-    return out
+    return {**{k: float(np.mean([b[k] for b in seen.values()])) for k in keys}, "n": len(seen)}
 
 
 def columns(report) -> dict[Column, list[CellResult]]:

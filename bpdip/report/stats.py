@@ -134,8 +134,7 @@ def column_comparisons(grid: dict, columns: list[tuple[str, float]]) -> pd.DataF
             row["winner"] = a.cell.loss if result["mean_diff"] > 0 else b.cell.loss
             row["agrees"] = "yes" if row["winner"] == pw else "no"
         elif result["verdict"] == "tied":
-            row["agrees"] = "tie: paper's winner is one of the two" if pw in (a.cell.loss, b.cell.loss) \
-                else "tie: paper's winner is not one of the two"
+            row["agrees"] = f"tie: paper's winner is {'' if pw in (a.cell.loss, b.cell.loss) else 'not '}one of the two"
         notes = []
         if result["n_pairs"] < result["n_possible"]:
             notes.append(f"{result['n_pairs']} of {result['n_possible']} (image, seed) pairs")
