@@ -18,8 +18,7 @@ import pandas as pd
 
 from bpdip import paper
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
-from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
-                                merge_jobs)
+from bpdip.report.cells import CellResult, Issue, build_cell, expected_images, expected_seeds, merge_jobs
 from bpdip.report.protocol import _get, departure, network_deviation
 from bpdip.report.render import A, Table, V, fmt, label, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
