@@ -92,6 +92,31 @@ def test_the_sweep_presets_compose_and_plan(cfg, factor, loss):
     assert cpu.settings.iterations == 1500 and cpu.model_params["channels_down"] == [16] * 4
 
 
+@pytest.mark.parametrize("factor", [4, 8])
+def test_the_sr_departures_from_dips_protocol(cfg, factor):
+    """bpdip.report.sr.dip_deviations: DIP's preset on Set14 departs in nothing; sr_cpu's
+    lines, in order, as results/sr_cpu/sr.csv's deviations; without a config, the cell's own."""
+    from bpdip.report.sources import Cell
+    from bpdip.report.sr import dip_deviations
+
+    dip = resolved(cfg("experiment=sr_set14_dip", f"sr.factor={factor}"))
+    assert dip_deviations(dip, Cell("lanczos2", 0.0, "bp", f"sr-x{factor}-pil"), 14) == []
+    cpu = resolved(cfg("experiment=sr_cpu", f"sr.factor={factor}"))
+    assert dip_deviations(cpu, Cell("bicubic", 0.0, "bp", f"sr-x{factor}"), 3) == [
+        "3 image(s) (DIP: the 14 Set14 images)", "LR y = S H x from our operator (DIP: PIL's Lanczos resize)",
+        "bicubic kernel in the loss (DIP: lanczos2)",
+        "centre crop 96 px (DIP: full-size images, cropped to a multiple of 32)",
+        f"1500 iterations (DIP: {factor * 500} at x{factor})",
+        *(["input noise 0.03 (DIP: 0.05 at x8)"] * (factor == 8)),
+        "network channels_down [16, 16, 16, 16], channels_skip [4, 4, 4, 4] (DIP: 5 scales of 128, 4 skip channels)"]
+    assert dip_deviations({**dip, "sr": {"shave": 2}}, Cell("lanczos2", 0.0, "bp", f"sr-x{factor}-pil"), 14) == [
+        "shave 2 (DIP's eval script: 4)"]
+    assert dip_deviations(None, Cell("gaussian", 0.3, "bp", "sr-x3"), 14) == [
+        "factor 3 (DIP's table: x4 and x8)", "LR y = S H x from our operator (DIP: PIL's Lanczos resize)",
+        "gaussian kernel in the loss (DIP: lanczos2)", "noise var 0.3 (DIP: none)",
+        "resolved config not found beside the records: protocol not checked"]
+
+
 def test_the_sr_presets_are_sweeps_over_factor_and_loss(cfg):
     for preset in ("sr_set14", "sr_set14_dip", "sr_cpu"):
         params = cfg(f"experiment={preset}", return_hydra_config=True).hydra.sweeper.params

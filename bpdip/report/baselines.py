@@ -20,6 +20,7 @@ import pandas as pd
 
 from bpdip.baselines import BOUNDARY_MODELS, LABELS
 from bpdip.paper import KERNEL_LABELS, KERNELS, NOISE_VARS
+from bpdip.report.render import Table
 
 COLUMNS = ["kernel", "noise_var", "boundary", "method", "boundary_model", "n", "psnr", "ssim_dr2", "ssim", "params"]
 
@@ -44,18 +45,14 @@ def baselines_table(report) -> pd.DataFrame:
                 for b in r.images[name].summary.get("baselines") or []:
                     if isinstance(b, dict) and isinstance(b.get("psnr"), (int, float)):
                         seen.setdefault((*key, b.get("method")), {})[(r.seed, name)] = b
+    kern, order = ({x: i for i, x in enumerate(xs)} for xs in (KERNELS, LABELS))
     rows = []
-    order = {m: i for i, m in enumerate(LABELS)}
-    kern = {k: i for i, k in enumerate(KERNELS)}
-    for (kernel, var, boundary, method), found in sorted(
-            seen.items(), key=lambda kv: (kern.get(kv[0][0], 9), kv[0][0], kv[0][1], kv[0][2],
-                                          order.get(kv[0][3], 9), str(kv[0][3]))):
-        values = list(found.values())
+    for key in sorted(seen, key=lambda k: (kern.get(k[0], 9), *k[:3], order.get(k[3], 9), str(k[3]))):
+        values = list(seen[key].values())
         params = sorted({";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in sorted((b.get("params") or {}).items()) if k != "tuned_with")
                          for b in values})
-        rows.append({"kernel": kernel, "noise_var": var, "boundary": boundary, "method": method,
-                     "boundary_model": BOUNDARY_MODELS.get(method), "n": len(values),
+        rows.append({**dict(zip(COLUMNS, key)), "boundary_model": BOUNDARY_MODELS.get(key[3]), "n": len(values),
                      **{m: float(np.mean([b[m] for b in values])) if all(isinstance(b.get(m), (int, float))
                                                                          for b in values) else None
                         for m in ("psnr", "ssim_dr2", "ssim")},
@@ -70,29 +67,18 @@ def baselines_csv(report) -> pd.DataFrame | None:
 
 
 def md_baselines(report) -> str:
-    from bpdip.report.render import Table
-
     frame = baselines_table(report)
     if not len(frame):
         return ""
     several = frame["boundary"].nunique() > 1 or (frame["boundary"] != "circular").any()
     cols = list(dict.fromkeys(zip(frame["kernel"], frame["noise_var"], frame["boundary"])))
-
-    def label(k, v, b):
-        text = f"{KERNEL_LABELS.get(k, k)} σ²={v:g}"
-        return f"{text} ({b})" if several else text
-
-    methods = list(dict.fromkeys(frame["method"]))
-    by = {(r.kernel, r.noise_var, r.boundary, r.method): r for r in frame.itertuples()}
-    rows = []
-    for m in methods:
-        row = [LABELS.get(m, m), BOUNDARY_MODELS.get(m, "?")]
-        for col in cols:
-            r = by.get((*col, m))
-            row.append("–" if r is None or r.psnr is None else f"{r.psnr:.2f} / {r.ssim_dr2:.2f} (n={r.n})")
-        rows.append(row)
+    value = {(r.kernel, r.noise_var, r.boundary, r.method): f"{r.psnr:.2f} / {r.ssim_dr2:.2f} (n={r.n})"
+             for r in frame.itertuples() if r.psnr is not None}
+    rows = [[LABELS.get(m, m), BOUNDARY_MODELS.get(m, "?"), *(value.get((*col, m), "–") for col in cols)]
+            for m in dict.fromkeys(frame["method"])]
     paper_grid = all(k in KERNELS and v in NOISE_VARS for k, v, _ in cols)
-    return Table(["method", "its boundary model", *(label(*c) for c in cols)], rows, title="Baselines", caption=(
+    labels = [f"{KERNEL_LABELS.get(k, k)} σ²={v:g}" + (f" ({b})" if several else "") for k, v, b in cols]
+    return Table(["method", "its boundary model", *labels], rows, title="Baselines", caption=(
         "Classical methods on the same y as the networks (`bpdip.baselines`), each channel, clipped, measured on "
         "y's frame: **PSNR [dB] / SSIM** (data_range 2) averaged over the images, n = images. Rows \"tuned with "
         "truth\" / \"best count, truth\" choose their parameter per image with the ground truth (upper bounds); "

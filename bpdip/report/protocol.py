@@ -35,15 +35,15 @@ def departure(config: dict, key: str, want, text: str) -> list[str]:
     return [text.format(value, want)] if value is not None and want is not None and _differs(value, want) else []
 
 
-def network_deviation(config: dict, reference: str) -> str | None:
+def network_deviation(config: dict, reference: str) -> list[str]:
     """The network line of a departures list when the run's skip net is not the paper's
-    (PROTOCOL "Network", bpdip.paper.NETWORK); ``reference`` says what the paper's is."""
+    (PROTOCOL "Network", bpdip.paper.NETWORK), else nothing; ``reference`` says what the paper's is."""
     model = _get(config, "model") or {}
     net = {k: model.get(k) for k in paper.NETWORK}
     if any(v is not None for v in net.values()) and net != paper.NETWORK:
-        return ("network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
-                + f" ({reference})")
-    return None
+        return ["network " + ", ".join(f"{k} {net[k]}" for k in ("channels_down", "channels_skip"))
+                + f" ({reference})"]
+    return []
 
 
 def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
@@ -52,16 +52,14 @@ def deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     if n_images != paper.N_IMAGES:
         out.append(f"{n_images} image(s) (paper: the {paper.N_IMAGES} Set14 images)")
     if not config:
-        out.append("resolved config not found beside the records: protocol not checked")
-        return out
+        return out + ["resolved config not found beside the records: protocol not checked"]
     crop = _get(config, "data.crop")
     if crop is not None:
         out.append(f"centre crop {crop} px (paper: full-size images)")
     tv_weight = paper.TV_WEIGHTS.get((cell.loss, cell.kernel), 0.0 if cell.loss in ("ls", "bp") else None)
     out += departure(config, "loss.iterations", paper.ITERATIONS.get(cell.loss), "{} iterations (paper: {})")
     out += departure(config, "loss.tv_weight", tv_weight, "TV weight {:g} (paper: {:g})")
-    net = network_deviation(config, "paper: 5 scales of 128 down/up, 4 skip channels")
-    out += [net] if net else []
+    out += network_deviation(config, "paper: 5 scales of 128 down/up, 4 skip channels")
     out += departure(config, "optim.lr", paper.LEARNING_RATE, "learning rate {:g} (paper: {:g})")
     out += departure(config, "optim.reg_noise_std", paper.REG_NOISE_STD, "input noise {:g} (paper: {:g})")
     folder = _get(config, "data.folder")

@@ -11,18 +11,18 @@ images of each image's ``baseline``; DIP's Set14 number sits in the LS row
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from bpdip import paper
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
-from bpdip.report.cells import (CellResult, Issue, build_cell, expected_images, expected_seeds,
-                                merge_jobs)
-from bpdip.report.protocol import _differs, _get, network_deviation
-from bpdip.report.render import A, Table, V, fmt, label, md_table, tex_escape
+from bpdip.report.cells import CellResult, Issue, build_cell, expected_images, expected_seeds, merge_jobs
+from bpdip.report.protocol import _get, departure, network_deviation
+from bpdip.report.render import A, Table, V, fmt, label, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
+from bpdip.report.tables import _ints
 
 TASK_RE = re.compile(r"^sr-x(\d+)(-pil)?$")
 Y_COLUMNS = ["psnr_y", "psnr", "ssim", "ssim_dr2"]
@@ -30,10 +30,10 @@ Y_COLUMNS = ["psnr_y", "psnr", "ssim", "ssim_dr2"]
 
 @dataclass(frozen=True, order=True)
 class Column:
-    """One column of the SR table: a factor with its LR source, kernel and noise."""
+    """One column of the SR table, the CSVs' first columns: a factor, its LR source, kernel and noise."""
 
     factor: int
-    source: str  # operator | pil
+    lr_source: str  # operator | pil
     kernel: str
     noise_var: float
 
@@ -46,7 +46,7 @@ class Column:
     def label(self, short: bool = False) -> str:
         if short:
             return f"×{self.factor}"
-        lr = "PIL Lanczos LR" if self.source == "pil" else "y = S H x"
+        lr = "PIL Lanczos LR" if self.lr_source == "pil" else "y = S H x"
         return f"×{self.factor} ({lr}, {self.kernel}, σ²={self.noise_var:g})"
 
 
@@ -84,36 +84,23 @@ def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:
     super-resolution"), whose Set14 numbers the table sets beside ours. The loss (BP, TV)
     is the row, not a departure."""
     col = Column.of(cell)
-    out = []
-    if col.factor not in paper.DIP_SR_ITERATIONS:
-        out.append(f"factor {col.factor} (DIP's table: x4 and x8)")
-    if n_images != paper.N_IMAGES:
-        out.append(f"{n_images} image(s) (DIP: the {paper.N_IMAGES} Set14 images)")
-    if col.source != "pil":
-        out.append("LR y = S H x from our operator (DIP: PIL's Lanczos resize)")
-    if cell.kernel != "lanczos2":
-        out.append(f"{cell.kernel} kernel in the loss (DIP: lanczos2)")
-    if cell.noise_var:
-        out.append(f"noise var {cell.noise_var:g} (DIP: none)")
+    out = [text for departs, text in (
+        (col.factor not in paper.DIP_SR_ITERATIONS, f"factor {col.factor} (DIP's table: x4 and x8)"),
+        (n_images != paper.N_IMAGES, f"{n_images} image(s) (DIP: the {paper.N_IMAGES} Set14 images)"),
+        (col.lr_source != "pil", "LR y = S H x from our operator (DIP: PIL's Lanczos resize)"),
+        (cell.kernel != "lanczos2", f"{cell.kernel} kernel in the loss (DIP: lanczos2)"),
+        (bool(cell.noise_var), f"noise var {cell.noise_var:g} (DIP: none)")) if departs]
     if not config:
-        out.append("resolved config not found beside the records: protocol not checked")
-        return out
+        return out + ["resolved config not found beside the records: protocol not checked"]
     crop = _get(config, "data.crop")
     if crop is not None:
         out.append(f"centre crop {crop} px (DIP: full-size images, cropped to a multiple of 32)")
-    its, want = _get(config, "loss.iterations"), paper.DIP_SR_ITERATIONS.get(col.factor)
-    if its is not None and want is not None and _differs(its, want):
-        out.append(f"{its} iterations (DIP: {want} at x{col.factor})")
-    rn, want = _get(config, "optim.reg_noise_std"), paper.DIP_SR_REG_NOISE.get(col.factor)
-    if rn is not None and want is not None and _differs(rn, want):
-        out.append(f"input noise {rn:g} (DIP: {want:g} at x{col.factor})")
-    net = network_deviation(config, "DIP: 5 scales of 128, 4 skip channels")
-    if net:
-        out.append(net)
-    shave = _get(config, "sr.shave")
-    if shave is not None and shave != paper.DIP_SR_SHAVE:
-        out.append(f"shave {shave} (DIP's eval script: {paper.DIP_SR_SHAVE})")
-    return out
+    out += departure(config, "loss.iterations", paper.DIP_SR_ITERATIONS.get(col.factor),
+                     f"{{}} iterations (DIP: {{}} at x{col.factor})")
+    out += departure(config, "optim.reg_noise_std", paper.DIP_SR_REG_NOISE.get(col.factor),
+                     f"input noise {{:g}} (DIP: {{:g}} at x{col.factor})")
+    out += network_deviation(config, "DIP: 5 scales of 128, 4 skip channels")
+    return out + departure(config, "sr.shave", paper.DIP_SR_SHAVE, "shave {} (DIP's eval script: {})")
 
 
 # ------------------------------------------------------------------------ values
@@ -134,7 +121,7 @@ def final_psnr_y(c: CellResult) -> float | None:
 def baseline_value(cells: list[CellResult]) -> dict | None:
     """The bicubic row of a column: each (seed, image) that some method of the column
     averaged counted once (y, hence its upsampling, is the same for every loss), the mean
-    of its ``baseline`` metrics; None without baselines."""
+    of its ``baseline`` metrics and their number ``n``; None without baselines."""
     seen: dict = {}
     for c in cells:
         for r in c.valued_seeds:
@@ -145,10 +132,7 @@ def baseline_value(cells: list[CellResult]) -> dict | None:
     keys = [k for k in Y_COLUMNS if seen and all(isinstance(b.get(k), (int, float)) for b in seen.values())]
     if "psnr_y" not in keys:
         return None
-    out = {k: float(np.mean([b[k] for b in seen.values()])) for k in keys}
-    out["n"] = len(seen)
-    out["images"] = sorted({name for _, name in seen})
-    return out
+    return {**{k: float(np.mean([b[k] for b in seen.values()])) for k in keys}, "n": len(seen)}
 
 
 def columns(report) -> dict[Column, list[CellResult]]:
@@ -162,8 +146,7 @@ def sr_table(report) -> pd.DataFrame:
     """sr.csv: one row per (column, method) and the bicubic row of each column."""
     rows = []
     for col, cells in columns(report).items():
-        base = dict(task=f"sr-x{col.factor}" + ("-pil" if col.source == "pil" else ""), factor=col.factor,
-                    lr_source=col.source, kernel=col.kernel, noise_var=col.noise_var)
+        base = {"task": f"sr-x{col.factor}" + ("-pil" if col.lr_source == "pil" else ""), **asdict(col)}
         for c in cells:
             v = y_value(c)
             rows.append({**base, "method": label(c.cell.loss), "loss": c.cell.loss, "status": c.status,
@@ -178,16 +161,12 @@ def sr_table(report) -> pd.DataFrame:
                          "iterations": c.run.get("iterations"), "config_hash": c.config_hash,
                          "git_commit": c.run.get("git_commit"), "device": c.run.get("device"),
                          "deviations": "; ".join(c.deviations)})
-        b = baseline_value(cells)
+        b = baseline_value(cells) or {}
         rows.append({**base, "method": "bicubic", "loss": "bicubic", "status": "complete" if b else "missing",
-                     "n_images": b["n"] if b else 0, "peak_psnr_y": b["psnr_y"] if b else None,
-                     **{f"{k}_at_peak": b.get(k) if b else None for k in ("psnr", "ssim", "ssim_dr2")},
+                     "n_images": b.get("n", 0), "peak_psnr_y": b.get("psnr_y"),
+                     **{f"{k}_at_peak": b.get(k) for k in ("psnr", "ssim", "ssim_dr2")},
                      "dip_paper_psnr_y": paper.sr_paper("bicubic", col.factor)})
-    frame = pd.DataFrame(rows)
-    for name in ("n_expected", "n_seeds", "iterations"):  # integers, empty on the bicubic rows
-        if name in frame:
-            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows), "n_expected", "n_seeds", "iterations")  # empty on the bicubic rows
 
 
 def sr_per_image(report) -> pd.DataFrame:
@@ -200,18 +179,14 @@ def sr_per_image(report) -> pd.DataFrame:
             for name, img in r.images.items():
                 s, base = img.summary, img.summary.get("baseline") or {}
                 peak, b = s.get("peak_psnr_y"), base.get("psnr_y")
-                rows.append({"factor": col.factor, "lr_source": col.source, "kernel": col.kernel,
-                             "noise_var": col.noise_var, "method": label(c.cell.loss), "seed": seed_label(r.seed),
+                rows.append({**asdict(col), "method": label(c.cell.loss), "seed": seed_label(r.seed),
                              "image": name, "status": img.status, "in_mean": name in r.used,
                              "peak_psnr_y": peak, "peak_psnr_y_iteration": s.get("peak_psnr_y_iteration"),
                              "final_psnr_y": s.get("final_psnr_y"), "peak_psnr": s.get("peak_psnr"),
                              "bicubic_psnr_y": b, "bicubic_psnr": base.get("psnr"),
                              "gain_psnr_y": peak - b if isinstance(peak, float) and isinstance(b, float) else None,
                              "source": img.source})
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame["peak_psnr_y_iteration"] = pd.to_numeric(frame["peak_psnr_y_iteration"], errors="coerce").astype("Int64")
-    return frame
+    return _ints(pd.DataFrame(rows), "peak_psnr_y_iteration")
 
 
 # ------------------------------------------------------------------------ the tables
@@ -238,9 +213,7 @@ def sr_text_table(report) -> Table:
     cols = columns(report)
     shaves = sorted({str(_get(c.config or {}, "sr.shave", "?")) for c in report.sr_cells})
     short = len({col.factor for col in cols}) == len(cols)
-    header = ["method"]
-    for col in cols:
-        header += [f"{col.label(short)} ours", f"{col.label(True)} DIP paper"]
+    header = ["method", *(h for col in cols for h in (f"{col.label(short)} ours", f"{col.label(True)} DIP paper"))]
     losses = list(dict.fromkeys(c.cell.loss for cs in cols.values() for c in cs))
     order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
     bicubic = {col: baseline_value(cells) for col, cells in cols.items()}
@@ -265,10 +238,9 @@ def sr_text_table(report) -> Table:
         f"{' or '.join(shaves)} pixels shaved on each side: `sr.shave`, DIP's eval script shaves 4), the peak of "
         "the Y-PSNR curve averaged over the images at equal iterations (as Table I; the oracle, chosen with ground "
         "truth), @ its iteration (one per seed; '(last logged)': the curve may still be rising), n = images averaged / "
-        "expected; ± the s.d. over seeds. Bicubic: y "
-        "upsampled by PIL's bicubic, measured the same way. DIP paper: Set14 with DIP's protocol (LR by PIL's "
-        "Lanczos, lanczos2 in the loss, least squares: read it beside LS; docs/references.md), recomputed from the DIP "
-        "authors' published outputs."), "tab:sr", title="Super-resolution")
+        "expected; ± the s.d. over seeds. Bicubic: y upsampled by PIL's bicubic, measured the same way. DIP paper: "
+        "Set14 with DIP's protocol (LR by PIL's Lanczos, lanczos2 in the loss, least squares: read it beside LS; "
+        "docs/references.md), recomputed from the DIP authors' published outputs."), "tab:sr", title="Super-resolution")
 
 
 def md_sr(report) -> str:
@@ -282,23 +254,19 @@ def md_sr(report) -> str:
         parts += [f"- {col.label()}: {'; '.join(d) or 'none'}" for col, d in departures.items()]
     if len({col.factor for col in cols}) != len(cols):
         parts += ["", "Columns: " + "; ".join(col.label() for col in cols) + "."]
-    frame = sr_per_image(report)
-    if len(frame):
-        lines = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
-                  fmt(r.peak_psnr_y, 2), "–" if pd.isna(r.peak_psnr_y_iteration) else str(int(r.peak_psnr_y_iteration)),
-                  fmt(r.final_psnr_y, 2), fmt(r.bicubic_psnr_y, 2), fmt(r.gain_psnr_y, 2, True)] for r in frame.itertuples()]
-        parts += ["", "### Super-resolution per image", "",
-                  "Each image's own best logged Y-PSNR (@ iteration), its final image's, its bicubic baseline and the "
-                  "gain of the best over bicubic (`sr_per_image.csv`).", "",
-                  md_table(["factor", "method", "seed", "image", "status", "best Y-PSNR", "@it", "final Y-PSNR",
-                            "bicubic", "gain"], lines, "llll" + "l" + "r" * 5)]
+    images = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
+               fmt(r.peak_psnr_y, 2), fmt(r.peak_psnr_y_iteration, 0), fmt(r.final_psnr_y, 2), fmt(r.bicubic_psnr_y, 2),
+               fmt(r.gain_psnr_y, 2, True)] for r in sr_per_image(report).itertuples()]
     runs = [[str(c.cell), c.config_hash or "–", str(c.run.get("git_commit") or "–")[:10]
              + ("+dirty" if c.run.get("git_dirty") else ""), str(c.run.get("device") or "–"),
              str(c.run.get("iterations") or "–")] for c in report.sr_cells if c.sources]
-    if runs:
-        parts += ["", "### Super-resolution runs", "",
-                  md_table(["setting", "config hash", "git commit", "device", "iterations"], runs, "lllll")]
-    return "\n".join(parts)
+    tables = [Table(["factor", "method", "seed", "image", "status", "best Y-PSNR", "@it", "final Y-PSNR", "bicubic",
+                     "gain"], images, "l" * 5 + "r" * 5, "Each image's own best logged Y-PSNR (@ iteration), its final "
+                    "image's, its bicubic baseline and the gain of the best over bicubic (`sr_per_image.csv`).",
+                    title="Super-resolution per image"),
+              Table(["setting", "config hash", "git commit", "device", "iterations"], runs, "lllll",
+                    title="Super-resolution runs")]
+    return "\n".join(parts + ["\n#" + t.section() for t in tables if t.rows])  # subsections: ### title
 
 
 def tex_sr(report) -> str:

@@ -22,6 +22,7 @@ ground truth on the same data (the paper's protocol).
 from __future__ import annotations
 
 import math
+from itertools import combinations, product
 
 import numpy as np
 import pandas as pd
@@ -133,8 +134,7 @@ def column_comparisons(grid: dict, columns: list[tuple[str, float]]) -> pd.DataF
             row["winner"] = a.cell.loss if result["mean_diff"] > 0 else b.cell.loss
             row["agrees"] = "yes" if row["winner"] == pw else "no"
         elif result["verdict"] == "tied":
-            row["agrees"] = "tie: paper's winner is one of the two" if pw in (a.cell.loss, b.cell.loss) \
-                else "tie: paper's winner is not one of the two"
+            row["agrees"] = f"tie: paper's winner is {'' if pw in (a.cell.loss, b.cell.loss) else 'not '}one of the two"
         notes = []
         if result["n_pairs"] < result["n_possible"]:
             notes.append(f"{result['n_pairs']} of {result['n_possible']} (image, seed) pairs")
@@ -156,22 +156,18 @@ def paper_orderings(grid: dict, columns: list[tuple[str, float]]) -> pd.DataFram
     ``outcome``: "holds" (our A − B interval lies above 0), "reversed" (below 0), "tied"
     (it contains 0) or "not enough data"."""
     rows = []
-    for kernel, var in columns:
-        for i, first in enumerate(LOSSES):
-            for second in LOSSES[i + 1:]:
-                pa, pb = TABLE1.get((first, kernel, var)), TABLE1.get((second, kernel, var))
-                if pa is None or pb is None or pa[0] == pb[0]:
-                    continue
-                a, b = (first, second) if pa[0] > pb[0] else (second, first)
-                ca, cb = grid.get((a, kernel, var)), grid.get((b, kernel, var))
-                row = {"kernel": kernel, "noise_var": var, "a": a, "b": b,
-                       "paper_diff": abs(pa[0] - pb[0]), "verdict": "not enough data", "n_pairs": 0}
-                if has_value(ca) and has_value(cb):
-                    result = compare_cells(ca, cb)
-                    row.update(ours_diff=result["mean_diff"], **{k: result[k] for k in
-                                                                 ("n_pairs", "ci_low", "ci_high", "p_value",
-                                                                  "verdict")})
-                row["outcome"] = row["verdict"] if row["verdict"] != "significant" else \
-                    ("holds" if row["ours_diff"] > 0 else "reversed")
-                rows.append(row)
+    for (kernel, var), (first, second) in product(columns, combinations(LOSSES, 2)):
+        pa, pb = TABLE1.get((first, kernel, var)), TABLE1.get((second, kernel, var))
+        if pa is None or pb is None or pa[0] == pb[0]:
+            continue
+        a, b = (first, second) if pa[0] > pb[0] else (second, first)
+        ca, cb = grid.get((a, kernel, var)), grid.get((b, kernel, var))
+        row = {"kernel": kernel, "noise_var": var, "a": a, "b": b, "paper_diff": abs(pa[0] - pb[0]),
+               "verdict": "not enough data", "n_pairs": 0}
+        if has_value(ca) and has_value(cb):
+            result = compare_cells(ca, cb)
+            row.update(result, ours_diff=result["mean_diff"])  # ORDERING_COLUMNS drops the rest
+        row["outcome"] = row["verdict"] if row["verdict"] != "significant" else \
+            ("holds" if row["ours_diff"] > 0 else "reversed")
+        rows.append(row)
     return pd.DataFrame(rows, columns=ORDERING_COLUMNS)
