@@ -47,17 +47,11 @@ def _ints(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 
 def _run_columns(c: CellResult) -> dict:
-    return {
-        "iterations": c.run.get("iterations"),
-        "config_hash": (";".join(c.conflict) if c.conflict is not None else c.config_hash if c.config_hash
-                        else ";".join(dict.fromkeys(str(r.config_hash) for r in c.seeds.values()))),
-        "protocol_hash": c.protocol_hash,
-        "git_commit": c.run.get("git_commit"),
-        "device": c.run.get("device"),
-        "engine": c.run.get("engine"),
-        "sources": ";".join(c.sources),
-        "deviations": "; ".join(c.deviations),
-    }
+    """How the cell was run; config_hash: the conflicting hashes, else the seeds' (one: the cell's)."""
+    return {"iterations": c.run.get("iterations"),
+            "config_hash": ";".join(c.conflict or dict.fromkeys(str(r.config_hash) for r in c.seeds.values())),
+            "protocol_hash": c.protocol_hash, **{k: c.run.get(k) for k in ("git_commit", "device", "engine")},
+            "sources": ";".join(c.sources), "deviations": "; ".join(c.deviations)}
 
 
 def _diff(ours, paper):
