@@ -110,11 +110,6 @@ class CellResult:
         return len(self.valued_seeds)
 
     @property
-    def images(self) -> dict[str, ImageRun]:
-        """The images of the (lowest) seed; with several seeds see ``seeds``."""
-        return next(iter(self.seeds.values())).images if self.seeds else {}
-
-    @property
     def peak_at_end(self) -> bool:
         """Some seed peaks at its last common iteration: the curve may still be rising."""
         return any(s.peak_at_end for s in self.seeds.values())
@@ -127,11 +122,6 @@ class CellResult:
 def has_value(c: CellResult | None, which: str = "peak") -> bool:
     """A setting with a value (``peak`` or ``final``): not missing, no conflict, a complete image."""
     return c is not None and c.status not in ("missing", "conflict") and getattr(c, which) is not None
-
-
-def paper_grid() -> list[Cell]:
-    """The 36 settings of Table I in its order (rows loss, then kernel, then noise)."""
-    return [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]
 
 
 def merge_jobs(jobs: list[Job]) -> tuple[dict[Cell, list[Job]], list[Issue]]:
@@ -229,14 +219,12 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
     res.sources = [j.source for j in jobs]
     conflict = find_conflict(jobs)
     if conflict is not None:
-        what, hashes = conflict
-        res.conflict = hashes
+        what, res.conflict = conflict
         res.flags = ["conflict"]
-        detail = "; ".join(f"{what} {h}: {_sources_text(s)}" for h, s in hashes.items())
-        issues.append(Issue("conflict", detail, cell))
+        issues.append(Issue("conflict", "; ".join(f"{what} {h}: {_sources_text(s)}" for h, s in res.conflict.items()),
+                            cell))
         return res
-    protocols = {j.protocol_hash for j in jobs if j.protocol_hash is not None}
-    res.protocol_hash = next(iter(protocols), None)
+    res.protocol_hash = next((j.protocol_hash for j in jobs if j.protocol_hash is not None), None)
     # describe the cell by a job with a hash and a config (local records), the newest
     described = max(jobs, key=lambda j: (j.config_hash is not None, j.config is not None, j.mtime))
     res.run, res.config = described.run, described.config
@@ -247,13 +235,11 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
     order = sorted(by_seed, key=seed_key)
     res.expected_seeds = sorted(set(expected_seeds or []) | set(order), key=seed_key)
     note_seed = len(res.expected_seeds) > 1
-    if len(order) > 1:
-        unchecked = [j for j in jobs if j.protocol_hash is None]
-        if unchecked:
-            seeds = sorted({j.seed for j in unchecked}, key=seed_key)
-            issues.append(Issue("unchecked", "records of seed(s) " + ", ".join(map(seed_label, seeds))
-                                + " have no protocol_hash (older runner): taken as seeds of one setting, "
-                                "assuming their configs differ only by the seed", cell))
+    unchecked = sorted({j.seed for j in jobs if j.protocol_hash is None}, key=seed_key)
+    if len(order) > 1 and unchecked:
+        issues.append(Issue("unchecked", f"records of seed(s) {', '.join(map(seed_label, unchecked))} have no "
+                            "protocol_hash (older runner): taken as seeds of one setting, assuming their configs "
+                            "differ only by the seed", cell))
     res.seeds = {seed: build_seed(seed, by_seed[seed], cell, issues, note_seed) for seed in order}
     for name in sorted({n for r in res.seeds.values() for n in r.images} - set(res.expected)):
         if explicit:
@@ -276,21 +262,16 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
         lacking = [seed_label(s) for s in res.expected_seeds if s not in have]
         issues.append(Issue("fewer_seeds", f"no value for seed(s) {', '.join(lacking)} (the report has seeds "
                             f"{', '.join(map(seed_label, res.expected_seeds))})", cell))
-    res.used = [n for n in res.expected if valued and all(n in r.used for r in valued)]
-    if res.no_truth:
-        res.used = [n for n in res.expected if all(n in r.used for r in res.seeds.values())]
+    counted = list(res.seeds.values()) if res.no_truth else valued  # no truth: no seed has a value
+    res.used = [n for n in res.expected if counted and all(n in r.used for r in counted)]
+    seeds = over_seeds([r.peak for r in valued], [r.mean_curve for r in valued])
+    res.psnr_std, res.mean_curve = seeds.std, seeds.curve if valued else mean_curve([])[0]
     if len(valued) == 1:  # one seed: exactly its values, the peak's iteration included
-        (only,) = valued
-        res.peak, res.final, res.mean_curve = only.peak, only.final, only.mean_curve
-    elif valued:  # the seeds' mean ± s.d.; each seed has its own iteration (see ``seeds``)
-        seeds = over_seeds([r.peak for r in valued], [r.mean_curve for r in valued])
-        res.peak = {"psnr": seeds.peak["psnr"], "iteration": None, "ssim_dr2": seeds.peak["ssim_dr2"],
-                    "ssim": seeds.peak["ssim"]}
-        res.psnr_std, res.mean_curve = seeds.std, seeds.curve  # the curve: for Fig. 1 only
+        res.peak, res.final = valued[0].peak, valued[0].final
+    elif valued:  # the seeds' mean ± s.d. (the curve: for Fig. 1 only); each seed has its own iteration
+        res.peak = dict(valued[0].peak, **seeds.peak, iteration=None)
         res.final = {k: float(np.mean([r.final[k] for r in valued])) for k in ("psnr", "ssim_dr2", "ssim")}
         res.final_psnr_std = std(r.final["psnr"] for r in valued)
-    else:
-        res.mean_curve = mean_curve([])[0]
     res.flags = [f for f in FLAGS if f in flags]
     res.deviations = deviations(res.config, cell, len(res.expected))
     return res
@@ -314,7 +295,7 @@ def build_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[
     by_cell, issues = merge_jobs(jobs)
     expected = expected_images(jobs, images)
     seeds = expected_seeds(jobs)
-    cells = paper_grid()
+    cells = [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]  # Table I's order
     cells += sorted(c for c in by_cell if c not in cells)
     return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images), expected_seeds=seeds)
             for c in cells], issues

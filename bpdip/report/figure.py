@@ -39,9 +39,10 @@ def style_curve_axes(ax, ylabel: str = "PSNR [dB]", labelsize: float | None = 8)
     ax.grid(alpha=0.3)
 
 
-def flag_note(fig, used_flags) -> bool:
-    """The footnote that explains the markers used (cells.FLAGS); False when none is."""
-    notes = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used_flags)
+def flag_note(fig, cells) -> bool:
+    """The footnote that explains the markers of the ``cells`` (cells.FLAGS); False when they have none."""
+    used = {f for c in cells for f in c.flags}
+    notes = "; ".join(f"{FLAGS[f][0]} {FLAGS[f][1]}" for f in FLAGS if f in used)
     if notes:
         fig.text(0.5, 0.005, notes, ha="center", va="bottom", fontsize=7, wrap=True, color="darkred")
     return bool(notes)
@@ -51,7 +52,6 @@ def figure1(cells: list[CellResult], title: str | None = None):
     """The matplotlib Figure of Fig. 1 (9 axes)."""
     grid, _ = grid_cells(cells)
     fig, panels = panel_grid()
-    used_flags = set()
     for letter, (ax, kernel, var) in zip(PANEL_LETTERS, panels):
         ax.set_title(f"({letter}) {KERNEL_LABELS[kernel]}, σ = √{var:g}", fontsize=10)
         drawn = dashed = False
@@ -59,7 +59,6 @@ def figure1(cells: list[CellResult], title: str | None = None):
             c = grid.get((loss, kernel, var))
             if c is None:
                 continue
-            used_flags.update(c.flags)
             curve = c.mean_curve
             if c.peak is None or curve is None or curve.empty:
                 # keep the method in the legend so that its absence is visible
@@ -85,7 +84,7 @@ def figure1(cells: list[CellResult], title: str | None = None):
         ax.legend(fontsize=6.5, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.03 if flag_note(fig, used_flags) else 0, 1, 0.97 if title else 1))
+    fig.tight_layout(rect=(0, 0.03 if flag_note(fig, grid.values()) else 0, 1, 0.97 if title else 1))
     return fig
 
 
@@ -103,13 +102,11 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     columns = [(k, v) for k in KERNELS for v in NOISE_VARS]
     diff = np.full((len(LOSSES), len(columns)), np.nan)
     notes = [["n/a"] * len(columns) for _ in LOSSES]
-    used_flags = set()
     for i, loss in enumerate(LOSSES):
         for j, (kernel, var) in enumerate(columns):
             c = grid.get((loss, kernel, var))
             if c is None:
                 continue
-            used_flags.update(c.flags)
             if c.peak is None or c.paper is None or c.status in ("missing", "conflict"):
                 notes[i][j] = f"{c.status}\n{c.markers}" if c.markers else c.status
                 continue
@@ -121,11 +118,9 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     fig, ax = plt.subplots(figsize=(11, 4.2))
     cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
     image = ax.imshow(np.ma.masked_invalid(diff), cmap=cmap, norm=TwoSlopeNorm(0.0, -limit, limit), aspect="auto")
-    for i in range(len(LOSSES)):
-        for j in range(len(columns)):
-            value = diff[i, j]
-            dark = np.isfinite(value) and abs(value) > 0.6 * limit
-            ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    for (i, j), value in np.ndenumerate(diff):
+        dark = np.isfinite(value) and abs(value) > 0.6 * limit
+        ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(columns)), [f"{KERNEL_LABELS[k]}\nσ = √{v:g}" for k, v in columns], fontsize=8)
     ax.set_yticks(range(len(LOSSES)), [LOSS_LABELS[loss] for loss in LOSSES], fontsize=9)
     for j in (3, 6):
@@ -133,7 +128,7 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     fig.colorbar(image, ax=ax, label="ours − paper PSNR [dB]")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.05 if flag_note(fig, used_flags) else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.05 if flag_note(fig, grid.values()) else 0, 1, 1))
     return fig
 
 

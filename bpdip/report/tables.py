@@ -9,8 +9,6 @@ import math
 
 import pandas as pd
 
-import numpy as np
-
 from bpdip.paper import LOSS_LABELS
 from bpdip.report.cells import CellResult, Issue
 from bpdip.report.sources import seed_label
@@ -49,17 +47,11 @@ def _ints(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 
 def _run_columns(c: CellResult) -> dict:
-    return {
-        "iterations": c.run.get("iterations"),
-        "config_hash": (";".join(c.conflict) if c.conflict is not None else c.config_hash if c.config_hash
-                        else ";".join(dict.fromkeys(str(r.config_hash) for r in c.seeds.values()))),
-        "protocol_hash": c.protocol_hash,
-        "git_commit": c.run.get("git_commit"),
-        "device": c.run.get("device"),
-        "engine": c.run.get("engine"),
-        "sources": ";".join(c.sources),
-        "deviations": "; ".join(c.deviations),
-    }
+    """How the cell was run; config_hash: the conflicting hashes, else the seeds' (one: the cell's)."""
+    return {"iterations": c.run.get("iterations"),
+            "config_hash": ";".join(c.conflict or dict.fromkeys(str(r.config_hash) for r in c.seeds.values())),
+            "protocol_hash": c.protocol_hash, **{k: c.run.get(k) for k in ("git_commit", "device", "engine")},
+            "sources": ";".join(c.sources), "deviations": "; ".join(c.deviations)}
 
 
 def _diff(ours, paper):
@@ -101,6 +93,8 @@ def final_table(cells: list[CellResult]) -> pd.DataFrame:
 PER_IMAGE_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "status", "in_mean", "peak_psnr",
                      "peak_iteration", "peak_ssim_dr2", "peak_ssim", "final_psnr", "final_ssim_dr2", "final_ssim",
                      "iterations", "last_logged_iteration", "runtime_s", "note", "source", "seed"]
+PER_IMAGE_SUMMARY = ["peak_psnr", "peak_iteration", "peak_ssim_dr2", "peak_ssim", "final_psnr", "final_ssim_dr2",
+                     "final_ssim", "iterations", "runtime_s"]  # the columns read from summary.json
 
 
 def per_image_table(cells: list[CellResult]) -> pd.DataFrame:
@@ -112,19 +106,12 @@ def per_image_table(cells: list[CellResult]) -> pd.DataFrame:
             continue  # a conflict or a missing setting is listed as such instead
         for r in c.seeds.values():
             for name in c.expected:
-                img = r.images.get(name)
-                s = img.summary if img is not None else {}
-                rows.append({
-                    **setting_columns(c), "image": name, "status": img.status if img is not None else "absent",
-                    "in_mean": name in r.used,
-                    **{k: _num(s.get(k)) for k in ("peak_psnr", "peak_iteration", "peak_ssim_dr2", "peak_ssim",
-                                                   "final_psnr", "final_ssim_dr2", "final_ssim", "iterations",
-                                                   "runtime_s")},
-                    "last_logged_iteration": img.last_iteration if img is not None else None,
-                    "note": (img.reason or "") if img is not None else "no record",
-                    "source": img.source if img is not None else "",
-                    "seed": seed_label(r.seed),
-                })
+                img = r.images.get(name)  # the summary's values; an absent image has none (NaN)
+                record = {"status": "absent", "note": "no record", "source": ""} if img is None else {
+                    "status": img.status, "last_logged_iteration": img.last_iteration, "note": img.reason or "",
+                    "source": img.source, **{k: _num(img.summary.get(k)) for k in PER_IMAGE_SUMMARY}}
+                rows.append({**setting_columns(c), "image": name, "in_mean": name in r.used, **record,
+                             "seed": seed_label(r.seed)})
     return _ints(pd.DataFrame(rows, columns=PER_IMAGE_COLUMNS), "peak_iteration", "iterations",
                  "last_logged_iteration")
 
@@ -133,6 +120,7 @@ IMAGE_SPREAD_COLUMNS = ["loss", "method", "kernel", "noise_var", "image", "n_see
                         "peak_psnr_mean", "peak_psnr_std", "peak_psnr_min", "peak_psnr_max", "peak_iterations",
                         "peak_ssim_dr2_mean", "peak_ssim_mean", "final_psnr_mean", "final_psnr_std",
                         "final_ssim_dr2_mean", "final_ssim_mean", "iterations", "notes"]
+SPREAD_VALUES = ["peak_psnr", "peak_ssim_dr2", "peak_ssim", "final_psnr", "final_ssim_dr2", "final_ssim"]
 
 
 def image_spread_table(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -144,21 +132,15 @@ def image_spread_table(per_image: pd.DataFrame) -> pd.DataFrame:
     for key, g in per_image.groupby(keys, sort=False, dropna=False):
         done = g[g["in_mean"].astype(bool)]
         statuses = g["status"].value_counts()
-
-        def agg(col, how):
-            values = pd.to_numeric(done[col], errors="coerce").dropna().to_numpy(float)
-            if how == "std":
-                return float(np.std(values, ddof=1)) if len(values) > 1 else NAN
-            return float(getattr(np, how)(values)) if len(values) else NAN
-
+        values = done[SPREAD_VALUES].apply(pd.to_numeric, errors="coerce")  # NaN: no value, skipped
+        mean, sd = values.mean(), values.std()  # sd: ddof 1, NaN with < 2 values
         its = pd.to_numeric(g["iterations"], errors="coerce").dropna().unique()
         rows.append({
             **dict(zip(keys, key)), "n_seeds": len(g), "n_seeds_in_mean": len(done),
             "statuses": ";".join(f"{s}" if n == len(g) else f"{s}:{n}" for s, n in statuses.items()),
-            **{f"{col}_{how}": agg(col, how) for col in ("peak_psnr", "final_psnr") for how in ("mean", "std")},
-            "peak_psnr_min": agg("peak_psnr", "min"), "peak_psnr_max": agg("peak_psnr", "max"),
-            **{f"{col}_mean": agg(col, "mean")
-               for col in ("peak_ssim_dr2", "peak_ssim", "final_ssim_dr2", "final_ssim")},
+            **{f"{col}_mean": mean[col] for col in SPREAD_VALUES}, "peak_psnr_std": sd["peak_psnr"],
+            "final_psnr_std": sd["final_psnr"], "peak_psnr_min": values["peak_psnr"].min(),
+            "peak_psnr_max": values["peak_psnr"].max(),
             "peak_iterations": ";".join(str(v) for v in done["peak_iteration"] if not pd.isna(v)),
             "iterations": ";".join(str(int(v)) for v in sorted(its)),
             "notes": "; ".join(dict.fromkeys(
