@@ -168,18 +168,21 @@ class Report:
         cols = ["loss", "kernel", "noise_var", "n_images", "iteration", "psnr", "ssim", "ssim_dr2", "seed"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
+    def settings_text(self) -> str:
+        """The settings by status, e.g. '2 complete, 34 missing'."""
+        return ", ".join(f"{n} {s}" for s, n in sorted(Counter(c.status for c in self.every_cell).items()))
+
     def header_lines(self) -> list[str]:
         def values(key):
             return sorted({str(j.run.get(key)) for j in self.jobs if j.run.get(key) is not None})
 
         readable = [j for j in self.jobs if j.error is None]
         seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
-        counts = Counter(c.status for c in self.every_cell)
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
             f"- records: {len(self.jobs)} jobs ({len(readable)} readable)",
-            "- settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+            f"- settings: {self.settings_text()}",
             f"- record git commits: {', '.join(values('git_commit')) or '–'}; devices: "
             f"{', '.join(values('device')) or '–'}; engines: {', '.join(values('engine')) or '–'}; "
             f"torch: {', '.join(values('torch_version')) or '–'}",

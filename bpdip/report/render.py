@@ -507,12 +507,11 @@ def cell_values(value, which: str = "peak"):
 
 
 def _paper_cells(report):
-    best = {col: max(TABLE1[(loss, *col)][0] for loss in LOSSES) for col in COLUMNS}
+    best = column_best({key: psnr for key, (psnr, _) in TABLE1.items()})
 
     def text(loss, kernel, var):
-        p = TABLE1[(loss, kernel, var)]
-        value = f"{p[0]:.2f} / {p[1]:.2f}"
-        return V((bold_if(value, p[0] == best[(kernel, var)]),))
+        psnr, ssim = TABLE1[(loss, kernel, var)]
+        return V((bold_if(f"{psnr:.2f} / {ssim:.2f}", psnr == best[(kernel, var)]),))
     return text
 
 
