@@ -148,14 +148,6 @@ def label(loss) -> str:
     return LOSS_LABELS.get(loss, str(loss)) if isinstance(loss, str) else "–"
 
 
-def verdict_text(row) -> str:
-    if row.verdict == "significant":
-        return f"{label(row.winner)}, significant"
-    if row.verdict == "tied":
-        return f"tied ({label(row.best)} ≈ {label(row.second)})"
-    return "not enough data"
-
-
 def winners_table(report) -> Table:
     rows = []
     for r in report.comparisons.itertuples():
@@ -165,8 +157,10 @@ def winners_table(report) -> Table:
             else "–"
         diff = fmt(r.mean_diff, 2, True) if pd.isna(r.ci_low) else \
             f"{r.mean_diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+        verdict = {"significant": f"{label(r.winner)}, significant",
+                   "tied": f"tied ({label(r.best)} ≈ {label(r.second)})"}.get(r.verdict, "not enough data")
         rows.append([column_label(r.kernel, r.noise_var), pair, diff,
-                     str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict_text(r), paper,
+                     str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict, paper,
                      r.agrees if isinstance(r.agrees, str) else "–", r.note if isinstance(r.note, str) else ""])
     return Table(["column", "A, B (mean PSNR)", "A − B [95 % CI]", "pairs", "p", "ours", "paper's winner", "agrees",
                   "note"], rows, "lllrrllll",
