@@ -86,13 +86,10 @@ def images_text(c: CellResult) -> str:
 # ----------------------------------------------------------------------------- Markdown
 
 def md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
-    def esc(s):
-        return str(s).replace("|", "\\|").replace("\n", " ")
-    align = align or "l" + "c" * (len(header) - 1)
-    sep = [{"l": ":--", "c": ":-:", "r": "--:"}[a] for a in align]
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    def line(cells) -> str:
+        return "| " + " | ".join(str(s).replace("|", "\\|").replace("\n", " ") for s in cells) + " |"
+    sep = [{"l": ":--", "c": ":-:", "r": "--:"}[a] for a in align or "l" + "c" * (len(header) - 1)]
+    return "\n".join([line(header), line(sep), *map(line, rows)])
 
 
 def md_markers(markers: str) -> str:
@@ -304,11 +301,9 @@ def tex_num(x, digits, sign=False) -> str:
 
 def tex_notes(report) -> list[str]:
     """The LaTeX footnotes of Table I and the final table: the flags, departures and issues."""
-    used = sorted({f for c in report.cells for f in c.flags}, key=list(FLAGS).index)
+    used = {f for c in report.cells for f in c.flags}
     notes = ["PSNR [dB] / SSIM (data\\_range 2, as the paper's); $\\pm$: standard deviation over the seeds."]
-    for f in used:
-        marker, text = FLAGS[f]
-        notes.append(f"{tex_markers(marker)} {tex_escape(text)}.")
+    notes += [f"{tex_markers(marker)} {tex_escape(text)}." for f, (marker, text) in FLAGS.items() if f in used]
     departures = sorted({d for c in report.cells for d in c.deviations})
     if departures:
         notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
