@@ -173,21 +173,18 @@ class Report:
         return ", ".join(f"{n} {s}" for s, n in sorted(Counter(c.status for c in self.every_cell).items()))
 
     def header_lines(self) -> list[str]:
-        def values(key):
-            return sorted({str(j.run.get(key)) for j in self.jobs if j.run.get(key) is not None})
+        def values(key) -> str:
+            return ", ".join(sorted({str(j.run[key]) for j in self.jobs if j.run.get(key) is not None})) or "–"
 
-        readable = [j for j in self.jobs if j.error is None]
         seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
-            f"- records: {len(self.jobs)} jobs ({len(readable)} readable)",
+            f"- records: {len(self.jobs)} jobs ({sum(j.error is None for j in self.jobs)} readable)",
             f"- settings: {self.settings_text()}",
-            f"- record git commits: {', '.join(values('git_commit')) or '–'}; devices: "
-            f"{', '.join(values('device')) or '–'}; engines: {', '.join(values('engine')) or '–'}; "
-            f"torch: {', '.join(values('torch_version')) or '–'}",
-            f"- iterations per run: {', '.join(values('iterations')) or '–'}; logged every: "
-            f"{', '.join(values('log_every')) or '–'}",
+            f"- record git commits: {values('git_commit')}; devices: {values('device')}; engines: "
+            f"{values('engine')}; torch: {values('torch_version')}",
+            f"- iterations per run: {values('iterations')}; logged every: {values('log_every')}",
             f"- seeds: {', '.join(seed_label(s) for s in seeds) or '–'}",
         ]
 
