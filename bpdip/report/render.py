@@ -366,7 +366,7 @@ def md_text(x) -> str:
 
 
 def tex_text(x) -> str:
-    """The same as LaTeX."""
+    """:func:`md_text` in LaTeX."""
     return (x.latex() if isinstance(x, V) else x.tex if isinstance(x, A) else f"\\textbf{{{tex_escape(x)}}}"
             if isinstance(x, B) else (tex_num if x.sign else fmt)(x.x, x.digits, x.sign) if isinstance(x, N)
             else "\\\\" if x == BREAK else tex_escape(x))
@@ -386,8 +386,9 @@ def bold_if(text: str, bold: bool) -> str:
 class Grid:
     """A section laid out as the paper's Table I (rows the losses, columns kernel x noise):
     its title, ONE caption for both languages (Markdown: ``**bold**`` and ``code``), and
-    ``cells(report)``, a function (loss, kernel, var) -> :class:`V`. ``notes``: LaTeX's
-    footnotes of the flags and issues (Table I and the final table)."""
+    ``cells(report)``, a function (loss, kernel, var) -> :class:`V`; :meth:`table` makes it
+    a :class:`Table`. ``notes``: LaTeX's footnotes of the flags and issues (Table I and the
+    final table)."""
 
     title: str
     caption: str | Callable  # or (report) -> the caption
