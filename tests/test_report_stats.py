@@ -312,8 +312,8 @@ def test_heatmap_of_ours_minus_paper_is_centred_at_zero(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    from bpdip.report.build import FIGURES, OUTPUT_FILES
-    assert "table1_diff" in FIGURES and {"table1_diff.png", "table1_diff.pdf"} <= set(OUTPUT_FILES)
+    from bpdip.report.build import FIGURES
+    assert "table1_diff" in FIGURES
     png, pdf = FIGURES["table1_diff"](report, tmp_path / "table1_diff")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:4] == b"%PDF"
 

@@ -32,38 +32,40 @@ class Section:
     all super-resolution."""
 
     name: str
-    markdown: Callable | None = None
+    markdown: Callable
     tex: Callable | None = None
     tex_file: str | None = None
     deblur: bool = True
-    table: Callable | None = None  # (report) -> a render.Table: its section() and latex() are the two writers
 
-    def __post_init__(self):
-        if self.table is not None:
-            object.__setattr__(self, "markdown", lambda report: self.table(report).section())
-            object.__setattr__(self, "tex", lambda report: self.table(report).latex())
+    @classmethod
+    def of(cls, name: str, part, tex_file: str) -> Section:
+        """The section of a render.Grid, or of a function (report) -> render.Table (whose
+        section() and latex() are the two writers)."""
+        if isinstance(part, render.Grid):
+            return cls(name, part.markdown, part.tex, tex_file)
+        return cls(name, lambda report: part(report).section(), lambda report: part(report).latex(), tex_file)
 
 
 SECTIONS = [
     Section("intro", render.md_intro),
-    Section("table1", render.TABLE1_GRID.markdown, render.TABLE1_GRID.tex, "table1.tex"),
-    Section("paper", render.PAPER_GRID.markdown, render.PAPER_GRID.tex, "table1.tex"),
-    Section("differences", render.DIFFERENCES_GRID.markdown, render.DIFFERENCES_GRID.tex, "table1.tex"),
-    Section("iterations", render.ITERATIONS_GRID.markdown, render.ITERATIONS_GRID.tex, "table1.tex"),
-    Section("seeds", tex_file="seeds.tex", table=render.seeds_table),
-    Section("winners", tex_file="seeds.tex", table=render.winners_table),
+    Section.of("table1", render.TABLE1_GRID, "table1.tex"),
+    Section.of("paper", render.PAPER_GRID, "table1.tex"),
+    Section.of("differences", render.DIFFERENCES_GRID, "table1.tex"),
+    Section.of("iterations", render.ITERATIONS_GRID, "table1.tex"),
+    Section.of("seeds", render.seeds_table, "seeds.tex"),
+    Section.of("winners", render.winners_table, "seeds.tex"),
     Section("orderings", render.md_orderings),
-    Section("final", render.FINAL_GRID.markdown, render.FINAL_GRID.tex, "table1_final.tex"),
+    Section.of("final", render.FINAL_GRID, "table1_final.tex"),
     # issue 20's other output streams: "" unless the records have them
-    Section("table1_average", streams.AVERAGE_GRID.markdown, streams.AVERAGE_GRID.tex, "table1_streams.tex"),
-    Section("table1_clean", streams.CLEAN_GRID.markdown, streams.CLEAN_GRID.tex, "table1_streams.tex"),
+    Section.of("table1_average", streams.AVERAGE_GRID, "table1_streams.tex"),
+    Section.of("table1_clean", streams.CLEAN_GRID, "table1_streams.tex"),
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
     Section("stopping_streams", stream_stopping.md_stopping_streams, stream_stopping.tex_stopping_streams,
             "stopping_streams.tex"),
     Section("baselines", baselines.md_baselines),
     Section("other", render.md_other),
     Section("runs", render.md_runs),
-    Section("per_image", tex_file="per_image.tex", table=render.per_image_table),
+    Section.of("per_image", render.per_image_table, "per_image.tex"),
     Section("visual", visual.md_visual, visual.tex_visual, "visual.tex"),  # Figs. 2-5 (bpdip.report.visual)
     # super-resolution records (issue 14): "" unless the report has some
     Section("sr", sr.md_sr, sr.tex_sr, "sr.tex", deblur=False),
@@ -86,6 +88,9 @@ CSV_TABLES: dict[str, Callable] = {
     # None (no file) unless the records have the other output streams (issue 20)
     "table1_streams.csv": streams.streams_table,
     "stopping_streams.csv": stream_stopping.stream_stopping_table,
+    # super-resolution's (bpdip.report.sr): none without SR records
+    "sr.csv": lambda r: sr.sr_table(r) if r.sr_cells else None,
+    "sr_per_image.csv": lambda r: sr.sr_per_image(r) if r.sr_cells else None,
 }
 
 
@@ -103,22 +108,10 @@ def _heatmap(report, stem):
 
 FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem -> writer (PNG and PDF)
                                  "fig1_stopping": stopping.save_stopping_figure,
-                                 "visual": visual.save_visuals}  # one file per setting and image
-
-# Super-resolution's files (bpdip.report.sr), written only when the report has SR records
-SR_CSV_TABLES: dict[str, Callable] = {"sr.csv": sr.sr_table, "sr_per_image.csv": sr.sr_per_image}
-SR_FIGURES: dict[str, Callable] = {"sr_psnr_y": sr.save_sr_figure}
-GENERAL_CSV = ("issues.csv",)  # also written for a report of SR records only
-
+                                 "visual": visual.save_visuals,  # one file per setting and image
+                                 "sr_psnr_y": sr.save_sr_figure}  # none without SR records
+GENERAL = ("issues.csv", "sr.csv", "sr_per_image.csv", "sr_psnr_y")  # also written for a report of SR records only
 TEX_DOCUMENT = "report.tex"  # a standalone document that inputs every .tex table
-
-
-def tex_files() -> list[str]:
-    return list(dict.fromkeys(s.tex_file for s in SECTIONS if s.tex_file))
-
-
-OUTPUT_FILES = ("report.md", *CSV_TABLES, *tex_files(), TEX_DOCUMENT,
-                *(f"{stem}.{ext}" for stem in FIGURES if stem != "visual" for ext in ("png", "pdf")))
 
 
 @dataclass
@@ -150,46 +143,18 @@ class Report:
                 return c
         raise KeyError(f"no setting {key} in this report")
 
-    @cached_property
-    def visuals(self) -> tuple[list, list[str]]:
-        """The restored-image figures (bpdip.report.visual) and notes on those not found."""
-        return visual.build_visuals(self)
-
-    @cached_property
-    def peak(self) -> pd.DataFrame:
-        return peak_table(self.cells)
-
-    @cached_property
-    def final(self) -> pd.DataFrame:
-        return final_table(self.cells)
-
-    @cached_property
-    def per_image(self) -> pd.DataFrame:
-        return per_image_table(self.cells)
-
-    @cached_property
-    def image_spread(self) -> pd.DataFrame:
-        return image_spread_table(self.per_image)
-
-    @cached_property
-    def seeds(self) -> pd.DataFrame:
-        return seed_table(self.cells)
-
-    @cached_property
-    def stopping(self) -> pd.DataFrame:
-        """Per (setting, rule): what the stopping rules chose (bpdip.report.stopping)."""
-        return stopping.stopping_table(self.cells)
-
-    @cached_property
-    def comparisons(self) -> pd.DataFrame:
-        grid, _ = render.grid_cells(self.cells)
-        return column_comparisons(grid, render.COLUMNS)
-
-    @cached_property
-    def orderings(self) -> pd.DataFrame:
-        """Every ordering of two losses in the paper's Table I, tested on these records."""
-        grid, _ = render.grid_cells(self.cells)
-        return paper_orderings(grid, render.COLUMNS)
+    # its tables (bpdip.report.tables, .stopping, .stats), each built once
+    peak = cached_property(lambda self: peak_table(self.cells))
+    final = cached_property(lambda self: final_table(self.cells))
+    per_image = cached_property(lambda self: per_image_table(self.cells))
+    image_spread = cached_property(lambda self: image_spread_table(self.per_image))
+    seeds = cached_property(lambda self: seed_table(self.cells))
+    stopping = cached_property(lambda self: stopping.stopping_table(self.cells))  # what each stopping rule chose
+    comparisons = cached_property(lambda self: column_comparisons(render.grid_cells(self.cells)[0], render.COLUMNS))
+    # every ordering of two losses in the paper's Table I, tested on these records
+    orderings = cached_property(lambda self: paper_orderings(render.grid_cells(self.cells)[0], render.COLUMNS))
+    # the restored-image figures (bpdip.report.visual) and notes on those not found
+    visuals = cached_property(lambda self: visual.build_visuals(self))
 
     def mean_curves(self) -> pd.DataFrame:
         """Each seed's mean curve, one row per (setting, seed, iteration)."""
@@ -203,23 +168,23 @@ class Report:
         cols = ["loss", "kernel", "noise_var", "n_images", "iteration", "psnr", "ssim", "ssim_dr2", "seed"]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
-    def header_lines(self) -> list[str]:
-        def values(key):
-            return sorted({str(j.run.get(key)) for j in self.jobs if j.run.get(key) is not None})
+    def settings_text(self) -> str:
+        """The settings by status, e.g. '2 complete, 34 missing'."""
+        return ", ".join(f"{n} {s}" for s, n in sorted(Counter(c.status for c in self.every_cell).items()))
 
-        readable = [j for j in self.jobs if j.error is None]
+    def header_lines(self) -> list[str]:
+        def values(key) -> str:
+            return ", ".join(sorted({str(j.run[key]) for j in self.jobs if j.run.get(key) is not None})) or "–"
+
         seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
-        counts = Counter(c.status for c in self.every_cell)
         return [
             f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
-            f"- records: {len(self.jobs)} jobs ({len(readable)} readable)",
-            "- settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-            f"- record git commits: {', '.join(values('git_commit')) or '–'}; devices: "
-            f"{', '.join(values('device')) or '–'}; engines: {', '.join(values('engine')) or '–'}; "
-            f"torch: {', '.join(values('torch_version')) or '–'}",
-            f"- iterations per run: {', '.join(values('iterations')) or '–'}; logged every: "
-            f"{', '.join(values('log_every')) or '–'}",
+            f"- records: {len(self.jobs)} jobs ({sum(j.error is None for j in self.jobs)} readable)",
+            f"- settings: {self.settings_text()}",
+            f"- record git commits: {values('git_commit')}; devices: {values('device')}; engines: "
+            f"{values('engine')}; torch: {values('torch_version')}",
+            f"- iterations per run: {values('iterations')}; logged every: {values('log_every')}",
             f"- seeds: {', '.join(seed_label(s) for s in seeds) or '–'}",
         ]
 
@@ -257,23 +222,18 @@ def _csv(frame: pd.DataFrame) -> str:
 
 def markdown(report: Report) -> str:
     parts = [f"# {report.title}", "", *report.header_lines(), ""]
-    for section in SECTIONS:
-        if section.deblur and not report.deblur:
-            continue
-        text = section.markdown(report)
-        if text:
-            parts += [text, ""]
+    for text in (s.markdown(report) for s in SECTIONS if report.deblur or not s.deblur):
+        parts += [text, ""] if text else []
     return "\n".join(parts)
 
 
 def tex_texts(report: Report) -> dict[str, str]:
     """.tex file name -> its text: the file's sections in SECTIONS order."""
     texts: dict[str, list[str]] = {}
-    for section in SECTIONS:
-        if section.tex is not None and (report.deblur or not section.deblur):
-            text = section.tex(report)
-            if text:
-                texts.setdefault(section.tex_file, []).append(text)
+    for s in SECTIONS:
+        text = s.tex(report) if s.tex is not None and (report.deblur or not s.deblur) else ""
+        if text:
+            texts.setdefault(s.tex_file, []).append(text)
     return {name: "\n".join(parts) for name, parts in texts.items()}
 
 
@@ -292,10 +252,8 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = {"report.md": markdown(report)}
-    frames = {name: table(report) for name, table in CSV_TABLES.items() if report.deblur or name in GENERAL_CSV}
+    frames = {name: table(report) for name, table in CSV_TABLES.items() if report.deblur or name in GENERAL}
     texts.update({name: _csv(frame) for name, frame in frames.items() if frame is not None})
-    if report.sr_cells:
-        texts.update({name: _csv(table(report)) for name, table in SR_CSV_TABLES.items()})
     tex = tex_texts(report)
     if tex:
         texts.update(tex)
@@ -304,9 +262,7 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     for name, text in texts.items():
         atomic_write_text(out / name, text)
         paths.append(out / name)
-    if figure:
-        for stem, writer in FIGURES.items() if report.deblur else ():
-            paths += writer(report, out / stem)
-        for stem, writer in SR_FIGURES.items():
+    for stem, writer in FIGURES.items() if figure else ():
+        if report.deblur or stem in GENERAL:
             paths += writer(report, out / stem)
     return paths

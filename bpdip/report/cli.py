@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 from bpdip.data import SET14
@@ -59,8 +59,6 @@ def main(argv=None) -> int:
     try:
         jobs = load_local(args.paths) if args.paths else []
         if args.wandb:
-            import json
-
             from bpdip.report.wandb_source import load_wandb
 
             filters = json.loads(args.wandb_filter) if args.wandb_filter else None
@@ -75,10 +73,9 @@ def main(argv=None) -> int:
     report = build_report(jobs, images, inputs)
     report.visual_settings = visual_settings
     paths = write_report(report, args.out, figure=not args.no_figure)
-    counts = Counter(c.status for c in report.every_cell)
-    print(f"read {len(jobs)} job records; settings: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    flagged = [c for c in report.every_cell if c.flags and c.status != "missing"]
-    for c in flagged:
-        print(f"  {c.markers} {c.cell}: {', '.join(c.flags)} (n={len(c.used)}/{len(c.expected)})")
+    print(f"read {len(jobs)} job records; settings: {report.settings_text()}")
+    for c in report.every_cell:
+        if c.flags and c.status != "missing":
+            print(f"  {c.markers} {c.cell}: {', '.join(c.flags)} (n={len(c.used)}/{len(c.expected)})")
     print(f"wrote {len(paths)} files to {args.out}/ (report.md lists all incomplete data)")
     return 0

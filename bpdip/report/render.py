@@ -86,13 +86,10 @@ def images_text(c: CellResult) -> str:
 # ----------------------------------------------------------------------------- Markdown
 
 def md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
-    def esc(s):
-        return str(s).replace("|", "\\|").replace("\n", " ")
-    align = align or "l" + "c" * (len(header) - 1)
-    sep = [{"l": ":--", "c": ":-:", "r": "--:"}[a] for a in align]
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    def line(cells) -> str:
+        return "| " + " | ".join(str(s).replace("|", "\\|").replace("\n", " ") for s in cells) + " |"
+    sep = [{"l": ":--", "c": ":-:", "r": "--:"}[a] for a in align or "l" + "c" * (len(header) - 1)]
+    return "\n".join([line(header), line(sep), *map(line, rows)])
 
 
 def md_markers(markers: str) -> str:
@@ -122,14 +119,6 @@ def seed_values_text(c: CellResult) -> str:
     return "; ".join(out)
 
 
-def spread_text(c: CellResult) -> str:
-    return fmt(c.psnr_std, 2) if c.psnr_std is not None else f"unknown ({c.n_seeds} seed{'s' * (c.n_seeds != 1)})"
-
-
-def n_seeds_text(c: CellResult) -> str:
-    return str(c.n_seeds) + (f" of {len(c.expected_seeds)}" if c.n_seeds < len(c.expected_seeds) else "")
-
-
 def seeds_table(report) -> Table:
     rows = []
     for c in report.cells:
@@ -139,9 +128,11 @@ def seeds_table(report) -> Table:
         if c.conflict is not None:
             rows.append([str(c.cell), A("conflict", f"conflict{tex_markers(c.markers)}"), "–", "–", "–", flags])
             continue
-        mean = c.peak["psnr"] if c.peak else None
+        mean, n = c.peak["psnr"] if c.peak else None, c.n_seeds
+        spread = fmt(c.psnr_std, 2) if c.psnr_std is not None else f"unknown ({n} seed{'s' * (n != 1)})"
+        n_text = str(n) + (f" of {len(c.expected_seeds)}" if n < len(c.expected_seeds) else "")
         rows.append([str(c.cell), A(seed_values_text(c), tex_escape(seed_values_text(c)) + tex_markers(c.markers)),
-                     A(fmt(mean, 2), tex_num(mean, 2)), spread_text(c), n_seeds_text(c), flags])
+                     A(fmt(mean, 2), tex_num(mean, 2)), spread, n_text, flags])
     seeds = sorted({seed_label(s) for c in report.cells for s in c.expected_seeds})
     return Table([A("setting", "Setting"), A("Table I PSNR per seed [dB]", "Per seed"), A("mean", "Mean"),
                   A("s.d.", "S.d."), A("seeds", "Seeds"), A("flags", None)], rows, "lllrll",
@@ -150,22 +141,8 @@ def seeds_table(report) -> Table:
                  f"report: {', '.join(seeds) or '–'}.", "tab:seeds", spec="lllrl", title="Seeds", empty="No records.")
 
 
-def diff_text(row) -> str:
-    if pd.isna(row.ci_low):
-        return fmt(row.mean_diff, 2, True)
-    return f"{row.mean_diff:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
-
-
 def label(loss) -> str:
     return LOSS_LABELS.get(loss, str(loss)) if isinstance(loss, str) else "–"
-
-
-def verdict_text(row) -> str:
-    if row.verdict == "significant":
-        return f"{label(row.winner)}, significant"
-    if row.verdict == "tied":
-        return f"tied ({label(row.best)} ≈ {label(row.second)})"
-    return "not enough data"
 
 
 def winners_table(report) -> Table:
@@ -175,8 +152,12 @@ def winners_table(report) -> Table:
             if isinstance(r.best, str) else "–"
         paper = f"{label(r.paper_winner)} (+{r.paper_margin:.2f} over the next)" if isinstance(r.paper_winner, str) \
             else "–"
-        rows.append([column_label(r.kernel, r.noise_var), pair, diff_text(r),
-                     str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict_text(r), paper,
+        diff = fmt(r.mean_diff, 2, True) if pd.isna(r.ci_low) else \
+            f"{r.mean_diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+        verdict = {"significant": f"{label(r.winner)}, significant",
+                   "tied": f"tied ({label(r.best)} ≈ {label(r.second)})"}.get(r.verdict, "not enough data")
+        rows.append([column_label(r.kernel, r.noise_var), pair, diff,
+                     str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict, paper,
                      r.agrees if isinstance(r.agrees, str) else "–", r.note if isinstance(r.note, str) else ""])
     return Table(["column", "A, B (mean PSNR)", "A − B [95 % CI]", "pairs", "p", "ours", "paper's winner", "agrees",
                   "note"], rows, "lllrrllll",
@@ -191,11 +172,10 @@ def md_orderings(report) -> str:
     frame = report.orderings
     if frame.empty or (frame["outcome"] == "not enough data").all():
         return ""
-    pairs = list(dict.fromkeys(zip(frame["a"], frame["b"], strict=True)))
     cells = {(r.a, r.b, r.kernel, r.noise_var): r for r in frame.itertuples()}
     rows = []
-    for first, second in sorted({tuple(sorted(p, key=LOSSES.index)) for p in pairs}, key=lambda p: (
-            LOSSES.index(p[1]), LOSSES.index(p[0]))):
+    for first, second in sorted({tuple(sorted(p, key=LOSSES.index)) for p in zip(frame["a"], frame["b"])},
+                                key=lambda p: (LOSSES.index(p[1]), LOSSES.index(p[0]))):
         row = [f"{label(first)} vs {label(second)}"]
         for kernel, var in COLUMNS:
             r = cells.get((first, second, kernel, var)) or cells.get((second, first, kernel, var))
@@ -320,12 +300,10 @@ def tex_num(x, digits, sign=False) -> str:
 
 
 def tex_notes(report) -> list[str]:
-    used = sorted({f for c in report.cells for f in c.flags}, key=list(FLAGS).index)
-    notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize",
-             "PSNR [dB] / SSIM (data\\_range 2, as the paper's); $\\pm$: standard deviation over the seeds."]
-    for f in used:
-        marker, text = FLAGS[f]
-        notes.append(f"{tex_markers(marker)} {tex_escape(text)}.")
+    """The LaTeX footnotes of Table I and the final table: the flags, departures and issues."""
+    used = {f for c in report.cells for f in c.flags}
+    notes = ["PSNR [dB] / SSIM (data\\_range 2, as the paper's); $\\pm$: standard deviation over the seeds."]
+    notes += [f"{tex_markers(marker)} {tex_escape(text)}." for f, (marker, text) in FLAGS.items() if f in used]
     departures = sorted({d for c in report.cells for d in c.deviations})
     if departures:
         notes.append("Departures from the paper's protocol: " + "; ".join(tex_escape(d) for d in departures) + ".")
@@ -336,7 +314,6 @@ def tex_notes(report) -> list[str]:
         lines.insert(0, f"{n_missing} settings have no record")
     if lines:
         notes.append("Incomplete data: " + "; ".join(lines) + ".")
-    notes.append("}")
     return notes
 
 
@@ -374,17 +351,25 @@ class V:
     markers: str = ""
 
     def markdown(self) -> str:
-        text = "".join(f"**{p}**" if isinstance(p, B) else p.md if isinstance(p, A) else
-                       fmt(p.x, p.digits, p.sign) if isinstance(p, N) else " " if p == BREAK else p
-                       for p in self.parts)
+        text = "".join(md_text(p) for p in self.parts)
         return f"{text} {md_markers(self.markers)}" if self.markers else text
 
     def latex(self) -> str:
-        text = "".join(f"\\textbf{{{tex_escape(p)}}}" if isinstance(p, B) else p.tex if isinstance(p, A)
-                       else (tex_num if p.sign else fmt)(p.x, p.digits, p.sign) if isinstance(p, N)
-                       else "\\\\" if p == BREAK else tex_escape(p) for p in self.parts)
-        text = f"\\shortstack{{{text}}}" if BREAK in self.parts else text
-        return text + tex_markers(self.markers)
+        text = "".join(tex_text(p) for p in self.parts)
+        return (f"\\shortstack{{{text}}}" if BREAK in self.parts else text) + tex_markers(self.markers)
+
+
+def md_text(x) -> str:
+    """A table cell (plain text, :class:`A` or :class:`V`) or a part of a :class:`V` as Markdown."""
+    return (x.markdown() if isinstance(x, V) else x.md if isinstance(x, A) else f"**{x}**" if isinstance(x, B)
+            else fmt(x.x, x.digits, x.sign) if isinstance(x, N) else " " if x == BREAK else x)
+
+
+def tex_text(x) -> str:
+    """:func:`md_text` in LaTeX."""
+    return (x.latex() if isinstance(x, V) else x.tex if isinstance(x, A) else f"\\textbf{{{tex_escape(x)}}}"
+            if isinstance(x, B) else (tex_num if x.sign else fmt)(x.x, x.digits, x.sign) if isinstance(x, N)
+            else "\\\\" if x == BREAK else tex_escape(x))
 
 
 def empty_value(c: CellResult | None) -> V:
@@ -401,8 +386,9 @@ def bold_if(text: str, bold: bool) -> str:
 class Grid:
     """A section laid out as the paper's Table I (rows the losses, columns kernel x noise):
     its title, ONE caption for both languages (Markdown: ``**bold**`` and ``code``), and
-    ``cells(report)``, a function (loss, kernel, var) -> :class:`V`. ``notes``: LaTeX's
-    footnotes of the flags and issues (Table I and the final table)."""
+    ``cells(report)``, a function (loss, kernel, var) -> :class:`V`; :meth:`table` makes it
+    a :class:`Table`. ``notes``: LaTeX's footnotes of the flags and issues (Table I and the
+    final table)."""
 
     title: str
     caption: str | Callable  # or (report) -> the caption
@@ -413,36 +399,34 @@ class Grid:
     after: Callable | None = None  # (report) -> a Markdown paragraph under the table, or ""
     when: Callable = lambda report: True
 
-    def caption_of(self, report) -> str:
-        return self.caption(report) if callable(self.caption) else self.caption
+    def table(self, report) -> Table:
+        """The grid as a :class:`Table`: a row per loss, a column per (kernel, noise)."""
+        text = self.cells(report)
+        return Table(["", *(column_label(k, v) for k, v in COLUMNS)],
+                     [[LOSS_LABELS[loss], *(text(loss, k, v) for k, v in COLUMNS)] for loss in LOSSES],
+                     caption=self.caption(report) if callable(self.caption) else self.caption, title=self.title)
 
     def markdown(self, report) -> str:
         if not self.when(report):
             return ""
-        text = self.cells(report)
-        header = [""] + [column_label(k, v) for k, v in COLUMNS]
-        rows = [[LOSS_LABELS[loss]] + [text(loss, k, v).markdown() for k, v in COLUMNS] for loss in LOSSES]
-        after = self.after(report) if self.after else ""
-        return "\n".join([f"## {self.title}", "", self.caption_of(report), "", md_table(header, rows),
-                          *(["", after] if self.after else [])])
+        return "\n".join([self.table(report).section(), *(["", self.after(report)] if self.after else [])])
 
     def tex(self, report) -> str:
+        """A table* with the paper's two-line header: the kernels over their three noise levels."""
         if not self.when(report):
             return ""
-        text = self.cells(report)
-        notes = tex_notes(report) if self.notes else None
-        if self.after:
-            notes = ["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize", tex_caption(self.after(report)), "}"]
-        lines = [
+        table = self.table(report)
+        notes = [tex_caption(self.after(report))] if self.after else tex_notes(report) if self.notes else []
+        return "\n".join([
             self.comment, "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
-            f"\\caption{{{tex_caption(f'{self.title}: {self.caption_of(report)}')}}}", f"\\label{{{self.label}}}",
+            f"\\caption{{{tex_caption(f'{self.title}: {table.caption}')}}}", f"\\label{{{self.label}}}",
             "\\begin{tabular}{l" + "c" * len(COLUMNS) + "}", "\\toprule",
             " & " + " & ".join(f"\\multicolumn{{3}}{{c}}{{{KERNEL_LABELS[k]} kernel}}" for k in KERNELS) + " \\\\",
             "".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(KERNELS))),
-            " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in COLUMNS) + " \\\\", "\\midrule"]
-        lines += [f"{LOSS_LABELS[loss]} & " + " & ".join(text(loss, k, v).latex() for k, v in COLUMNS) + " \\\\"
-                  for loss in LOSSES]
-        return "\n".join([*lines, "\\bottomrule", "\\end{tabular}", *(notes or []), "\\end{table*}", ""])
+            " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in COLUMNS) + " \\\\", "\\midrule",
+            *table.tex_rows(), "\\bottomrule", "\\end{tabular}",
+            *(["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize", *notes, "}"] if notes else []),
+            "\\end{table*}", ""])
 
 
 @dataclass(frozen=True)
@@ -466,29 +450,27 @@ class Table:
         return [i for i, h in enumerate(self.header) if not (isinstance(h, A) and getattr(h, lang) is None)]
 
     def markdown(self) -> str:
-        def md(x):
-            return x.md if isinstance(x, A) else x.markdown() if isinstance(x, V) else x
         keep = self._columns("md")
-        return md_table([md(self.header[i]) for i in keep], [[md(row[i]) for i in keep] for row in self.rows],
-                        self.align)
+        return md_table([md_text(self.header[i]) for i in keep],
+                        [[md_text(row[i]) for i in keep] for row in self.rows], self.align)
 
     def section(self) -> str:
         """The Markdown section: heading, caption, the table (or ``empty`` without rows)."""
         body = self.markdown() if self.rows or not self.empty else self.empty
         return "\n".join([f"## {self.title}", "", *([self.caption, ""] if self.caption else []), body])
 
-    def latex(self) -> str:
-        def tex(x):
-            return x.tex if isinstance(x, A) else x.latex() if isinstance(x, V) else tex_escape(x)
+    def tex_rows(self, rows=None) -> list[str]:
+        """LaTeX's lines of ``rows`` (default: the table's rows)."""
         keep = self._columns("tex")
+        return [" & ".join(tex_text(row[i]) for i in keep) + " \\\\" for row in (self.rows if rows is None else rows)]
+
+    def latex(self) -> str:
         label = f"\\label{{{self.label}}}" if self.label else ""
         return "\n".join(["% needs \\usepackage{booktabs,longtable}; generated by bpdip.report",
                           f"\\begin{{longtable}}{{{self.spec or self.align}}}",
                           f"\\caption{{{tex_caption(self.caption)}}}{label}\\\\", "\\toprule",
-                          " & ".join(tex(self.header[i]) for i in keep) + " \\\\", "\\midrule", "\\endhead",
-                          "\\bottomrule", "\\endfoot",
-                          *(" & ".join(tex(row[i]) for i in keep) + " \\\\" for row in self.rows),
-                          "\\end{longtable}", ""])
+                          *self.tex_rows([self.header]), "\\midrule", "\\endhead", "\\bottomrule", "\\endfoot",
+                          *self.tex_rows(), "\\end{longtable}", ""])
 
 
 def tex_caption(text: str) -> str:
@@ -515,26 +497,11 @@ def cell_values(value, which: str = "peak"):
 
 
 def _paper_cells(report):
-    best = {col: max(TABLE1[(loss, *col)][0] for loss in LOSSES) for col in COLUMNS}
+    best = column_best({key: psnr for key, (psnr, _) in TABLE1.items()})
 
     def text(loss, kernel, var):
-        p = TABLE1[(loss, kernel, var)]
-        value = f"{p[0]:.2f} / {p[1]:.2f}"
-        return V((bold_if(value, p[0] == best[(kernel, var)]),))
-    return text
-
-
-def _difference_cells(report):
-    grid, _ = grid_cells(report.cells)
-
-    def text(loss, kernel, var):
-        c = grid.get((loss, kernel, var))
-        if c is not None and not has_value(c):
-            return empty_value(c)
-        if c is None or c.paper is None:
-            return V(("–",))
-        return V((N(c.peak["psnr"] - c.paper[0], 2, True), " / ", N(c.peak["ssim_dr2"] - c.paper[1], 3, True)),
-                 c.markers)
+        psnr, ssim = TABLE1[(loss, kernel, var)]
+        return V((bold_if(f"{psnr:.2f} / {ssim:.2f}", psnr == best[(kernel, var)]),))
     return text
 
 
@@ -551,7 +518,10 @@ PAPER_GRID = Grid(
 DIFFERENCES_GRID = Grid(
     "Differences: ours − paper",
     "PSNR [dB] / SSIM (data_range 2) of Table I above minus the paper's; the PSNR difference is also drawn in "
-    "`table1_diff.png`.", _difference_cells, "tab:table1-diff", comment="% differences: ours - paper")
+    "`table1_diff.png`.",
+    cell_values(lambda c, _: (N(c.peak["psnr"] - c.paper[0], 2, True), " / ",
+                              N(c.peak["ssim_dr2"] - c.paper[1], 3, True))),
+    "tab:table1-diff", comment="% differences: ours - paper")
 ITERATIONS_GRID = Grid(
     "Iterations, SSIM₁ and images",
     "@ = the iteration of the peak (one per seed); SSIM₁ (data_range 1) there; n = images averaged / expected (one "
