@@ -361,15 +361,32 @@ class V:
 
 def md_text(x) -> str:
     """A table cell (plain text, :class:`A` or :class:`V`) or a part of a :class:`V` as Markdown."""
-    return (x.markdown() if isinstance(x, V) else x.md if isinstance(x, A) else f"**{x}**" if isinstance(x, B)
-            else fmt(x.x, x.digits, x.sign) if isinstance(x, N) else " " if x == BREAK else x)
+    if isinstance(x, V):
+        return x.markdown()
+    if isinstance(x, A):
+        return x.md
+    if isinstance(x, B):
+        return f"**{x}**"
+    if isinstance(x, N):
+        return fmt(x.x, x.digits, x.sign)
+    if x == BREAK:
+        return " "
+    return x
 
 
 def tex_text(x) -> str:
     """:func:`md_text` in LaTeX."""
-    return (x.latex() if isinstance(x, V) else x.tex if isinstance(x, A) else f"\\textbf{{{tex_escape(x)}}}"
-            if isinstance(x, B) else (tex_num if x.sign else fmt)(x.x, x.digits, x.sign) if isinstance(x, N)
-            else "\\\\" if x == BREAK else tex_escape(x))
+    if isinstance(x, V):
+        return x.latex()
+    if isinstance(x, A):
+        return x.tex
+    if isinstance(x, B):
+        return f"\\textbf{{{tex_escape(x)}}}"
+    if isinstance(x, N):
+        return tex_num(x.x, x.digits, x.sign) if x.sign else fmt(x.x, x.digits)
+    if x == BREAK:
+        return "\\\\"
+    return tex_escape(x)
 
 
 def empty_value(c: CellResult | None) -> V:
@@ -416,7 +433,12 @@ class Grid:
         if not self.when(report):
             return ""
         table = self.table(report)
-        notes = [tex_caption(self.after(report))] if self.after else tex_notes(report) if self.notes else []
+        if self.after:
+            notes = [tex_caption(self.after(report))]
+        elif self.notes:
+            notes = tex_notes(report)
+        else:
+            notes = []
         return "\n".join([
             self.comment, "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
             f"\\caption{{{tex_caption(f'{self.title}: {table.caption}')}}}", f"\\label{{{self.label}}}",
