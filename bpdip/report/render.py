@@ -148,14 +148,21 @@ def label(loss) -> str:
 def winners_table(report) -> Table:
     rows = []
     for r in report.comparisons.itertuples():
-        pair = f"{label(r.best)} {r.best_psnr:.2f}, {label(r.second)} {r.second_psnr:.2f}" \
-            if isinstance(r.best, str) else "–"
-        paper = f"{label(r.paper_winner)} (+{r.paper_margin:.2f} over the next)" if isinstance(r.paper_winner, str) \
-            else "–"
-        diff = fmt(r.mean_diff, 2, True) if pd.isna(r.ci_low) else \
-            f"{r.mean_diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-        verdict = {"significant": f"{label(r.winner)}, significant",
-                   "tied": f"tied ({label(r.best)} ≈ {label(r.second)})"}.get(r.verdict, "not enough data")
+        pair = paper = "–"  # a column without a best loss, or without the paper's winner
+        if isinstance(r.best, str):
+            pair = f"{label(r.best)} {r.best_psnr:.2f}, {label(r.second)} {r.second_psnr:.2f}"
+        if isinstance(r.paper_winner, str):
+            paper = f"{label(r.paper_winner)} (+{r.paper_margin:.2f} over the next)"
+        if pd.isna(r.ci_low):
+            diff = fmt(r.mean_diff, 2, True)
+        else:
+            diff = f"{r.mean_diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+        if r.verdict == "significant":
+            verdict = f"{label(r.winner)}, significant"
+        elif r.verdict == "tied":
+            verdict = f"tied ({label(r.best)} ≈ {label(r.second)})"
+        else:
+            verdict = "not enough data"
         rows.append([column_label(r.kernel, r.noise_var), pair, diff,
                      str(r.n_pairs) if not pd.isna(r.n_pairs) else "0", fmt(r.p_value, 3), verdict, paper,
                      r.agrees if isinstance(r.agrees, str) else "–", r.note if isinstance(r.note, str) else ""])
