@@ -181,8 +181,15 @@ def md_orderings(report) -> str:
         return ""
     cells = {(r.a, r.b, r.kernel, r.noise_var): r for r in frame.itertuples()}
     rows = []
-    for first, second in sorted({tuple(sorted(p, key=LOSSES.index)) for p in zip(frame["a"], frame["b"])},
-                                key=lambda p: (LOSSES.index(p[1]), LOSSES.index(p[0]))):
+    # each pair of losses once, first the loss earlier in the paper's row order; the pairs
+    # sorted by their second loss, then their first
+    pairs = {tuple(sorted(p, key=LOSSES.index)) for p in zip(frame["a"], frame["b"])}
+
+    def pair_order(pair):
+        first, second = pair
+        return LOSSES.index(second), LOSSES.index(first)
+
+    for first, second in sorted(pairs, key=pair_order):
         row = [f"{label(first)} vs {label(second)}"]
         for kernel, var in COLUMNS:
             r = cells.get((first, second, kernel, var)) or cells.get((second, first, kernel, var))
