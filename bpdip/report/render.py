@@ -230,10 +230,18 @@ def md_runs(report) -> str:
     for c in report.cells:
         if not c.sources:
             continue
-        commit = str(c.run.get("git_commit") or "–")[:10] + ("+dirty" if c.run.get("git_dirty") else "")
-        device = str(c.run.get("device") or "–") + (f", {c.run['engine']}" if c.run.get("engine") else "")
-        chash = c.config_hash or ("conflict" if c.conflict else
-                                  ", ".join(f"{seed_label(r.seed)}: {r.config_hash}" for r in c.seeds.values()) or "–")
+        commit = str(c.run.get("git_commit") or "–")[:10]
+        if c.run.get("git_dirty"):
+            commit += "+dirty"
+        device = str(c.run.get("device") or "–")
+        if c.run.get("engine"):
+            device += f", {c.run['engine']}"
+        if c.config_hash:
+            chash = c.config_hash
+        elif c.conflict:
+            chash = "conflict"
+        else:  # one hash per seed
+            chash = ", ".join(f"{seed_label(r.seed)}: {r.config_hash}" for r in c.seeds.values()) or "–"
         rows.append([str(c.cell), chash, str(len(c.sources)), commit, device, "; ".join(c.deviations) or "none"])
     return Table(["setting", "config hash", "records", "git commit", "device, engine",
                   "departures from the paper's protocol"], rows, "llllll", title="Runs", empty="No records.").section()
