@@ -265,7 +265,8 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
     counted = list(res.seeds.values()) if res.no_truth else valued  # no truth: no seed has a value
     res.used = [n for n in res.expected if counted and all(n in r.used for r in counted)]
     seeds = over_seeds([r.peak for r in valued], [r.mean_curve for r in valued])
-    res.psnr_std, res.mean_curve = seeds.std, seeds.curve if valued else mean_curve([])[0]
+    res.psnr_std = seeds.std
+    res.mean_curve = seeds.curve if valued else mean_curve([])[0]
     if len(valued) == 1:  # one seed: exactly its values, the peak's iteration included
         res.peak, res.final = valued[0].peak, valued[0].final
     elif valued:  # the seeds' mean ± s.d. (the curve: for Fig. 1 only); each seed has its own iteration
