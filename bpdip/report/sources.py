@@ -195,17 +195,20 @@ def load_job_dir(summary_path: Path) -> Job:
     unreadable metrics.csv every image is corrupt, its curve unknown."""
     source = display_path(summary_path.parent)
     mtime = summary_path.stat().st_mtime
+
+    def bad(error):  # a summary.json that cannot be read as a job
+        return Job(source, None, None, {}, error=error, mtime=mtime)
+
     try:
         summary = read_json(summary_path)
     except CorruptRecord as exc:
-        return Job(source, None, None, {}, error=f"summary.json unreadable: {exc}", mtime=mtime)
+        return bad(f"summary.json unreadable: {exc}")
     if not isinstance(summary, dict) or summary.get("schema") not in SCHEMAS:
         got = summary.get("schema") if isinstance(summary, dict) else type(summary).__name__
-        return Job(source, None, None, {}, error=f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}",
-                   mtime=mtime)
+        return bad(f"summary.json schema {got!r}, expected one of {list(SCHEMAS)}")
     run, images = summary.get("run"), summary.get("images")
     if not isinstance(run, dict) or not isinstance(images, dict):
-        return Job(source, None, None, {}, error="summary.json lacks the 'run' or 'images' object", mtime=mtime)
+        return bad("summary.json lacks the 'run' or 'images' object")
     try:
         cell = Cell.from_dict(run.get("cell") or {})
     except CorruptRecord as exc:
