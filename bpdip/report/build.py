@@ -150,9 +150,11 @@ class Report:
     image_spread = cached_property(lambda self: image_spread_table(self.per_image))
     seeds = cached_property(lambda self: seed_table(self.cells))
     stopping = cached_property(lambda self: stopping.stopping_table(self.cells))  # what each stopping rule chose
-    comparisons = cached_property(lambda self: column_comparisons(render.grid_cells(self.cells)[0], render.COLUMNS))
+    # the paper's grid: (loss, kernel, noise_var) -> the setting's result
+    grid = cached_property(lambda self: render.grid_cells(self.cells)[0])
+    comparisons = cached_property(lambda self: column_comparisons(self.grid, render.COLUMNS))
     # every ordering of two losses in the paper's Table I, tested on these records
-    orderings = cached_property(lambda self: paper_orderings(render.grid_cells(self.cells)[0], render.COLUMNS))
+    orderings = cached_property(lambda self: paper_orderings(self.grid, render.COLUMNS))
     # the restored-image figures (bpdip.report.visual) and notes on those not found
     visuals = cached_property(lambda self: visual.build_visuals(self))
 

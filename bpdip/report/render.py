@@ -528,7 +528,7 @@ def cell_values(value, which: str = "peak"):
     """``cells(report)`` over the report's grid: ``value(c, bold)`` for a setting with a
     value (bold: the column's best PSNR), else why not."""
     def cells(report):
-        grid, _ = grid_cells(report.cells)
+        grid = report.grid
         best = column_best({key: getattr(c, which)["psnr"] for key, c in grid.items() if has_value(c, which)})
 
         def text(loss, kernel, var):
