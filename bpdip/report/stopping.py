@@ -26,15 +26,17 @@ def cell_entries(c) -> list[dict]:
             if n in r.images]
 
 
-def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None, **extra) -> list[dict]:
-    """One row per rule of :func:`rule_statistics` over ``entries`` (only ``rules``, renamed
-    by ``extra``'s ``rule`` template), ``full``: the mean iterations of ``full`` (default
-    ``entries``)."""
+def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None, stream: str | None = None,
+              rule_suffix: str = "") -> list[dict]:
+    """One row per rule of :func:`rule_statistics` over ``entries`` (only ``rules``; each
+    named ``<rule><rule_suffix>``), with a ``stream`` column where one is given; ``full``:
+    the mean iterations of ``full`` (default ``entries``)."""
     full = entries if full is None else full
     runs = float(np.mean([e.get("iterations") or math.nan for e in full])) if full else math.nan
-    template = extra.pop("rule", "{}")
-    return [{"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, **extra,
-             "rule": template.format(rule), **s, "full": runs}
+    setting = {"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var}
+    if stream is not None:
+        setting["stream"] = stream
+    return [{**setting, "rule": rule + rule_suffix, **s, "full": runs}
             for rule, s in rule_statistics(entries).items() if rules is None or rule in rules]
 
 

@@ -61,8 +61,9 @@ def stream_stopping_table(report) -> pd.DataFrame | None:
         for stream in ("perturbed", *OTHER_STREAMS):
             entries = stream_entries(c, stream)
             rows += rule_rows(c, entries, stream=stream)
-            if stream != "perturbed":
-                rows += rule_rows(c, watched_entries(c, stream), entries, ONLINE, stream=stream, rule=f"{{}}@{stream}")
+            if stream != "perturbed":  # the online rules that watched this stream themselves (issue 32)
+                rows += rule_rows(c, watched_entries(c, stream), entries, ONLINE, stream=stream,
+                                  rule_suffix=f"@{stream}")
     return pd.DataFrame(rows, columns=COLUMNS) if rows else None
 
 
