@@ -108,7 +108,7 @@ def per_setting_gaps(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def streams_table_text(frame: pd.DataFrame) -> Table:
-    rules, rows = stopping_rows(frame, [*KEY, "stream"])
+    rules, rows = stopping_rows(frame, extra_keys=("stream",))
     return Table([A("setting", "Setting"), A("stream", "Stream"), A("n", "$n$"), *rules], rows,
                  "lll" + "c" * len(rules), (
                      "As the stopping table above, per output stream (summary `streams.<stream>.stopping`): mean PSNR "
@@ -135,11 +135,13 @@ def target_sentences(t: dict) -> list[tuple[str, str, str]]:
               if t["oracle_n"] else "")
     gaps = "; ".join(f"ES-{rule.upper()} {v['mean_gap_db']:+.2f} dB over {settings(v['n'])}"
                      for rule, v in t["rules"].items()) or "no rule's choice on the averaged stream is on record"
-    return [(f"(a) the averaged output beats the perturbed output by at least +{GAIN_TARGET_DB} dB at the oracle, "
-             "on the mean over the settings", "met" if t["gain_met"] else "missed",
+    a = (f"(a) the averaged output beats the perturbed output by at least +{GAIN_TARGET_DB} dB at the oracle, "
+         "on the mean over the settings")
+    b = (f"(b) ES-WMV or ES-EMV on the averaged stream within {GAP_TARGET_DB} dB of that stream's oracle "
+         "(mean gap over the settings)")
+    return [(a, "met" if t["gain_met"] else "missed",
              f"gain at Table I's oracle (the best common iteration) {gain}{oracle}"),
-            (f"(b) ES-WMV or ES-EMV on the averaged stream within {GAP_TARGET_DB} dB of that stream's oracle (mean "
-             "gap over the settings)", "met" if t["gap_met"] else "missed", gaps)]
+            (b, "met" if t["gap_met"] else "missed", gaps)]
 
 
 def md_targets(report, frame: pd.DataFrame) -> list[str]:
