@@ -20,7 +20,7 @@ import pandas as pd
 
 from bpdip.report.render import A, Table, fmt, md_table, tex_escape
 from bpdip.report.stopping import COLUMNS as RULE_COLUMNS, KEY, _grid, cell_entries, rule_rows, stopping_rows
-from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, setting_label, settings
+from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, setting_count, setting_label
 from bpdip.stopping import ONLINE
 from bpdip.curves import TOLERANCE_DB
 
@@ -130,10 +130,10 @@ def target_sentences(t: dict) -> list[tuple[str, str, str]]:
     """Issue 20's targets (a) and (b) from :func:`targets`' ``t``, each as (the target,
     'met' or 'missed', what the records show): the Markdown and the LaTeX write them."""
     g = t["gain"]
-    gain = (f"{g['mean']:+.2f} dB over {settings(g['n'])}" if g["n"] else "no setting has both streams")
-    oracle = (f"; at each image's own oracle {t['oracle_gain']:+.2f} dB over {settings(t['oracle_n'])}"
+    gain = (f"{g['mean']:+.2f} dB over {setting_count(g['n'])}" if g["n"] else "no setting has both streams")
+    oracle = (f"; at each image's own oracle {t['oracle_gain']:+.2f} dB over {setting_count(t['oracle_n'])}"
               if t["oracle_n"] else "")
-    gaps = "; ".join(f"ES-{rule.upper()} {v['mean_gap_db']:+.2f} dB over {settings(v['n'])}"
+    gaps = "; ".join(f"ES-{rule.upper()} {v['mean_gap_db']:+.2f} dB over {setting_count(v['n'])}"
                      for rule, v in t["rules"].items()) or "no rule's choice on the averaged stream is on record"
     a = (f"(a) the averaged output beats the perturbed output by at least +{GAIN_TARGET_DB} dB at the oracle, "
          "on the mean over the settings")
