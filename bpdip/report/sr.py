@@ -217,8 +217,12 @@ def sr_text_table(report) -> Table:
     losses = list(dict.fromkeys(c.cell.loss for cs in cols.values() for c in cs))
     order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
     bicubic = {col: baseline_value(cells) for col, cells in cols.items()}
-    best = {col: max([v.peak["psnr_y"] for c in cells for v in [y_value(c)] if v.peak]
-                     + ([bicubic[col]["psnr_y"]] if bicubic[col] else []), default=None) for col, cells in cols.items()}
+    best = {}  # per column the highest Y-PSNR, bicubic's included: bold in LaTeX
+    for col, cells in cols.items():
+        peaks = [v.peak["psnr_y"] for v in map(y_value, cells) if v.peak]
+        if bicubic[col]:
+            peaks.append(bicubic[col]["psnr_y"])
+        best[col] = max(peaks, default=None)
     rows = []
     for loss in sorted(losses, key=lambda x: (order.get(x, len(order)), x)):
         row = [label(loss)]
@@ -266,7 +270,10 @@ def md_sr(report) -> str:
                     title="Super-resolution per image"),
               Table(["setting", "config hash", "git commit", "device", "iterations"], runs, "lllll",
                     title="Super-resolution runs")]
-    return "\n".join(parts + ["\n#" + t.section() for t in tables if t.rows])  # subsections: ### title
+    for t in tables:
+        if t.rows:  # a subsection of the SR section
+            parts += ["", f"### {t.title}", "", *([t.caption, ""] if t.caption else []), t.markdown()]
+    return "\n".join(parts)
 
 
 def tex_sr(report) -> str:

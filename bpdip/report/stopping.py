@@ -26,15 +26,17 @@ def cell_entries(c) -> list[dict]:
             if n in r.images]
 
 
-def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None, **extra) -> list[dict]:
-    """One row per rule of :func:`rule_statistics` over ``entries`` (only ``rules``, renamed
-    by ``extra``'s ``rule`` template), ``full``: the mean iterations of ``full`` (default
-    ``entries``)."""
+def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None, stream: str | None = None,
+              rule_suffix: str = "") -> list[dict]:
+    """One row per rule of :func:`rule_statistics` over ``entries`` (only ``rules``; each
+    named ``<rule><rule_suffix>``), with a ``stream`` column where one is given; ``full``:
+    the mean iterations of ``full`` (default ``entries``)."""
     full = entries if full is None else full
     runs = float(np.mean([e.get("iterations") or math.nan for e in full])) if full else math.nan
-    template = extra.pop("rule", "{}")
-    return [{"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var, **extra,
-             "rule": template.format(rule), **s, "full": runs}
+    setting = {"loss": c.cell.loss, "kernel": c.cell.kernel, "noise_var": c.cell.noise_var}
+    if stream is not None:
+        setting["stream"] = stream
+    return [{**setting, "rule": rule + rule_suffix, **s, "full": runs}
             for rule, s in rule_statistics(entries).items() if rules is None or rule in rules]
 
 
@@ -69,25 +71,29 @@ def targets(frame: pd.DataFrame) -> dict:
 
 
 def _rule_cell(s) -> str:
+    """A rule's cell: mean PSNR (gap to the oracle, share within TOLERANCE_DB) @ iteration."""
     if not math.isfinite(s.mean_psnr):  # no ground truth: only the iteration
-        return f"@{fmt(s.iteration, 0)}{' stopped ' + fmt(100 * s.stopped, 0) + '%' if s.stopped else ''}"
+        text = f"@{fmt(s.iteration, 0)}"
+        if s.stopped:
+            text += f" stopped {fmt(100 * s.stopped, 0)}%"
+        return text
     gap = f"{s.gap_db:+.2f}" if s.rule != "oracle" else "0"
     return f"{s.mean_psnr:.2f} ({gap}, {100 * s.within_05:.0f}%) @{s.iteration:.0f}"
 
 
-def stopping_rows(frame: pd.DataFrame, by: list[str]) -> tuple[list[str], list[list]]:
-    """(rules, rows): per group of ``by`` (a setting, or a setting and a stream) the columns
-    before the rules (the setting, the ``by`` columns after the setting's, n), then each
-    rule's cell (:func:`_rule_cell`)."""
+def stopping_rows(frame: pd.DataFrame, extra_keys: tuple[str, ...] = ()) -> tuple[list[str], list[list]]:
+    """(rules, rows): per setting, or per setting and ``extra_keys`` (e.g. the stream), the
+    columns before the rules (the setting, the ``extra_keys``, n), then each rule's cell
+    (:func:`_rule_cell`)."""
     present = set(frame.rule)
     rules = [r for r in RULES if r in present] + \
         [f"{r}@average" for r in ONLINE if f"{r}@average" in present]  # issue 32: rules that watched the average
     rows = []
-    for _, group in frame.groupby(by, sort=False):
+    for _, group in frame.groupby([*KEY, *extra_keys], sort=False):
         by_rule = {r.rule: r for r in group.itertuples()}
         first = next(iter(by_rule.values()))
         rows.append([setting_label((first.loss, first.kernel, first.noise_var)),
-                     *(str(getattr(first, k)) for k in by[3:]), str(first.n)]
+                     *(str(getattr(first, k)) for k in extra_keys), str(first.n)]
                     + [_rule_cell(by_rule[r]) if r in by_rule else "–" for r in rules])
     return rules, rows
 
@@ -97,7 +103,7 @@ def stopping_table_text(report) -> Table | None:
     frame = report.stopping
     if frame.empty:
         return None
-    rules, rows = stopping_rows(frame, KEY)
+    rules, rows = stopping_rows(frame)
     return Table([A("setting", "Setting"), A("n", "$n$"), *rules], rows, "ll" + "c" * len(rules), (
         "Per setting and rule (every run evaluates every rule, `bpdip/stopping/`): mean PSNR of the image the "
         f"rule chose (gap to each image's oracle peak, share of images within {TOLERANCE_DB} dB of it) "

@@ -146,14 +146,15 @@ def setting_label(key) -> str:
     return f"{LOSS_LABELS.get(loss, loss)} / {KERNEL_LABELS.get(kernel, kernel)} / σ²={var:g}"
 
 
-def settings(n: int) -> str:
+def setting_count(n: int) -> str:
+    """``n`` in words: '1 setting', '3 settings'."""
     return f"{n} setting{'s' * (n != 1)}"
 
 
 def _summary_line(stream: str, s: dict) -> str:
     if not s["n"]:
         return ""
-    return (f"Gain of the {TITLES[stream]} over Table I, mean over {settings(s['n'])}: **{s['mean']:+.2f} dB** "
+    return (f"Gain of the {TITLES[stream]} over Table I, mean over {setting_count(s['n'])}: **{s['mean']:+.2f} dB** "
             f"({s['reached']} of {s['n']} at least {GAIN_TARGET_DB:+.1f} dB; lowest {s['min'][1]:+.2f} at "
             f"{setting_label(s['min'][0])}, highest {s['max'][1]:+.2f} at {setting_label(s['max'][0])}); by loss: "
             f"{s['by_loss']}.")

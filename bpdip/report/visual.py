@@ -168,9 +168,11 @@ def detail_region(images: list[np.ndarray], truth: np.ndarray | None, size: int)
         err = ((stack - truth) ** 2).mean(axis=-1)
         local = np.stack([uniform_filter(e, size, mode="constant") for e in err])
         score = local.var(axis=0) if len(images) > 1 else local[0]
-    else:
-        spread = stack.var(axis=0) if len(images) > 1 else stack[0] - uniform_filter(stack[0], (size, size, 1))
-        score = uniform_filter((spread if len(images) > 1 else spread**2).mean(axis=-1), size, mode="constant")
+    elif len(images) > 1:  # how much the methods' pixels differ
+        score = uniform_filter(stack.var(axis=0).mean(axis=-1), size, mode="constant")
+    else:  # one method, no truth: its most textured window
+        detail = stack[0] - uniform_filter(stack[0], (size, size, 1))
+        score = uniform_filter((detail**2).mean(axis=-1), size, mode="constant")
     # uniform_filter's window at index i covers [i - size // 2, i - size // 2 + size)
     start = size // 2
     valid = score[start:h - size + start + 1, start:w - size + start + 1]
@@ -290,12 +292,11 @@ def build_visual(here: list, kernel: str, var: float, image: str, settings: Visu
     if not rows:
         return None
     shape = next(p.image.shape for p in rows[0].panels if p.image is not None)
-    notes = []
-    for job, entry in records.values():
-        x, y, numbers, why = recorded_input(job, entry, image)
-        if x is not None:
-            break
+    # x, y and y's numbers from the first record that kept the truth, else the last record's
+    inputs = [recorded_input(job, entry, image) for job, entry in records.values()]
+    x, y, numbers, why = next((i for i in inputs if i[0] is not None), inputs[-1])
     x, y = central_crop(x, shape), central_crop(y, shape)
+    notes = []
     if x is None and y is not None:
         notes.append("no truth panel: these records have no ground truth (data=observed: the file is y itself)")
     elif x is None:
