@@ -13,7 +13,7 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
-from bpdip.report.render import A, Table, fmt, grid_cells, md_table
+from bpdip.report.render import A, Table, fmt, md_table
 from bpdip.report.streams import setting_label
 
 KEY = ["loss", "kernel", "noise_var"]  # a setting
@@ -146,8 +146,7 @@ def save_stopping_figure(report, stem) -> list:
 
     from bpdip.report.figure import COLORS, panel_grid, save_figure, style_curve_axes
 
-    frame = report.stopping
-    grid, _ = grid_cells(report.cells)
+    frame, grid = report.stopping, report.grid
     markers = {"oracle": "*", "fixed": "s", "wmv": "o", "emv": "^", "discrepancy": "D"}
     fig, panels = panel_grid()
     for ax, kernel, var in panels:
