@@ -66,10 +66,11 @@ def baselines_csv(report) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
 
-def md_baselines(report) -> str:
+def baselines_table_text(report) -> Table | None:
+    """The "Baselines" part's table (None without baselines)."""
     frame = baselines_table(report)
     if not len(frame):
-        return ""
+        return None
     several = frame["boundary"].nunique() > 1 or (frame["boundary"] != "circular").any()
     cols = list(dict.fromkeys(zip(frame["kernel"], frame["noise_var"], frame["boundary"])))
     value = {(r.kernel, r.noise_var, r.boundary, r.method): f"{r.psnr:.2f} / {r.ssim_dr2:.2f} (n={r.n})"
@@ -86,4 +87,4 @@ def md_baselines(report) -> str:
         "own boundary model is the second column (docs/references.md \"Boundaries\", \"Classical baselines\"); "
         "the border-aware ones run on `boundary=valid` records only. BM3D needs the optional `bm3d` package "
         "(non-commercial licence)."
-        + ("" if paper_grid else " Settings outside the paper's grid included."))).section()
+        + ("" if paper_grid else " Settings outside the paper's grid included.")))

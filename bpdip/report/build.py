@@ -38,12 +38,22 @@ class Section:
     deblur: bool = True
 
     @classmethod
-    def of(cls, name: str, part, tex_file: str) -> Section:
-        """The section of a render.Grid, or of a function (report) -> render.Table (whose
-        section() and latex() are the two writers)."""
+    def of(cls, name: str, part, tex_file: str | None = None) -> Section:
+        """The section of a render.Grid, or of a function (report) -> render.Table or None
+        (None: no section), whose section() and latex() are the two writers; without
+        ``tex_file``, Markdown only."""
         if isinstance(part, render.Grid):
             return cls(name, part.markdown, part.tex, tex_file)
-        return cls(name, lambda report: part(report).section(), lambda report: part(report).latex(), tex_file)
+
+        def markdown(report) -> str:
+            table = part(report)
+            return "" if table is None else table.section()
+
+        def tex(report) -> str:
+            table = part(report)
+            return "" if table is None else table.latex()
+
+        return cls(name, markdown, tex if tex_file else None, tex_file)
 
 
 SECTIONS = [
@@ -54,7 +64,7 @@ SECTIONS = [
     Section.of("iterations", render.ITERATIONS_GRID, "table1.tex"),
     Section.of("seeds", render.seeds_table, "seeds.tex"),
     Section.of("winners", render.winners_table, "seeds.tex"),
-    Section("orderings", render.md_orderings),
+    Section.of("orderings", render.orderings_table),
     Section.of("final", render.FINAL_GRID, "table1_final.tex"),
     # issue 20's other output streams: "" unless the records have them
     Section.of("table1_average", streams.AVERAGE_GRID, "table1_streams.tex"),
@@ -62,9 +72,9 @@ SECTIONS = [
     Section("stopping", stopping.md_stopping, stopping.tex_stopping, "stopping.tex"),
     Section("stopping_streams", stream_stopping.md_stopping_streams, stream_stopping.tex_stopping_streams,
             "stopping_streams.tex"),
-    Section("baselines", baselines.md_baselines),
-    Section("other", render.md_other),
-    Section("runs", render.md_runs),
+    Section.of("baselines", baselines.baselines_table_text),
+    Section.of("other", render.other_table),
+    Section.of("runs", render.runs_table),
     Section.of("per_image", render.per_image_table, "per_image.tex"),
     Section("visual", visual.md_visual, visual.tex_visual, "visual.tex"),  # Figs. 2-5 (bpdip.report.visual)
     # super-resolution records (issue 14): "" unless the report has some

@@ -175,10 +175,10 @@ def winners_table(report) -> Table:
 ORDERING_MARK = {"holds": "✓", "reversed": "✗", "tied": "≈", "not enough data": "?"}
 
 
-def md_orderings(report) -> str:
+def orderings_table(report) -> Table | None:
     frame = report.orderings
     if frame.empty or (frame["outcome"] == "not enough data").all():
-        return ""
+        return None
     cells = {(r.a, r.b, r.kernel, r.noise_var): r for r in frame.itertuples()}
     rows = []
     # each pair of losses once, first the loss earlier in the paper's row order; the pairs
@@ -203,7 +203,7 @@ def md_orderings(report) -> str:
         "Every ordering of two losses in the paper's Table I, tested on our records as the column winners are (same "
         "paired t-interval): each cell names the loss the paper puts above, the paper's margin, our mean difference "
         "in the same direction, and ✓ holds (our interval above 0), ≈ tied (it contains 0), ✗ reversed (below 0), ? "
-        f"not enough data. Over the grid: {summary}.")).section()
+        f"not enough data. Over the grid: {summary}."))
 
 
 def other_value(c: CellResult, which: str) -> V:
@@ -215,15 +215,15 @@ def other_value(c: CellResult, which: str) -> V:
              c.markers)
 
 
-def md_other(report) -> str:
+def other_table(report) -> Table | None:
     _, other = grid_cells(report.cells)
     if not other:
-        return ""
+        return None
     rows = [[str(c.cell), other_value(c, "peak"), other_value(c, "final")] for c in other]
-    return Table(["setting", "peak", "final"], rows, title="Settings outside the paper's grid").section()
+    return Table(["setting", "peak", "final"], rows, title="Settings outside the paper's grid")
 
 
-def md_runs(report) -> str:
+def runs_table(report) -> Table:
     """One row per setting with records: where they come from and how they depart from
     the paper's protocol (so that a demo's numbers are read as a demo's)."""
     rows = []
@@ -244,7 +244,7 @@ def md_runs(report) -> str:
             chash = ", ".join(f"{seed_label(r.seed)}: {r.config_hash}" for r in c.seeds.values()) or "–"
         rows.append([str(c.cell), chash, str(len(c.sources)), commit, device, "; ".join(c.deviations) or "none"])
     return Table(["setting", "config hash", "records", "git commit", "device, engine",
-                  "departures from the paper's protocol"], rows, "llllll", title="Runs", empty="No records.").section()
+                  "departures from the paper's protocol"], rows, "llllll", title="Runs", empty="No records.")
 
 
 def per_image_table(report) -> Table:
