@@ -27,15 +27,12 @@ from bpdip.report.tables import (final_table, image_spread_table, issues_table, 
 @dataclass(frozen=True)
 class Section:
     """One part of the report: its Markdown (a function of the report; "" leaves it out)
-    and, optionally, its LaTeX and the .tex file that holds it. ``deblur``: a part about
-    the deblurring records (Table I and the rest), left out of a report whose records are
-    all super-resolution."""
+    and, optionally, its LaTeX and the .tex file that holds it."""
 
     name: str
     markdown: Callable
     tex: Callable | None = None
     tex_file: str | None = None
-    deblur: bool = True
 
     @classmethod
     def of(cls, name: str, part, tex_file: str | None = None) -> Section:
@@ -78,8 +75,8 @@ SECTIONS = [
     Section.of("per_image", render.per_image_table, "per_image.tex"),
     Section("visual", visual.md_visual, visual.tex_visual, "visual.tex"),  # Figs. 2-5 (bpdip.report.visual)
     # super-resolution records (issue 14): "" unless the report has some
-    Section("sr", sr.md_sr, sr.tex_sr, "sr.tex", deblur=False),
-    Section("issues", render.md_issues, deblur=False),
+    Section("sr", sr.md_sr, sr.tex_sr, "sr.tex"),
+    Section("issues", render.md_issues),
 ]
 
 # file name -> the report's DataFrame it holds
@@ -120,7 +117,8 @@ FIGURES: dict[str, Callable] = {"fig1": _fig1, "table1_diff": _heatmap,  # stem 
                                  "fig1_stopping": stopping.save_stopping_figure,
                                  "visual": visual.save_visuals,  # one file per setting and image
                                  "sr_psnr_y": sr.save_sr_figure}  # none without SR records
-GENERAL = ("issues.csv", "sr.csv", "sr_per_image.csv", "sr_psnr_y")  # also written for a report of SR records only
+# the sections, files and figures also in a report of SR records only (all others are about deblurring)
+GENERAL = ("sr", "issues", "issues.csv", "sr.csv", "sr_per_image.csv", "sr_psnr_y")
 TEX_DOCUMENT = "report.tex"  # a standalone document that inputs every .tex table
 
 
@@ -234,7 +232,7 @@ def _csv(frame: pd.DataFrame) -> str:
 
 def markdown(report: Report) -> str:
     parts = [f"# {report.title}", "", *report.header_lines(), ""]
-    for text in (s.markdown(report) for s in SECTIONS if report.deblur or not s.deblur):
+    for text in (s.markdown(report) for s in SECTIONS if report.deblur or s.name in GENERAL):
         parts += [text, ""] if text else []
     return "\n".join(parts)
 
@@ -243,7 +241,7 @@ def tex_texts(report: Report) -> dict[str, str]:
     """.tex file name -> its text: the file's sections in SECTIONS order."""
     texts: dict[str, list[str]] = {}
     for s in SECTIONS:
-        text = s.tex(report) if s.tex is not None and (report.deblur or not s.deblur) else ""
+        text = s.tex(report) if s.tex is not None and (report.deblur or s.name in GENERAL) else ""
         if text:
             texts.setdefault(s.tex_file, []).append(text)
     return {name: "\n".join(parts) for name, parts in texts.items()}
