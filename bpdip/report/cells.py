@@ -293,15 +293,13 @@ def expected_seeds(jobs: list[Job]) -> list:
 
 def build_cells(jobs: list[Job], images: list[str] | None = None, grid: bool = True, key=None,
                 describe=deviations) -> tuple[list[CellResult], list[Issue]]:
-    """All cells of the report: with ``grid`` the 36 settings of Table I (those without
+    """All cells of the report: with ``grid`` the 36 settings of Table I in its order (those without
     records flagged missing), then any other setting found in the records, sorted by ``key``.
     ``describe``: as for :func:`build_cell`."""
     by_cell, issues = merge_jobs(jobs)
     expected = expected_images(jobs, images)
     seeds = expected_seeds(jobs)
-    cells = []
-    if grid:  # Table I's order
-        cells = [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]
+    cells = [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS] if grid else []
     cells += sorted((c for c in by_cell if c not in cells), key=key)
     return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images), expected_seeds=seeds,
                        describe=describe) for c in cells], issues

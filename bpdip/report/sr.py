@@ -66,11 +66,8 @@ def split_jobs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
 def build_sr_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[CellResult], list[Issue]]:
     """The SR settings found in ``jobs``, ordered by column then row, and their issues."""
     order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
-
-    def key(cell: Cell) -> tuple:
-        return Column.of(cell), order.get(cell.loss, len(order)), cell.loss
-
-    cells, issues = build_cells(jobs, images, grid=False, key=key, describe=dip_deviations)
+    cells, issues = build_cells(jobs, images, grid=False, describe=dip_deviations,
+                                key=lambda c: (Column.of(c), order.get(c.loss, len(order)), c.loss))
     for c in cells:
         if c.conflict:  # build_cell describes no conflict; DIP's departures are listed all the same
             c.deviations = dip_deviations(None, c.cell, len(c.expected))
