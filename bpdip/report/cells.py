@@ -206,10 +206,11 @@ def finish_seed(res: SeedResult, cell: Cell, expected: list[str], issues: list[I
 
 
 def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Issue],
-               explicit: bool = False, expected_seeds: list | None = None) -> CellResult:
+               explicit: bool = False, expected_seeds: list | None = None, describe=deviations) -> CellResult:
     """One setting from its jobs. ``expected``: the images it should have; with
     ``explicit`` (the user's list) other images are left out of the means and listed.
-    ``expected_seeds``: the seeds it should have (default: its own)."""
+    ``expected_seeds``: the seeds it should have (default: its own). ``describe(config,
+    cell, n_images)``: its departures from the protocol (default Table I's)."""
     res = CellResult(cell, list(expected))
     if not jobs:
         res.flags = ["missing"]
@@ -274,7 +275,7 @@ def build_cell(cell: Cell, jobs: list[Job], expected: list[str], issues: list[Is
         res.final = {k: float(np.mean([r.final[k] for r in valued])) for k in ("psnr", "ssim_dr2", "ssim")}
         res.final_psnr_std = std(r.final["psnr"] for r in valued)
     res.flags = [f for f in FLAGS if f in flags]
-    res.deviations = deviations(res.config, cell, len(res.expected))
+    res.deviations = describe(res.config, cell, len(res.expected))
     return res
 
 
@@ -290,13 +291,15 @@ def expected_seeds(jobs: list[Job]) -> list:
     return sorted({j.seed for j in jobs if j.error is None and j.cell is not None}, key=seed_key)
 
 
-def build_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[CellResult], list[Issue]]:
-    """All cells of the report: the 36 settings of Table I (those without records flagged
-    missing), then any other setting found in the records."""
+def build_cells(jobs: list[Job], images: list[str] | None = None, grid: bool = True, key=None,
+                describe=deviations) -> tuple[list[CellResult], list[Issue]]:
+    """All cells of the report: with ``grid`` the 36 settings of Table I in its order (those without
+    records flagged missing), then any other setting found in the records, sorted by ``key``.
+    ``describe``: as for :func:`build_cell`."""
     by_cell, issues = merge_jobs(jobs)
     expected = expected_images(jobs, images)
     seeds = expected_seeds(jobs)
-    cells = [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS]  # Table I's order
-    cells += sorted(c for c in by_cell if c not in cells)
-    return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images), expected_seeds=seeds)
-            for c in cells], issues
+    cells = [Cell(k, v, loss) for loss in LOSSES for k in KERNELS for v in NOISE_VARS] if grid else []
+    cells += sorted((c for c in by_cell if c not in cells), key=key)
+    return [build_cell(c, by_cell.get(c, []), expected, issues, explicit=bool(images), expected_seeds=seeds,
+                       describe=describe) for c in cells], issues

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bpdip.data import SET14
+from bpdip.report.visual import split_names
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,10 +45,7 @@ def image_list(spec: str | None) -> list[str] | None:
         return None
     if spec.strip().lower() == "set14":
         return list(SET14)
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if not names:
-        raise ValueError("--images is empty; give 'set14' or names such as face,comic")
-    return names
+    return list(split_names(spec, "--images is empty; give 'set14' or names such as face,comic"))
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bpdip import paper
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
-from bpdip.report.cells import CellResult, Issue, build_cell, expected_images, expected_seeds, merge_jobs
+from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.protocol import _get, departure, network_deviation
 from bpdip.report.render import A, Table, V, fmt, label, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
@@ -65,18 +65,13 @@ def split_jobs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
 
 def build_sr_cells(jobs: list[Job], images: list[str] | None = None) -> tuple[list[CellResult], list[Issue]]:
     """The SR settings found in ``jobs``, ordered by column then row, and their issues."""
-    if not jobs:
-        return [], []
-    by_cell, issues = merge_jobs(jobs)
-    expected, seeds = expected_images(jobs, images), expected_seeds(jobs)
     order = {loss: i for i, loss in enumerate(paper.SR_ROWS)}
-    cells = sorted(by_cell, key=lambda c: (Column.of(c), order.get(c.loss, len(order)), c.loss))
-    out = []
-    for cell in cells:
-        res = build_cell(cell, by_cell[cell], expected, issues, explicit=bool(images), expected_seeds=seeds)
-        res.deviations = dip_deviations(res.config, cell, len(res.expected))
-        out.append(res)
-    return out, issues
+    cells, issues = build_cells(jobs, images, grid=False, describe=dip_deviations,
+                                key=lambda c: (Column.of(c), order.get(c.loss, len(order)), c.loss))
+    for c in cells:
+        if c.conflict:  # build_cell describes no conflict; DIP's departures are listed all the same
+            c.deviations = dip_deviations(None, c.cell, len(c.expected))
+    return cells, issues
 
 
 def dip_deviations(config: dict | None, cell: Cell, n_images: int) -> list[str]:

@@ -16,7 +16,7 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
 from bpdip.curves import PREFIX, OverSeeds, mean_curve, over_seeds, peak_of
 from bpdip.report.cells import CellResult, SeedResult
-from bpdip.report.render import BREAK, N, V, Grid, bold_if, column_best, empty_text, grid_cells, has_value
+from bpdip.report.render import BREAK, N, V, Grid, bold_if, column_best, empty_text, has_value
 from bpdip.report.sources import seed_label
 from bpdip.report.tables import _joined, _num, setting_columns
 
@@ -98,8 +98,7 @@ def streams_table(report) -> pd.DataFrame | None:
 
 def grid_values(report, stream: str) -> dict:
     """(loss, kernel, var) -> (cell, StreamValue) over the paper's grid."""
-    grid, _ = grid_cells(report.cells)
-    return {key: (c, stream_value(c, stream)) for key, c in grid.items()}
+    return {key: (c, stream_value(c, stream)) for key, c in report.grid.items()}
 
 
 def gain_summary(report, stream: str) -> dict:

@@ -22,13 +22,19 @@ from bpdip.report.sources import seed_key
 
 # the paper's visual figures: (kernel, noise variance) -> figure number
 PAPER_FIGURES = {("uniform", 0.3): 2, ("radial", 2.0): 3, ("gaussian", 2.0): 4, ("gaussian", 4.0): 5}
-# rows "<stream>.<rule>" (SPEC "output streams"); "restored" names the record's restored stream
-ROWS = ("perturbed.oracle", "average.oracle", "restored.wmv")
-# a row's rule in words: over the row (short) and in the caption
-RULE_SHORT = {"oracle": "each image's own best iteration (oracle)", "fixed": "the last iterate",
-              "wmv": "WMV's choice", "emv": "EMV's choice", "discrepancy": "the discrepancy principle's choice"}
-RULE_TEXT = {**RULE_SHORT, "oracle": "its own best logged iteration (oracle, chosen with ground truth)",
-             **{r: f"{RULE_SHORT[r]} (online, no ground truth)" for r in ("wmv", "emv", "discrepancy")}}
+# rows "<stream>.<rule>" (SPEC "output streams"), in order: their words in the caption and over
+# the row; "restored" names the record's restored stream, {stream} in the words
+ROW_WORDS = {
+    "perturbed.oracle": (("the perturbed output (Table I's stream) at each image's own best logged iteration "
+                          "(oracle, chosen with ground truth; Table I itself takes the best common iteration of the "
+                          "image-averaged curve)"),
+                         "perturbed output at each image's own best iteration (oracle)"),
+    "average.oracle": ("the average output at its own best logged iteration (oracle, chosen with ground truth)",
+                       "average output at each image's own best iteration (oracle)"),
+    "restored.wmv": ("the restored stream ({stream}) at WMV's choice (online, no ground truth)",
+                     "{stream} output at WMV's choice"),
+}
+ROWS = tuple(ROW_WORDS)
 WINDOW_FRACTION, MIN_WINDOW = 0.25, 8  # close-up side: a quarter of the shorter side, >= 8 px
 REGION_COLOR = "yellow"
 
@@ -50,12 +56,12 @@ class VisualSettings:
         """From the CLI's ``--visual``, ``--visual-images``, ``--visual-region`` (ValueError: one line)."""
         given = {}
         if settings is not None:
-            tokens = _names(settings, "--visual is empty; give 'paper', 'all', 'none' or KERNEL-VAR,... "
-                                      "(e.g. uniform-0.3,gaussian-4)")
+            tokens = split_names(settings, "--visual is empty; give 'paper', 'all', 'none' or KERNEL-VAR,... "
+                                           "(e.g. uniform-0.3,gaussian-4)")
             given["settings"] = tuple(_setting(t) for t in tokens if t != "none")
         if images is not None:
-            given["images"] = _names(images, "--visual-images is empty; give 'first', 'all' or image names "
-                                             "such as face,zebra")
+            given["images"] = split_names(images, "--visual-images is empty; give 'first', 'all' or image names "
+                                                  "such as face,zebra")
         if region is not None:
             try:
                 top, left, size = (int(v) for v in region.split(","))
@@ -76,7 +82,7 @@ class VisualSettings:
         return list(dict.fromkeys(out))
 
 
-def _names(text: str, empty: str) -> tuple[str, ...]:
+def split_names(text: str, empty: str) -> tuple[str, ...]:
     """The comma-separated words of an option (ValueError ``empty`` when there is none)."""
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
@@ -259,17 +265,10 @@ def loss_panel(loss: str, key: str, record) -> Panel:
 
 
 def make_row(key: str, panels: list[Panel], entries: list[dict]) -> Row:
-    """The row's key and its words for the caption and over the row."""
-    stream, rule = key.split(".")
-    if stream == "restored":
-        stream = "/".join(sorted({e.get("restored_stream") or "perturbed" for e in entries}))
-        label = f"the restored stream ({stream}) at {RULE_TEXT.get(rule, rule)}"
-    elif key == "perturbed.oracle":
-        label = ("the perturbed output (Table I's stream) at each image's own best logged iteration (oracle, chosen "
-                 "with ground truth; Table I itself takes the best common iteration of the image-averaged curve)")
-    else:
-        label = f"the {stream} output at {RULE_TEXT.get(rule, rule)}"
-    return Row(key, label, f"{stream} output at {RULE_SHORT.get(rule, rule)}", panels)
+    """The row's key and its words (:data:`ROW_WORDS`) for the caption and over the row."""
+    stream = "/".join(sorted({e.get("restored_stream") or "perturbed" for e in entries}))
+    label, short = ROW_WORDS[key]
+    return Row(key, label.format(stream=stream), short.format(stream=stream), panels)
 
 
 def build_visual(here: list, kernel: str, var: float, image: str, settings: VisualSettings) -> Visual | None:
