@@ -94,7 +94,7 @@ CSV_TABLES: dict[str, Callable] = {
     "mean_curves.csv": lambda r: r.mean_curves(),
     # None (no file) unless the records have the other output streams (issue 20)
     "table1_streams.csv": streams.streams_table,
-    "stopping_streams.csv": stream_stopping.stream_stopping_table,
+    "stopping_streams.csv": lambda r: r.stopping_streams,
     # super-resolution's (bpdip.report.sr): none without SR records
     "sr.csv": lambda r: sr.sr_table(r) if r.sr_cells else None,
     "sr_per_image.csv": lambda r: sr.sr_per_image(r) if r.sr_cells else None,
@@ -158,6 +158,8 @@ class Report:
     image_spread = cached_property(lambda self: image_spread_table(self.per_image))
     seeds = cached_property(lambda self: seed_table(self.cells))
     stopping = cached_property(lambda self: stopping.stopping_table(self.cells))  # what each stopping rule chose
+    # the same per output stream; None without the streams' choices
+    stopping_streams = cached_property(lambda self: stream_stopping.stream_stopping_table(self))
     # the paper's grid: (loss, kernel, noise_var) -> the setting's result
     grid = cached_property(lambda self: render.grid_cells(self.cells)[0])
     comparisons = cached_property(lambda self: column_comparisons(self.grid, render.COLUMNS))

@@ -89,6 +89,8 @@ class CellResult:
     no_truth: bool = False  # data=observed: complete images without ground truth (no PSNR)
     config: dict | None = None  # resolved config of the records (informational)
     deviations: list[str] = field(default_factory=list)  # departures from the paper's protocol
+    # stream -> its value (bpdip.report.streams.stream_value), computed once: many sections read it
+    stream_values: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def status(self) -> str:

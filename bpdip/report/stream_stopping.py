@@ -120,7 +120,7 @@ def streams_table_text(frame: pd.DataFrame) -> Table:
 
 
 def md_stopping_streams(report) -> str:
-    frame = stream_stopping_table(report)
+    frame = report.stopping_streams
     if frame is None:
         return ""
     return "\n".join([streams_table_text(frame).section(), "", *md_targets(report, frame)])
@@ -171,7 +171,7 @@ def md_targets(report, frame: pd.DataFrame) -> list[str]:
 
 
 def tex_stopping_streams(report) -> str:
-    frame = stream_stopping_table(report)
+    frame = report.stopping_streams
     if frame is None:
         return ""
     items = [tex_escape(f"{target}: {verdict}, {shown}.")

@@ -50,7 +50,14 @@ class StreamValue(OverSeeds):
 
 
 def stream_value(c: CellResult, stream: str) -> StreamValue:
-    """Table I's value of setting ``c`` on ``stream`` (module docstring)."""
+    """Table I's value of setting ``c`` on ``stream`` (module docstring), kept in the cell
+    (``c.stream_values``): the stream tables, their summaries and Fig. 1 all read it."""
+    if stream not in c.stream_values:
+        c.stream_values[stream] = _stream_value(c, stream)
+    return c.stream_values[stream]
+
+
+def _stream_value(c: CellResult, stream: str) -> StreamValue:
     seeds, peaks, curves = [], [], []
     for r in c.valued_seeds if has_value(c) else []:
         curve = seed_curve(r, stream)
