@@ -143,6 +143,11 @@ class Report:
         """Whether the report has its deblurring part: always, unless every record is SR."""
         return bool(self.cells) or not self.sr_cells
 
+    def has(self, part: str) -> bool:
+        """Whether the report writes ``part`` (a section, file or figure name): every part,
+        except in a report of SR records only, where only the :data:`GENERAL` ones."""
+        return self.deblur or part in GENERAL
+
     def cell(self, loss: str, kernel: str, noise_var) -> CellResult:
         """The result of one setting, e.g. ``report.cell("bp", "uniform", 0.3)``."""
         key = Cell(kernel, canonical_noise(noise_var), loss)
@@ -234,7 +239,7 @@ def _csv(frame: pd.DataFrame) -> str:
 
 def markdown(report: Report) -> str:
     parts = [f"# {report.title}", "", *report.header_lines(), ""]
-    for text in (s.markdown(report) for s in SECTIONS if report.deblur or s.name in GENERAL):
+    for text in (s.markdown(report) for s in SECTIONS if report.has(s.name)):
         parts += [text, ""] if text else []
     return "\n".join(parts)
 
@@ -243,7 +248,7 @@ def tex_texts(report: Report) -> dict[str, str]:
     """.tex file name -> its text: the file's sections in SECTIONS order."""
     texts: dict[str, list[str]] = {}
     for s in SECTIONS:
-        text = s.tex(report) if s.tex is not None and (report.deblur or s.name in GENERAL) else ""
+        text = s.tex(report) if s.tex is not None and report.has(s.name) else ""
         if text:
             texts.setdefault(s.tex_file, []).append(text)
     return {name: "\n".join(parts) for name, parts in texts.items()}
@@ -264,7 +269,7 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = {"report.md": markdown(report)}
-    frames = {name: table(report) for name, table in CSV_TABLES.items() if report.deblur or name in GENERAL}
+    frames = {name: table(report) for name, table in CSV_TABLES.items() if report.has(name)}
     texts.update({name: _csv(frame) for name, frame in frames.items() if frame is not None})
     tex = tex_texts(report)
     if tex:
@@ -275,6 +280,6 @@ def write_report(report: Report, out_dir, figure: bool = True) -> list[Path]:
         atomic_write_text(out / name, text)
         paths.append(out / name)
     for stem, writer in FIGURES.items() if figure else ():
-        if report.deblur or stem in GENERAL:
+        if report.has(stem):
             paths += writer(report, out / stem)
     return paths
