@@ -292,8 +292,11 @@ def build_visual(here: list, kernel: str, var: float, image: str, settings: Visu
         return None
     shape = next(p.image.shape for p in rows[0].panels if p.image is not None)
     # x, y and y's numbers from the first record that kept the truth, else the last record's
-    inputs = [recorded_input(job, entry, image) for job, entry in records.values()]
-    x, y, numbers, why = next((i for i in inputs if i[0] is not None), inputs[-1])
+    # (read one at a time: each is a y.npy and a PNG)
+    for job, entry in records.values():
+        x, y, numbers, why = recorded_input(job, entry, image)
+        if x is not None:
+            break
     x, y = central_crop(x, shape), central_crop(y, shape)
     notes = []
     if x is None and y is not None:
