@@ -344,10 +344,10 @@ def _plan(cfg) -> CellPlan:
         # every rule's parameters, also a rule with no block in conf/stop/rules.yaml (its PARAMS):
         # the same values for the built-in rules, whose blocks the config already holds
         rcfg["stop"].update({rule: dict(params) for rule, params in stop.params.items()})
-    if not stop.early and isinstance(rcfg.get("stop"), dict):
-        # every run evaluates every rule: without stop.early the named rule (and its stream) changes nothing
-        rcfg["stop"].pop("name", None)
-        rcfg["stop"].pop("stream", None)
+        if not stop.early:
+            # every run evaluates every rule: without stop.early the named rule (and its stream) changes nothing
+            rcfg["stop"].pop("name", None)
+            rcfg["stop"].pop("stream", None)
     chash = digest(rcfg)
     protocol = digest({k: v for k, v in rcfg.items() if k != "seed"})
     plan = CellPlan(config, cell, name, kernel, noise_var, sigma, fidelity, tv_weight, loss_params,
