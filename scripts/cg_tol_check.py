@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from bpdip.runner.provenance import git_commit, git_dirty, versions
+    from bpdip.provenance import git_commit, git_dirty, versions
 
     t0 = time.time()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -315,7 +315,7 @@ def main(argv=None) -> dict:
     t0 = time.time()
     from hydra import compose, initialize_config_dir
 
-    from bpdip.runner.provenance import git_commit, git_dirty, versions
+    from bpdip.provenance import git_commit, git_dirty, versions
 
     obs = make_observations(args)
     if args.from_jobs is not None:

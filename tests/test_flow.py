@@ -15,7 +15,7 @@ STAGES = {  # package prefix -> stage, in the order of the flow
     "bpdip.engine": 3,
     "bpdip.physics": 3, "bpdip.losses": 3, "bpdip.models": 3, "bpdip.metrics": 3, "bpdip.data": 3,
     "bpdip.baselines": 3, "bpdip.baselines_bm3d": 3, "bpdip.baselines_border": 3, "bpdip.registry": 3, "bpdip.streams": 3, "bpdip.stopping": 3,
-    "bpdip.records": 4, "bpdip.curves": 4, "bpdip.paper": 4,
+    "bpdip.records": 4, "bpdip.curves": 4, "bpdip.paper": 4, "bpdip.provenance": 4,
     "bpdip.report": 5,
 }
 REPORT = 5

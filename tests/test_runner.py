@@ -23,7 +23,8 @@ from bpdip.losses import make_loss
 from bpdip.models import SkipNet
 from bpdip.physics import Blur, derive_seed, make_kernel
 from bpdip.records import CURVE_COLUMNS, read_summary
-from bpdip.runner import degraded, plan_cell, provenance, run_cell
+from bpdip import provenance
+from bpdip.runner import degraded, plan_cell, run_cell
 from bpdip.runner.demo import loss_config, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import torch
 
 from bpdip.loop import atomic_save
 from bpdip.records import read_summary
-from bpdip.runner.provenance import git_commit
+from bpdip.provenance import git_commit
 from slurm_cluster import ROOT, slurm_cluster  # noqa: F401  (the session fixture)
 
 # the project's launcher config, plus what this CPU-only cluster (2 CPUs, no GPU) needs

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,7 @@ import torch
 from bpdip.bench.config import ITERATIONS, MEMORY_LIMIT_GB, QUALITY_TOLERANCE_DB, REFERENCES, SETTINGS_PER_LOSS, \
     TABLE1_ITERS_PER_IMAGE
 from bpdip.bench.measure import set14_sizes
-
-ROOT = Path(__file__).resolve().parents[2]
+from bpdip.provenance import git_commit
 
 
 def fit_time(points: list[tuple[int, float]]):
@@ -88,11 +86,8 @@ def device_info(device) -> dict:
         info.update(device_name=f"CPU: {name}", threads=torch.get_num_threads(), cores=os.cpu_count())
     if hasattr(os, "getloadavg"):  # other processes on the machine distort CPU timings: say how busy it was
         info["load_average_at_start"] = os.getloadavg()
-    try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                            timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
+    commit = git_commit()
+    info["git_commit"] = None if commit == "unknown" else commit
     return info
 
 

@@ -5,7 +5,6 @@ order), :data:`CSV_TABLES` and :data:`FIGURES`. A new part is one function and o
 from __future__ import annotations
 
 import datetime as _dt
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,6 +14,7 @@ from typing import Callable
 import pandas as pd
 
 from bpdip.paper import canonical_noise
+from bpdip.provenance import short_commit
 from bpdip.records import atomic_write_text
 from bpdip.report import baselines, render, sr, stopping, stream_stopping, streams, visual
 from bpdip.report.cells import CellResult, Issue, build_cells
@@ -195,7 +195,7 @@ class Report:
 
         seeds = list(dict.fromkeys(s for c in self.every_cell for s in c.expected_seeds))
         return [
-            f"- built {self.created} by `bpdip.report` at code commit {code_commit()}",
+            f"- built {self.created} by `bpdip.report` at code commit {short_commit()}",
             f"- inputs: {', '.join(f'`{i}`' for i in self.inputs) or '–'}",
             f"- records: {len(self.jobs)} jobs ({sum(j.error is None for j in self.jobs)} readable)",
             f"- settings: {self.settings_text()}",
@@ -204,19 +204,6 @@ class Report:
             f"- iterations per run: {values('iterations')}; logged every: {values('log_every')}",
             f"- seeds: {', '.join(seed_label(s) for s in seeds) or '–'}",
         ]
-
-
-def code_commit() -> str:
-    """The git commit of this checkout (with a '+dirty' mark), or 'unknown' outside git."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def build_report(jobs: list[Job], images: list[str] | None = None, inputs: list[str] | None = None) -> Report:

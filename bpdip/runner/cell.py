@@ -48,7 +48,7 @@ from bpdip.records import (
 from bpdip.runner.devices import device_name, job_device
 from bpdip.runner.checks import check_results_root
 from bpdip.runner.plan import CellPlan, ImageTask, UserError, absolute, plan_cell
-from bpdip.runner.provenance import git_commit, git_dirty, versions
+from bpdip.provenance import git_commit, git_dirty, versions
 from bpdip.stopping import Stopping
 from bpdip.store import Store, digest
 

@@ -1,4 +1,6 @@
-"""Where a result came from: code version, device and library versions."""
+"""Where a result came from: the bpdip checkout's git commit and whether it is dirty, and
+the library versions. One place for the runner, the report's header and the benchmark;
+torch is imported only by :func:`versions`, so the report needs no torch for its header."""
 
 from __future__ import annotations
 
@@ -6,9 +8,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-import torch
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,5 +33,14 @@ def git_dirty() -> bool | None:
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def short_commit() -> str:
+    """The commit's first 7 hex digits with a '+dirty' mark where tracked files differ, or
+    "unknown": what a report's header prints."""
+    commit = git_commit()
+    return "unknown" if commit == "unknown" else commit[:7] + ("+dirty" if git_dirty() else "")
+
+
 def versions() -> dict:
+    import torch
+
     return {"torch_version": torch.__version__}
