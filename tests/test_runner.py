@@ -238,6 +238,18 @@ def test_records_name_the_checked_out_commit(cfg_of, tmp_path):
     assert read_summary(tmp_path / "summary.json")["run"]["git_commit"] == run["git_commit"]
 
 
+def test_the_report_header_names_the_short_commit(monkeypatch):
+    """The report's 'code commit' is the commit's first 7 digits, '+dirty' where tracked
+    files differ, 'unknown' outside git (bpdip.provenance.short_commit)."""
+    monkeypatch.setattr(provenance, "git_commit", lambda: "0123456789abcdef")
+    monkeypatch.setattr(provenance, "git_dirty", lambda: True)
+    assert provenance.short_commit() == "0123456+dirty"
+    monkeypatch.setattr(provenance, "git_dirty", lambda: False)
+    assert provenance.short_commit() == "0123456"
+    monkeypatch.setattr(provenance, "git_commit", lambda: "unknown")
+    assert provenance.short_commit() == "unknown"
+
+
 # The smoke preset's network: conf/model/slim.yaml (8 input channels, conftest.SLIM's widths).
 SMOKE_NET = dict(in_channels=8, **SLIM)
 # PROTOCOL "Optimisation": Adam lr 0.01, z ~ U[0, 0.1), z + 0.03 N(0, 1) at each step.
