@@ -22,7 +22,7 @@ from bpdip.baselines import BOUNDARY_MODELS, LABELS
 from bpdip.paper import KERNEL_LABELS, KERNELS, NOISE_VARS
 from bpdip.report.render import Table
 
-COLUMNS = ["kernel", "noise_var", "boundary", "method", "boundary_model", "n", "psnr", "ssim_dr2", "ssim", "params"]
+CSV_COLUMNS = ["kernel", "noise_var", "boundary", "method", "boundary_model", "n", "psnr", "ssim_dr2", "ssim", "params"]
 
 
 def _boundary(c) -> str:
@@ -52,12 +52,12 @@ def baselines_table(report) -> pd.DataFrame:
         params = sorted({";".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in sorted((b.get("params") or {}).items()) if k != "tuned_with")
                          for b in values})
-        rows.append({**dict(zip(COLUMNS, key)), "boundary_model": BOUNDARY_MODELS.get(key[3]), "n": len(values),
+        rows.append({**dict(zip(CSV_COLUMNS, key)), "boundary_model": BOUNDARY_MODELS.get(key[3]), "n": len(values),
                      **{m: float(np.mean([b[m] for b in values])) if all(isinstance(b.get(m), (int, float))
                                                                          for b in values) else None
                         for m in ("psnr", "ssim_dr2", "ssim")},
                      "params": " | ".join(params)})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
 def baselines_csv(report) -> pd.DataFrame | None:

@@ -167,9 +167,9 @@ class Report:
     stopping_streams = cached_property(lambda self: stream_stopping.stream_stopping_table(self))
     # the paper's grid: (loss, kernel, noise_var) -> the setting's result
     grid = cached_property(lambda self: render.grid_cells(self.cells)[0])
-    comparisons = cached_property(lambda self: column_comparisons(self.grid, render.COLUMNS))
+    comparisons = cached_property(lambda self: column_comparisons(self.grid, render.GRID_COLUMNS))
     # every ordering of two losses in the paper's Table I, tested on these records
-    orderings = cached_property(lambda self: paper_orderings(self.grid, render.COLUMNS))
+    orderings = cached_property(lambda self: paper_orderings(self.grid, render.GRID_COLUMNS))
     # the restored-image figures (bpdip.report.visual) and notes on those not found
     visuals = cached_property(lambda self: visual.build_visuals(self))
 

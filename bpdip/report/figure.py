@@ -16,7 +16,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS  # noqa: E402
 from bpdip.report.cells import FLAGS, CellResult  # noqa: E402
-from bpdip.report.render import COLUMNS, grid_cells  # noqa: E402
+from bpdip.report.render import GRID_COLUMNS, grid_cells  # noqa: E402
 from bpdip.report.streams import stream_value  # noqa: E402
 
 COLORS = {"ls": "tab:blue", "ls_tv": "tab:cyan", "bp": "tab:red", "bp_tv": "tab:orange"}
@@ -99,10 +99,10 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     noise), a diverging colour map centred at 0, each cell annotated with the difference
     (± the s.d. over seeds where there are several) and its markers; no value: grey."""
     grid, _ = grid_cells(cells)
-    diff = np.full((len(LOSSES), len(COLUMNS)), np.nan)
-    notes = [["n/a"] * len(COLUMNS) for _ in LOSSES]
+    diff = np.full((len(LOSSES), len(GRID_COLUMNS)), np.nan)
+    notes = [["n/a"] * len(GRID_COLUMNS) for _ in LOSSES]
     for i, loss in enumerate(LOSSES):
-        for j, (kernel, var) in enumerate(COLUMNS):
+        for j, (kernel, var) in enumerate(GRID_COLUMNS):
             c = grid.get((loss, kernel, var))
             if c is None:
                 continue
@@ -120,7 +120,7 @@ def heatmap(cells: list[CellResult], title: str | None = None):
     for (i, j), value in np.ndenumerate(diff):
         dark = np.isfinite(value) and abs(value) > 0.6 * limit
         ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_xticks(range(len(COLUMNS)), [f"{KERNEL_LABELS[k]}\nσ = √{v:g}" for k, v in COLUMNS], fontsize=8)
+    ax.set_xticks(range(len(GRID_COLUMNS)), [f"{KERNEL_LABELS[k]}\nσ = √{v:g}" for k, v in GRID_COLUMNS], fontsize=8)
     ax.set_yticks(range(len(LOSSES)), [LOSS_LABELS[loss] for loss in LOSSES], fontsize=9)
     for j in (3, 6):
         ax.axvline(j - 0.5, color="white", lw=2)

@@ -1,7 +1,7 @@
 """The report's sections: one table model, :class:`Table` (header, rows, ONE caption) or
 :class:`Grid` (laid out as the paper's Table I), built once and printed by one Markdown and
-one LaTeX writer. Cells are plain text or :class:`V` values (bold, signed numbers, the
-markers of incomplete data, cells.FLAGS), with :class:`A` where the languages differ.
+one LaTeX writer. Cells are plain text or :class:`Value` (parts in bold, signed numbers, the
+markers of incomplete data, cells.FLAGS), with :class:`Alt` where the languages differ.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bpdip.report.stats import METHOD
 
 LATEX_MARKERS = {"∅": r"\emptyset", "‖": r"\|", "*": "*", "°": r"\circ", "†": r"\dagger", "‡": r"\ddagger",
                  "§": r"\S", "¶": r"\P"}
-COLUMNS = [(k, v) for k in KERNELS for v in NOISE_VARS]  # the paper's column order
+GRID_COLUMNS = [(k, v) for k in KERNELS for v in NOISE_VARS]  # the paper's column order
 
 
 def fmt(x, digits: int, sign: bool = False) -> str:
@@ -124,18 +124,18 @@ def seeds_table(report) -> Table:
     for c in report.cells:
         if not c.sources:
             continue
-        flags = A(md_markers(c.markers), None)
+        flags = Alt(md_markers(c.markers), None)
         if c.conflict is not None:
-            rows.append([str(c.cell), A("conflict", f"conflict{tex_markers(c.markers)}"), "–", "–", "–", flags])
+            rows.append([str(c.cell), Alt("conflict", f"conflict{tex_markers(c.markers)}"), "–", "–", "–", flags])
             continue
         mean, n = c.peak["psnr"] if c.peak else None, c.n_seeds
         spread = fmt(c.psnr_std, 2) if c.psnr_std is not None else f"unknown ({n} seed{'s' * (n != 1)})"
         n_text = str(n) + (f" of {len(c.expected_seeds)}" if n < len(c.expected_seeds) else "")
-        rows.append([str(c.cell), A(seed_values_text(c), tex_escape(seed_values_text(c)) + tex_markers(c.markers)),
-                     A(fmt(mean, 2), tex_num(mean, 2)), spread, n_text, flags])
+        rows.append([str(c.cell), Alt(seed_values_text(c), tex_escape(seed_values_text(c)) + tex_markers(c.markers)),
+                     Alt(fmt(mean, 2), tex_num(mean, 2)), spread, n_text, flags])
     seeds = sorted({seed_label(s) for c in report.cells for s in c.expected_seeds})
-    return Table([A("setting", "Setting"), A("Table I PSNR per seed [dB]", "Per seed"), A("mean", "Mean"),
-                  A("s.d.", "S.d."), A("seeds", "Seeds"), A("flags", None)], rows, "lllrll",
+    return Table([Alt("setting", "Setting"), Alt("Table I PSNR per seed [dB]", "Per seed"), Alt("mean", "Mean"),
+                  Alt("s.d.", "S.d."), Alt("seeds", "Seeds"), Alt("flags", None)], rows, "lllrll",
                  "Each seed's Table I PSNR (the peak of that seed's average curve), their mean and sample standard "
                  "deviation (ddof 1; unknown with one seed) and the number of seeds with a value. Seeds in this "
                  f"report: {', '.join(seeds) or '–'}.", "tab:seeds", spec="lllrl", title="Seeds", empty="No records.")
@@ -191,7 +191,7 @@ def orderings_table(report) -> Table | None:
 
     for first, second in sorted(pairs, key=pair_order):
         row = [f"{label(first)} vs {label(second)}"]
-        for kernel, var in COLUMNS:
+        for kernel, var in GRID_COLUMNS:
             r = cells.get((first, second, kernel, var)) or cells.get((second, first, kernel, var))
             row.append("–" if r is None else
                        f"{label(r.a)} +{r.paper_diff:.2f} / {fmt(r.ours_diff, 2, True)} {ORDERING_MARK[r.outcome]}")
@@ -199,19 +199,20 @@ def orderings_table(report) -> Table | None:
     counts = frame["outcome"].value_counts()
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("holds", "tied", "reversed", "not enough data")
                         if counts.get(k, 0))
-    return Table(["pair", *[column_label(k, v) for k, v in COLUMNS]], rows, title="The paper's orderings", caption=(
+    header = ["pair", *[column_label(k, v) for k, v in GRID_COLUMNS]]
+    return Table(header, rows, title="The paper's orderings", caption=(
         "Every ordering of two losses in the paper's Table I, tested on our records as the column winners are (same "
         "paired t-interval): each cell names the loss the paper puts above, the paper's margin, our mean difference "
         "in the same direction, and ✓ holds (our interval above 0), ≈ tied (it contains 0), ✗ reversed (below 0), ? "
         f"not enough data. Over the grid: {summary}."))
 
 
-def other_value(c: CellResult, which: str) -> V:
+def other_value(c: CellResult, which: str) -> Value:
     """One setting outside the grid, on one line."""
     if not has_value(c, which):
         return empty_value(c)
     extra = f" @{iteration_text(c)}" if which == "peak" else ""
-    return V((f"{value_text(c, which)}{extra} · SSIM₁ {fmt(getattr(c, which)['ssim'], 3)} · n={images_text(c)}",),
+    return Value((f"{value_text(c, which)}{extra} · SSIM₁ {fmt(getattr(c, which)['ssim'], 3)} · n={images_text(c)}",),
              c.markers)
 
 
@@ -341,7 +342,7 @@ def tex_notes(report) -> list[str]:
 
 # ----------------------------------------------------------------------------- the grid tables
 
-class N(NamedTuple):
+class Num(NamedTuple):
     """A number in a cell: Markdown writes it as text, LaTeX a signed one in math mode."""
 
     x: float | None
@@ -349,11 +350,11 @@ class N(NamedTuple):
     sign: bool = False
 
 
-class B(str):
+class Bold(str):
     """Bold text in a cell."""
 
 
-class A(NamedTuple):
+class Alt(NamedTuple):
     """Text written differently in the two languages (a header that is None in one: a
     column only the other shows)."""
 
@@ -365,9 +366,9 @@ BREAK = "\x02"  # LaTeX: the rest of the cell on a second line (a \shortstack); 
 
 
 @dataclass(frozen=True)
-class V:
-    """One cell of a grid table in both languages: plain-text parts (str, :class:`B`,
-    :class:`N`, :data:`BREAK`) and the setting's markers of incomplete data."""
+class Value:
+    """One cell of a grid table in both languages: plain-text parts (str, :class:`Bold`,
+    :class:`Num`, :data:`BREAK`) and the setting's markers of incomplete data."""
 
     parts: tuple
     markers: str = ""
@@ -382,14 +383,14 @@ class V:
 
 
 def md_text(x) -> str:
-    """A table cell (plain text, :class:`A` or :class:`V`) or a part of a :class:`V` as Markdown."""
-    if isinstance(x, V):
+    """A table cell (plain text, :class:`Alt` or :class:`Value`) or a part of a :class:`Value` as Markdown."""
+    if isinstance(x, Value):
         return x.markdown()
-    if isinstance(x, A):
+    if isinstance(x, Alt):
         return x.md
-    if isinstance(x, B):
+    if isinstance(x, Bold):
         return f"**{x}**"
-    if isinstance(x, N):
+    if isinstance(x, Num):
         return fmt(x.x, x.digits, x.sign)
     if x == BREAK:
         return " "
@@ -398,34 +399,34 @@ def md_text(x) -> str:
 
 def tex_text(x) -> str:
     """:func:`md_text` in LaTeX."""
-    if isinstance(x, V):
+    if isinstance(x, Value):
         return x.latex()
-    if isinstance(x, A):
+    if isinstance(x, Alt):
         return x.tex
-    if isinstance(x, B):
+    if isinstance(x, Bold):
         return f"\\textbf{{{tex_escape(x)}}}"
-    if isinstance(x, N):
+    if isinstance(x, Num):
         return tex_num(x.x, x.digits, x.sign) if x.sign else fmt(x.x, x.digits)
     if x == BREAK:
         return "\\\\"
     return tex_escape(x)
 
 
-def empty_value(c: CellResult | None) -> V:
+def empty_value(c: CellResult | None) -> Value:
     """A setting without a value: why (missing, conflict, no complete image), with its markers."""
-    return V((empty_text(c),), c.markers if c is not None else "")
+    return Value((empty_text(c),), c.markers if c is not None else "")
 
 
 def bold_if(text: str, bold: bool) -> str:
-    """``text`` as :class:`B` (bold) where ``bold``: a column's best."""
-    return B(text) if bold else text
+    """``text`` as :class:`Bold` (bold) where ``bold``: a column's best."""
+    return Bold(text) if bold else text
 
 
 @dataclass(frozen=True)
 class Grid:
     """A section laid out as the paper's Table I (rows the losses, columns kernel x noise):
     its title, ONE caption for both languages (Markdown: ``**bold**`` and ``code``), and
-    ``cells(report)``, a function (loss, kernel, var) -> :class:`V`; :meth:`table` makes it
+    ``cells(report)``, a function (loss, kernel, var) -> :class:`Value`; :meth:`table` makes it
     a :class:`Table`. ``notes``: LaTeX's footnotes of the flags and issues (Table I and the
     final table)."""
 
@@ -441,8 +442,8 @@ class Grid:
     def table(self, report) -> Table:
         """The grid as a :class:`Table`: a row per loss, a column per (kernel, noise)."""
         text = self.cells(report)
-        return Table(["", *(column_label(k, v) for k, v in COLUMNS)],
-                     [[LOSS_LABELS[loss], *(text(loss, k, v) for k, v in COLUMNS)] for loss in LOSSES],
+        return Table(["", *(column_label(k, v) for k, v in GRID_COLUMNS)],
+                     [[LOSS_LABELS[loss], *(text(loss, k, v) for k, v in GRID_COLUMNS)] for loss in LOSSES],
                      caption=self.caption(report) if callable(self.caption) else self.caption, title=self.title)
 
     def markdown(self, report) -> str:
@@ -464,10 +465,10 @@ class Grid:
         return "\n".join([
             self.comment, "\\begin{table*}[t]", "\\centering", "\\scriptsize", "\\setlength{\\tabcolsep}{3pt}",
             f"\\caption{{{tex_caption(f'{self.title}: {table.caption}')}}}", f"\\label{{{self.label}}}",
-            "\\begin{tabular}{l" + "c" * len(COLUMNS) + "}", "\\toprule",
+            "\\begin{tabular}{l" + "c" * len(GRID_COLUMNS) + "}", "\\toprule",
             " & " + " & ".join(f"\\multicolumn{{3}}{{c}}{{{KERNEL_LABELS[k]} kernel}}" for k in KERNELS) + " \\\\",
             "".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(len(KERNELS))),
-            " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in COLUMNS) + " \\\\", "\\midrule",
+            " & " + " & ".join(f"$\\sigma=\\sqrt{{{v:g}}}$" for _, v in GRID_COLUMNS) + " \\\\", "\\midrule",
             *table.tex_rows(), "\\bottomrule", "\\end{tabular}",
             *(["\\par\\smallskip\\parbox{\\linewidth}{\\footnotesize", *notes, "}"] if notes else []),
             "\\end{table*}", ""])
@@ -475,8 +476,8 @@ class Grid:
 
 @dataclass(frozen=True)
 class Table:
-    """A table in both languages, built once: header (plain text; :class:`A` where the
-    languages differ), rows of cells (plain text or :class:`V`), Markdown's alignment,
+    """A table in both languages, built once: header (plain text; :class:`Alt` where the
+    languages differ), rows of cells (plain text or :class:`Value`), Markdown's alignment,
     ONE caption (Markdown: the paragraph above the table), and LaTeX's longtable column
     spec and label. ``markdown()`` and ``latex()`` are its two writers."""
 
@@ -490,8 +491,8 @@ class Table:
     empty: str = ""  # the Markdown section's text without rows
 
     def _columns(self, lang: str) -> list[int]:
-        """The columns this language shows (an :class:`A` header that is None in it: none)."""
-        return [i for i, h in enumerate(self.header) if not (isinstance(h, A) and getattr(h, lang) is None)]
+        """The columns this language shows (an :class:`Alt` header that is None in it: none)."""
+        return [i for i, h in enumerate(self.header) if not (isinstance(h, Alt) and getattr(h, lang) is None)]
 
     def markdown(self) -> str:
         keep = self._columns("md")
@@ -535,7 +536,7 @@ def cell_values(value, which: str = "peak"):
             c = grid.get((loss, kernel, var))
             if not has_value(c, which):
                 return empty_value(c)
-            return V(value(c, getattr(c, which)["psnr"] == best.get((kernel, var))), c.markers)
+            return Value(value(c, getattr(c, which)["psnr"] == best.get((kernel, var))), c.markers)
         return text
     return cells
 
@@ -545,7 +546,7 @@ def _paper_cells(report):
 
     def text(loss, kernel, var):
         psnr, ssim = TABLE1[(loss, kernel, var)]
-        return V((bold_if(f"{psnr:.2f} / {ssim:.2f}", psnr == best[(kernel, var)]),))
+        return Value((bold_if(f"{psnr:.2f} / {ssim:.2f}", psnr == best[(kernel, var)]),))
     return text
 
 
@@ -563,15 +564,15 @@ DIFFERENCES_GRID = Grid(
     "Differences: ours − paper",
     "PSNR [dB] / SSIM (data_range 2) of Table I above minus the paper's; the PSNR difference is also drawn in "
     "`table1_diff.png`.",
-    cell_values(lambda c, _: (N(c.peak["psnr"] - c.paper[0], 2, True), " / ",
-                              N(c.peak["ssim_dr2"] - c.paper[1], 3, True))),
+    cell_values(lambda c, _: (Num(c.peak["psnr"] - c.paper[0], 2, True), " / ",
+                              Num(c.peak["ssim_dr2"] - c.paper[1], 3, True))),
     "tab:table1-diff", comment="% differences: ours - paper")
 ITERATIONS_GRID = Grid(
     "Iterations, SSIM₁ and images",
     "@ = the iteration of the peak (one per seed); SSIM₁ (data_range 1) there; n = images averaged / expected (one "
     "per seed where they differ). '(last logged)': the peak is the last common iteration, so the curve may still "
     "be rising.",
-    cell_values(lambda c, _: (A(f"@{iteration_text(c)} · {fmt(c.peak['ssim'], 3)} · n={images_text(c)}",
+    cell_values(lambda c, _: (Alt(f"@{iteration_text(c)} · {fmt(c.peak['ssim'], 3)} · n={images_text(c)}",
                                 ", ".join(f"{r.peak['iteration']}{'$^{e}$' if r.peak_at_end else ''}"
                                           for r in c.valued_seeds) + f"; {c.peak['ssim']:.3f}; {images_text(c)}"),)),
     "tab:table1-iterations", comment="% iterations, SSIM_1 and images")
@@ -581,5 +582,5 @@ FINAL_GRID = Grid(
     "seeds), in brackets the PSNR difference from the paper's Table I; **bold**: the highest final PSNR of the "
     "column.",
     cell_values(lambda c, bold: (bold_if(value_text(c, "final"), bold),
-                                 *((" (", N(c.final["psnr"] - c.paper[0], 2, True), ")") if c.paper else ())),
+                                 *((" (", Num(c.final["psnr"] - c.paper[0], 2, True), ")") if c.paper else ())),
                 "final"), "tab:table1-final", notes=True)

@@ -20,7 +20,7 @@ from bpdip import paper
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.protocol import _get, departure, network_deviation
-from bpdip.report.render import A, Table, V, fmt, label, tex_escape
+from bpdip.report.render import Alt, Table, Value, fmt, label, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.tables import _ints
 
@@ -186,21 +186,21 @@ def sr_per_image(report) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------ the tables
 
-def _bold_tex(text: str, bold: bool) -> A | str:
+def _bold_tex(text: str, bold: bool) -> Alt | str:
     """LaTeX bolds the best of our column (Markdown: as before, no bold)."""
-    return A(text, f"\\textbf{{{tex_escape(text)}}}") if bold else text
+    return Alt(text, f"\\textbf{{{tex_escape(text)}}}") if bold else text
 
 
-def _cell_text(c: CellResult | None, best) -> V | str:
+def _cell_text(c: CellResult | None, best) -> Value | str:
     if c is None:
         return "–"
     v = y_value(c)
     if v.peak is None:
-        return V((c.status if c.status in ("missing", "conflict") else "no complete image",), c.markers)
+        return Value((c.status if c.status in ("missing", "conflict") else "no complete image",), c.markers)
     spread = f" ± {v.std:.2f}" if v.std is not None else ""
     its = ",".join(f"{i}{' (last logged)' if end else ''}" for i, end in zip(v.iterations, v.at_end))
     text = f"{v.peak['psnr_y']:.2f}{spread} @{its} (n={len(c.used)}/{len(c.expected)})"
-    return V((_bold_tex(text, v.peak["psnr_y"] == best),), c.markers)
+    return Value((_bold_tex(text, v.peak["psnr_y"] == best),), c.markers)
 
 
 def sr_text_table(report) -> Table:
@@ -229,7 +229,7 @@ def sr_text_table(report) -> Table:
     row = ["bicubic"]
     for col in cols:
         b, dip = bicubic[col], paper.sr_paper("bicubic", col.factor)
-        row += [V((_bold_tex(f"{b['psnr_y']:.2f} (n={b['n']})", b["psnr_y"] == best[col]),)) if b else "–",
+        row += [Value((_bold_tex(f"{b['psnr_y']:.2f} (n={b['n']})", b["psnr_y"] == best[col]),)) if b else "–",
                 f"{dip:.2f}" if dip is not None else "–"]
     rows.append(row)
     return Table(header, rows, "l" + "c" * (len(header) - 1), (

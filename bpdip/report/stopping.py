@@ -13,11 +13,11 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, KERNELS, LOSS_LABELS, LOSSES, NOISE_VARS
 from bpdip.stopping import ONLINE, RULES
 from bpdip.curves import TOLERANCE_DB, rule_statistics
-from bpdip.report.render import A, Table, fmt, md_table
+from bpdip.report.render import Alt, Table, fmt, md_table
 from bpdip.report.streams import setting_label
 
 KEY = ["loss", "kernel", "noise_var"]  # a setting
-COLUMNS = [*KEY, "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration", "stopped", "ran", "full"]
+CSV_COLUMNS = [*KEY, "rule", "n", "mean_psnr", "gap_db", "within_05", "iteration", "stopped", "ran", "full"]
 
 
 def cell_entries(c) -> list[dict]:
@@ -43,7 +43,7 @@ def rule_rows(c, entries: list[dict], full: list[dict] | None = None, rules=None
 def stopping_table(cells) -> pd.DataFrame:
     """One row per (setting, rule) with records of the rules (schema-2 records)."""
     rows = [r for c in cells if c.status not in ("missing", "conflict") for r in rule_rows(c, cell_entries(c))]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
 def _grid(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,7 +104,7 @@ def stopping_table_text(report) -> Table | None:
     if frame.empty:
         return None
     rules, rows = stopping_rows(frame)
-    return Table([A("setting", "Setting"), A("n", "$n$"), *rules], rows, "ll" + "c" * len(rules), (
+    return Table([Alt("setting", "Setting"), Alt("n", "$n$"), *rules], rows, "ll" + "c" * len(rules), (
         "Per setting and rule (every run evaluates every rule, `bpdip/stopping/`): mean PSNR of the image the "
         f"rule chose (gap to each image's oracle peak, share of images within {TOLERANCE_DB} dB of it) "
         "@ mean chosen iteration; n = images × seeds. `oracle` is the best logged iteration (ground "

@@ -18,15 +18,15 @@ import math
 
 import pandas as pd
 
-from bpdip.report.render import A, Table, fmt, md_table, tex_escape
-from bpdip.report.stopping import COLUMNS as RULE_COLUMNS, KEY, _grid, cell_entries, rule_rows, stopping_rows
+from bpdip.report.render import Alt, Table, fmt, md_table, tex_escape
+from bpdip.report.stopping import CSV_COLUMNS as RULE_COLUMNS, KEY, _grid, cell_entries, rule_rows, stopping_rows
 from bpdip.report.streams import GAIN_TARGET_DB, OTHER_STREAMS, gain_summary, setting_count, setting_label
 from bpdip.stopping import ONLINE
 from bpdip.curves import TOLERANCE_DB
 
 GAP_TARGET_DB = 0.3  # issue 20 (b)
 TARGET_RULES = ("wmv", "emv")
-COLUMNS = [*KEY, "stream", *RULE_COLUMNS[len(KEY):]]
+CSV_COLUMNS = [*KEY, "stream", *RULE_COLUMNS[len(KEY):]]
 
 
 def stream_entries(c, stream: str) -> list[dict]:
@@ -64,7 +64,7 @@ def stream_stopping_table(report) -> pd.DataFrame | None:
             if stream != "perturbed":  # the online rules that watched this stream themselves (issue 32)
                 rows += rule_rows(c, watched_entries(c, stream), entries, ONLINE, stream=stream,
                                   rule_suffix=f"@{stream}")
-    return pd.DataFrame(rows, columns=COLUMNS) if rows else None
+    return pd.DataFrame(rows, columns=CSV_COLUMNS) if rows else None
 
 
 def targets(report, frame: pd.DataFrame | None) -> dict:
@@ -109,7 +109,7 @@ def per_setting_gaps(frame: pd.DataFrame) -> pd.DataFrame:
 
 def streams_table_text(frame: pd.DataFrame) -> Table:
     rules, rows = stopping_rows(frame, extra_keys=("stream",))
-    return Table([A("setting", "Setting"), A("stream", "Stream"), A("n", "$n$"), *rules], rows,
+    return Table([Alt("setting", "Setting"), Alt("stream", "Stream"), Alt("n", "$n$"), *rules], rows,
                  "lll" + "c" * len(rules), (
                      "As the stopping table above, per output stream (summary `streams.<stream>.stopping`): mean PSNR "
                      "of the stream's image at the rule's chosen iteration (gap to that stream's own oracle, share of "

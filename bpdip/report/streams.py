@@ -16,7 +16,7 @@ import pandas as pd
 from bpdip.paper import KERNEL_LABELS, LOSS_LABELS, LOSSES
 from bpdip.curves import PREFIX, OverSeeds, mean_curve, over_seeds, peak_of
 from bpdip.report.cells import CellResult, SeedResult
-from bpdip.report.render import BREAK, N, V, Grid, bold_if, column_best, empty_text, has_value
+from bpdip.report.render import BREAK, Grid, Num, Value, bold_if, column_best, empty_text, has_value
 from bpdip.report.sources import seed_label
 from bpdip.report.tables import _joined, _num, setting_columns
 
@@ -134,14 +134,14 @@ def stream_cells(stream: str):
         def text(loss, kernel, var):
             c, v = values.get((loss, kernel, var), (None, None))
             if c is None:
-                return V(("–",))
+                return Value(("–",))
             if v.peak is None:  # say why, as Table I does; with a Table I value: the records lack the stream
-                return V((empty_text(c) if not has_value(c) else "no record of the stream",), c.markers)
+                return Value((empty_text(c) if not has_value(c) else "no record of the stream",), c.markers)
             spread = f" ± {v.std:.2f}" if v.std is not None else ""
             value = f"{v.peak['psnr']:.2f}{spread} / {v.peak['ssim_dr2']:.3f}"
             seeds = f" [{v.n} of {c.n_seeds} seeds]" if v.n < c.n_seeds else ""
             value = bold_if(value, v.peak["psnr"] == best.get((kernel, var)))
-            return V((value, BREAK, "(", N(v.gain, 2, True), f"){seeds}"), c.markers)
+            return Value((value, BREAK, "(", Num(v.gain, 2, True), f"){seeds}"), c.markers)
         return text
     return cells
 
