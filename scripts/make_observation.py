@@ -17,10 +17,12 @@ Files written into ``data/observed/``:
                           a restoration by hand only: no run reads it
 
     python scripts/make_observation.py            # rewrites data/observed/
+    python scripts/make_observation.py --out DIR  # writes the three files into DIR instead
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -66,4 +68,6 @@ def main(out: Path = OUT) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"folder for the three files (default {OUT})")
+    main(parser.parse_args().out)

@@ -45,6 +45,25 @@ def test_the_shipped_example_is_made_as_a_camera_makes_it():
     assert np.sqrt(np.mean((y / 255 - clean) ** 2)) == pytest.approx(np.sqrt(2 + 1 / 12) / 255, rel=0.1)
 
 
+def test_make_observation_writes_only_where_told(tmp_path):
+    """``--help`` prints its usage and writes nothing (it used to rewrite data/observed/);
+    ``--out`` writes the shipped files' pixels and kernel into another folder."""
+    import subprocess
+    import sys
+
+    script = str(ROOT / "scripts" / "make_observation.py")
+    shipped = {p.name: p.stat().st_mtime_ns for p in (DATA_ROOT / "observed").iterdir()}
+    helped = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage:")
+    assert {p.name: p.stat().st_mtime_ns for p in (DATA_ROOT / "observed").iterdir()} == shipped
+    subprocess.run([sys.executable, script, "--out", str(tmp_path)], check=True, capture_output=True, timeout=300)
+    for name in ("chelsea_blurred.png", "chelsea_truth.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)),
+                                      np.asarray(Image.open(DATA_ROOT / "observed" / name)))
+    np.testing.assert_array_equal(np.load(tmp_path / "gaussian_kernel.npy"),
+                                  np.load(DATA_ROOT / "observed" / "gaussian_kernel.npy"))
+
+
 def test_photo_evidence_end_to_end_at_a_tiny_scale(tmp_path):
     ev = _script("photo_evidence")
     out = tmp_path / "photo"
