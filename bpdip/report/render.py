@@ -224,6 +224,12 @@ def other_table(report) -> Table | None:
     return Table(["setting", "peak", "final"], rows, title="Settings outside the paper's grid")
 
 
+def commit_text(run: dict) -> str:
+    """A record's git commit as the runs tables write it: 10 digits, '+dirty' where its
+    tracked files differed, '–' where the record does not say."""
+    return str(run.get("git_commit") or "–")[:10] + ("+dirty" if run.get("git_dirty") else "")
+
+
 def runs_table(report) -> Table:
     """One row per setting with records: where they come from and how they depart from
     the paper's protocol (so that a demo's numbers are read as a demo's)."""
@@ -231,9 +237,7 @@ def runs_table(report) -> Table:
     for c in report.cells:
         if not c.sources:
             continue
-        commit = str(c.run.get("git_commit") or "–")[:10]
-        if c.run.get("git_dirty"):
-            commit += "+dirty"
+        commit = commit_text(c.run)
         device = str(c.run.get("device") or "–")
         if c.run.get("engine"):
             device += f", {c.run['engine']}"

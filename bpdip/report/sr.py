@@ -20,7 +20,7 @@ from bpdip import paper
 from bpdip.curves import OverSeeds, over_seed_curves, peak_of
 from bpdip.report.cells import CellResult, Issue, build_cells
 from bpdip.report.protocol import _get, departure, network_deviation
-from bpdip.report.render import Alt, Table, Value, fmt, label, tex_escape
+from bpdip.report.render import Alt, Table, Value, commit_text, fmt, label, tex_escape
 from bpdip.report.sources import Cell, Job, seed_label
 from bpdip.report.tables import _ints
 
@@ -256,8 +256,7 @@ def md_sr(report) -> str:
     images = [[f"×{r.factor}", r.method, r.seed, r.image, r.status + ("" if r.in_mean else " (not in mean)"),
                fmt(r.peak_psnr_y, 2), fmt(r.peak_psnr_y_iteration, 0), fmt(r.final_psnr_y, 2), fmt(r.bicubic_psnr_y, 2),
                fmt(r.gain_psnr_y, 2, True)] for r in sr_per_image(report).itertuples()]
-    runs = [[str(c.cell), c.config_hash or "–", str(c.run.get("git_commit") or "–")[:10]
-             + ("+dirty" if c.run.get("git_dirty") else ""), str(c.run.get("device") or "–"),
+    runs = [[str(c.cell), c.config_hash or "–", commit_text(c.run), str(c.run.get("device") or "–"),
              str(c.run.get("iterations") or "–")] for c in report.sr_cells if c.sources]
     tables = [Table(["factor", "method", "seed", "image", "status", "best Y-PSNR", "@it", "final Y-PSNR", "bicubic",
                      "gain"], images, "l" * 5 + "r" * 5, "Each image's own best logged Y-PSNR (@ iteration), its final "
